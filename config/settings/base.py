@@ -1,0 +1,257 @@
+"""Settings shared by every environment. Values come from the environment; each
+integration has its own section. ``local``, ``test`` and ``production`` refine them."""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+
+
+def env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value not in (None, "") else default
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in (os.environ.get(name) or default).split(",") if item.strip()]
+
+
+# --- Local state: where the embedded defaults keep their files (database, storage, broker) ---
+DATA_DIR = Path(env("MARKETPLACE_DATA_DIR", str(BASE_DIR / ".local")))
+
+
+def persistent_secret(name: str, *, nbytes: int = 32) -> str:
+    """A random secret kept in DATA_DIR so embedded runs survive restarts. Never used in production."""
+    path = DATA_DIR / "secrets" / name
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = base64.b64encode(secrets.token_bytes(nbytes)).decode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value)
+    return value
+
+
+# --- Core Django ---
+SECRET_KEY = env("DJANGO_SECRET_KEY", "")
+DEBUG = env_bool("DJANGO_DEBUG", False)
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.postgres",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "marketplace",
+    "compute_to_data",
+    "chain",
+    "frontend",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "marketplace.middleware.DomainErrorMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+AUTH_USER_MODEL = "marketplace.User"
+LOGIN_URL = "frontend:login"
+LOGIN_REDIRECT_URL = "frontend:catalogue"
+LOGOUT_REDIRECT_URL = "frontend:catalogue"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    }
+]
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-gb"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Database: SQLite file by default, PostgreSQL (or any) via DATABASE_URL ---
+DATABASES = {
+    "default": dj_database_url.parse(
+        env("DATABASE_URL") or f"sqlite:///{DATA_DIR / 'db.sqlite3'}", conn_max_age=60
+    )
+}
+
+# --- Static files: served by whitenoise, no CDN anywhere ---
+STATIC_URL = "/static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# --- Storage: dataset files (encrypted) and mock files go through the "datasets" storage alias.
+# Set DATASET_STORAGE_BACKEND=storages.backends.s3.S3Storage (and AWS_* variables) for S3. ---
+DATASET_STORAGE_BACKEND = env("DATASET_STORAGE_BACKEND", "django.core.files.storage.FileSystemStorage")
+_dataset_storage_options: dict[str, object] = {}
+if DATASET_STORAGE_BACKEND.endswith("FileSystemStorage"):
+    # No base_url: nothing under this folder is ever served by URL.
+    _dataset_storage_options = {"location": str(DATA_DIR / "storage"), "base_url": None}
+else:
+    _dataset_storage_options = {
+        "bucket_name": env("AWS_STORAGE_BUCKET_NAME"),
+        "endpoint_url": env("AWS_S3_ENDPOINT_URL"),
+        "default_acl": "private",
+        "querystring_auth": True,
+    }
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage",
+                "OPTIONS": {"location": str(DATA_DIR / "media")}},
+    "datasets": {"BACKEND": DATASET_STORAGE_BACKEND, "OPTIONS": _dataset_storage_options},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+
+# --- Datasets: encryption at rest, upload limits, schema sampling ---
+# 32 bytes, base64. Required in production; local runs keep a generated one in DATA_DIR.
+DATASET_ENCRYPTION_KEY = env("DATASET_ENCRYPTION_KEY", "")
+DATASET_MAX_UPLOAD_BYTES = env_int("DATASET_MAX_UPLOAD_BYTES", 1024**3)
+DATASET_MAX_MOCK_UPLOAD_BYTES = env_int("DATASET_MAX_MOCK_UPLOAD_BYTES", 20 * 1024**2)
+DATASET_ENCRYPTION_CHUNK_BYTES = env_int("DATASET_ENCRYPTION_CHUNK_BYTES", 1024**2)
+DATASET_SCHEMA_SAMPLE_BYTES = env_int("DATASET_SCHEMA_SAMPLE_BYTES", 4 * 1024**2)
+DATASET_SCHEMA_SAMPLE_ROWS = env_int("DATASET_SCHEMA_SAMPLE_ROWS", 10_000)
+DATASET_MOCK_MAX_ROWS = env_int("DATASET_MOCK_MAX_ROWS", 10_000)
+# Uploads are parsed by handlers that keep plaintext off disk and stop at the size limit.
+FILE_UPLOAD_HANDLERS = ["marketplace.uploads.EncryptedTemporaryFileUploadHandler"]
+DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+
+# --- REST API ---
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticatedOrReadOnly"],
+    "DEFAULT_PAGINATION_CLASS": "marketplace.api.pagination.StandardPagination",
+    "PAGE_SIZE": 20,
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.AnonRateThrottle",
+        "rest_framework.throttling.UserRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env("API_THROTTLE_ANON", "120/min"),
+        "user": env("API_THROTTLE_USER", "600/min"),
+    },
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "marketplace.api.errors.api_exception_handler",
+    "DEFAULT_PARSER_CLASSES": [
+        "rest_framework.parsers.JSONParser",
+        "rest_framework.parsers.MultiPartParser",
+        "rest_framework.parsers.FormParser",
+    ],
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Privacy-preserving data exchange API",
+    "DESCRIPTION": (
+        "Publish datasets, declare their schema, moderate listings and search the catalogue. "
+        "Errors are JSON objects with a stable `code` and a human `detail`."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --- Celery: server-less filesystem broker by default, Redis/RabbitMQ via CELERY_BROKER_URL ---
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", "filesystem://")
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {}
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    _broker_dir = DATA_DIR / "broker"
+    for _sub in ("queue", "processed"):
+        (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir / "queue"),
+        "data_folder_out": str(_broker_dir / "queue"),
+        "processed_folder": str(_broker_dir / "processed"),
+        "store_processed": False,
+    }
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 30 * 60)
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 35 * 60)
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+# Queues the workers of this project consume; docker/compose.yml is checked against it.
+CELERY_TASK_QUEUES_DECLARED = ["celery", "compute"]
+CELERY_BEAT_SCHEDULE = {
+    "storage-orphans-sweep": {
+        "task": "marketplace.tasks.storage_orphans_sweep_task",
+        "schedule": 3600.0,
+    },
+    "validations-resume": {
+        "task": "marketplace.tasks.validations_resume_task",
+        "schedule": 300.0,
+    },
+}
+
+# --- E-mail: console by default ---
+EMAIL_BACKEND = env("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "marketplace@localhost")
+MODERATION_NOTIFY_EMAILS = env_list("MODERATION_NOTIFY_EMAILS")
+
+# --- Logging ---
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

@@ -1,0 +1,38 @@
+"""Settings for pytest. DATABASE_URL selects the database (CI: PostgreSQL)."""
+
+import base64
+import os
+import tempfile
+from pathlib import Path
+
+from .base import *  # noqa: F403
+from .base import DATABASES, REST_FRAMEWORK, STORAGES, env
+
+_data_dir = Path(env("MARKETPLACE_TEST_DATA_DIR") or tempfile.mkdtemp(prefix="ppdx-test-"))
+DATA_DIR = _data_dir
+SECRET_KEY = "test-secret-key-not-for-production-0123456789abcdef"
+DATASET_ENCRYPTION_KEY = base64.b64encode(b"k" * 32).decode()
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+STORAGES = {
+    **STORAGES,
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage",
+                "OPTIONS": {"location": str(_data_dir / "media")}},
+    "datasets": {"BACKEND": "django.core.files.storage.FileSystemStorage",
+                 "OPTIONS": {"location": str(_data_dir / "storage"), "base_url": None}},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # A file, not memory, so a Celery worker process started by a test sees the same data.
+    DATABASES["default"]["TEST"] = {"NAME": str(_data_dir / "test.sqlite3")}
+DATABASES["default"]["CONN_MAX_AGE"] = 0
+REST_FRAMEWORK = {
+    **REST_FRAMEWORK,
+    "DEFAULT_THROTTLE_RATES": {"anon": "10000/min", "user": "10000/min"},
+}
+CELERY_BROKER_URL = "memory://"
+CELERY_BROKER_TRANSPORT_OPTIONS = {}
+CELERY_TASK_ALWAYS_EAGER = True
+CELERY_TASK_EAGER_PROPAGATES = True
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+MODERATION_NOTIFY_EMAILS = ["moderators@example.org"]
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")

@@ -1,0 +1,72 @@
+"""Django admin for every model. Listing status and files are read-only here: state changes go
+through the moderation service (the admin actions below call it), never a raw save."""
+
+from django.contrib import admin, messages
+from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+
+from marketplace.errors import DomainError
+from marketplace.models import Dataset, ModerationLogEntry, Report, Tag, User
+from marketplace.services.moderation import dataset_transition
+
+
+@admin.register(User)
+class UserAdmin(BaseUserAdmin):
+    fieldsets = BaseUserAdmin.fieldsets + (("Profile", {"fields": ("organisation", "bio")}),)
+    list_display = ("username", "email", "organisation", "is_staff", "date_joined")
+
+
+@admin.register(Tag)
+class TagAdmin(admin.ModelAdmin):
+    search_fields = ("name",)
+
+
+def _moderate(action: str):
+    def run(modeladmin, request, queryset):
+        done = 0
+        for dataset in queryset:
+            try:
+                dataset_transition(dataset=dataset, actor=request.user, action=action,
+                                   reason=f"{action} from the Django admin")
+                done += 1
+            except DomainError as exc:
+                modeladmin.message_user(request, f"#{dataset.pk}: {exc.detail}", messages.ERROR)
+        if done:
+            modeladmin.message_user(request, f"{action}: {done} dataset(s).", messages.SUCCESS)
+
+    run.short_description = f"{action.capitalize()} selected datasets"
+    run.__name__ = f"action_{action}"
+    return run
+
+
+@admin.register(Dataset)
+class DatasetAdmin(admin.ModelAdmin):
+    list_display = ("id", "title", "owner", "status", "price", "price_token", "validation", "created_at")
+    list_filter = ("status", "licence", "file_format", "validation")
+    search_fields = ("title", "owner__username")
+    readonly_fields = ("status", "listed_at", "file_format", "original_filename", "storage_name", "file_size",
+                       "file_sha256", "validation", "validation_detail", "row_count", "proposed_schema",
+                       "schema_confirmed_at", "mock_storage_name", "created_at", "updated_at")
+    filter_horizontal = ("tags",)
+    actions = [_moderate("approve"), _moderate("reject"), _moderate("delist"), _moderate("relist")]
+
+
+@admin.register(Report)
+class ReportAdmin(admin.ModelAdmin):
+    list_display = ("id", "dataset", "reporter", "status", "created_at")
+    list_filter = ("status",)
+    readonly_fields = ("dataset", "reporter", "reason", "created_at")
+
+
+@admin.register(ModerationLogEntry)
+class ModerationLogEntryAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "dataset", "actor", "action", "from_status", "to_status")
+    list_filter = ("action",)
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_add_permission(self, request):
+        return False

@@ -1,0 +1,408 @@
+"""REST API v1. Views parse input, call one service or selector, and render output."""
+
+from __future__ import annotations
+
+from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.authtoken.models import Token
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from django.contrib.auth import authenticate
+
+from marketplace.api.pagination import StandardPagination
+from marketplace.api.serializers import (
+    SCHEMA_EXAMPLE,
+    DatasetSerializer,
+    ErrorSerializer,
+    ModerationLogEntrySerializer,
+    OwnerDatasetSerializer,
+    QueueItemSerializer,
+    ReportSerializer,
+    dataset_data,
+)
+from marketplace.errors import InvalidInput, NotFound, PermissionDenied
+from marketplace.models import Dataset, Licence, Report
+from marketplace.selectors import catalog, moderation as moderation_selectors
+from marketplace.services import datasets as dataset_services
+from marketplace.services import moderation as moderation_services
+from marketplace.services.datasets import ListingFields
+from marketplace.services.mock import MOCK_DEFAULT_ROWS, mock_rows_generate
+from marketplace.services.storage import dataset_storage
+
+ERRORS = {
+    400: OpenApiResponse(ErrorSerializer, description="Bad input"),
+    401: OpenApiResponse(ErrorSerializer, description="Not signed in"),
+    403: OpenApiResponse(ErrorSerializer, description="Not allowed"),
+    404: OpenApiResponse(ErrorSerializer, description="Unknown id, or not visible to you"),
+}
+
+
+def _errors(*codes: int) -> dict:
+    return {code: ERRORS.get(code, OpenApiResponse(ErrorSerializer)) for code in codes}
+
+
+def _paginate(view: APIView, request, queryset, serializer_class, **kwargs):
+    paginator = StandardPagination()
+    page = paginator.paginate_queryset(queryset, request, view=view)
+    return paginator.get_paginated_response(serializer_class(page, many=True, **kwargs).data)
+
+
+class ObtainTokenView(APIView):
+    permission_classes = [AllowAny]
+    authentication_classes: list = []
+
+    class InputSerializer(serializers.Serializer):
+        username = serializers.CharField()
+        password = serializers.CharField(style={"input_type": "password"}, trim_whitespace=False)
+
+    class OutputSerializer(serializers.Serializer):
+        token = serializers.CharField()
+        username = serializers.CharField()
+
+    @extend_schema(request=InputSerializer, responses={200: OutputSerializer, **_errors(400)}, tags=["auth"],
+                   summary="Exchange a username and password for an API token")
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = authenticate(request, username=data.validated_data["username"],
+                            password=data.validated_data["password"])
+        if user is None:
+            raise InvalidInput("Unable to sign in with those credentials.", code="invalid_credentials")
+        token, _ = Token.objects.get_or_create(user=user)
+        return Response({"token": token.key, "username": user.get_username()})
+
+
+class ListingFieldsSerializer(serializers.Serializer):
+    title = serializers.CharField(max_length=200)
+    description = serializers.CharField(required=False, allow_blank=True, max_length=20_000)
+    tags = serializers.CharField(required=False, allow_blank=True, help_text="Comma-separated tags.")
+    licence = serializers.ChoiceField(choices=Licence.choices, required=False)
+    price = serializers.DecimalField(max_digits=18, decimal_places=6, min_value=0, required=False)
+    price_token = serializers.CharField(required=False, max_length=12)
+    epsilon_total = serializers.DecimalField(max_digits=10, decimal_places=4, required=False)
+    epsilon_per_job = serializers.DecimalField(max_digits=10, decimal_places=4, required=False)
+    delta = serializers.FloatField(required=False)
+
+    def to_fields(self) -> ListingFields:
+        return ListingFields(**self.validated_data)
+
+
+class DatasetListCreateView(APIView):
+    parser_classes = [MultiPartParser, FormParser]
+
+    class CreateSerializer(ListingFieldsSerializer):
+        file = serializers.FileField(help_text="CSV or Parquet, up to the upload limit (default 1 GiB).")
+
+    @extend_schema(
+        summary="Search the catalogue of listed datasets",
+        parameters=[
+            OpenApiParameter("q", str, description="Full-text query (e.g. `heart disease`)."),
+            OpenApiParameter("tags", str, description="Comma-separated tags; all must match."),
+            OpenApiParameter("licence", str, enum=Licence.values),
+            OpenApiParameter("price_min", float), OpenApiParameter("price_max", float),
+            OpenApiParameter("sort", str, enum=list(catalog.SORTS)),
+            OpenApiParameter("page", int), OpenApiParameter("page_size", int),
+        ],
+        responses={200: DatasetSerializer(many=True), **_errors(400)},
+        tags=["datasets"],
+    )
+    def get(self, request):
+        params = request.query_params
+        prices = {}
+        for key in ("price_min", "price_max"):
+            if params.get(key):
+                prices[key] = dataset_services._decimal(params[key], field=key)
+        qs = catalog.listing_search(
+            query=params.get("q", ""),
+            tags=[t for t in params.get("tags", "").split(",") if t.strip()],
+            licence=params.get("licence") or None,
+            sort=params.get("sort") or None,
+            **prices,
+        )
+        return _paginate(self, request, qs, DatasetSerializer)
+
+    @extend_schema(
+        summary="Upload a dataset (multipart); it starts as a draft with a proposed schema",
+        request={"multipart/form-data": CreateSerializer},
+        responses={201: OwnerDatasetSerializer, 413: OpenApiResponse(ErrorSerializer, description="File too large"),
+                   **_errors(400, 401)},
+        tags=["datasets"],
+    )
+    def post(self, request):
+        if not request.user.is_authenticated:
+            self.permission_denied(request)
+        data = self.CreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        upload = data.validated_data.pop("file")
+        try:
+            dataset = dataset_services.dataset_create(
+                owner=request.user, file=upload, filename=upload.name,
+                fields=ListingFields(**data.validated_data),
+            )
+        finally:
+            upload.close()
+        return Response(OwnerDatasetSerializer(dataset).data, status=status.HTTP_201_CREATED)
+
+
+class DatasetDetailView(APIView):
+    parser_classes = [JSONParser, MultiPartParser, FormParser]
+
+    class UpdateSerializer(ListingFieldsSerializer):
+        title = serializers.CharField(max_length=200, required=False)
+
+    @extend_schema(summary="Read a dataset", responses={200: OwnerDatasetSerializer, **_errors(404)},
+                   tags=["datasets"])
+    def get(self, request, dataset_id: int):
+        dataset = catalog.dataset_get_visible(dataset_id=dataset_id, user=request.user)
+        return Response(dataset_data(dataset, request.user))
+
+    @extend_schema(summary="Update a dataset's listing (owner)", request=UpdateSerializer,
+                   responses={200: OwnerDatasetSerializer, **_errors(400, 401, 403, 404)}, tags=["datasets"])
+    def patch(self, request, dataset_id: int):
+        dataset = catalog.dataset_get_visible(dataset_id=dataset_id, user=request.user)
+        data = self.UpdateSerializer(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        dataset = dataset_services.dataset_update(dataset=dataset, actor=request.user,
+                                                  fields=ListingFields(**data.validated_data))
+        return Response(OwnerDatasetSerializer(dataset).data)
+
+    @extend_schema(summary="Delete a draft or rejected dataset and its file (owner)",
+                   responses={204: None, **_errors(401, 403, 404, 409)}, tags=["datasets"])
+    def delete(self, request, dataset_id: int):
+        dataset = catalog.dataset_get_visible(dataset_id=dataset_id, user=request.user)
+        dataset_services.dataset_delete(dataset=dataset, actor=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class SchemaView(APIView):
+    parser_classes = [JSONParser]
+
+    class SchemaSerializer(serializers.Serializer):
+        columns = serializers.ListField(child=serializers.DictField(), min_length=1)
+
+    class OutputSerializer(serializers.Serializer):
+        declared = serializers.DictField(allow_null=True, help_text="The public declared schema.")
+        confirmed_at = serializers.DateTimeField(allow_null=True)
+        proposed = serializers.DictField(required=False, help_text="Owner only: the platform's proposal.")
+
+    def _out(self, dataset, user):
+        out = {"declared": dataset.declared_schema, "confirmed_at": dataset.schema_confirmed_at}
+        if catalog.can_edit(dataset=dataset, user=user) or (user.is_authenticated and user.is_staff):
+            out["proposed"] = dataset.proposed_schema
+        return out
+
+    @extend_schema(summary="Read the declared schema (and, for the owner, the proposal)",
+                   responses={200: OutputSerializer, **_errors(404)}, tags=["datasets"])
+    def get(self, request, dataset_id: int):
+        dataset = catalog.dataset_get_visible(dataset_id=dataset_id, user=request.user)
+        return Response(self._out(dataset, request.user))
+
+    @extend_schema(
+        summary="Confirm or edit the declared schema (owner; draft or rejected only)",
+        request=SchemaSerializer,
+        examples=[OpenApiExample("schema", value=SCHEMA_EXAMPLE, request_only=True)],
+        responses={200: OutputSerializer, **_errors(400, 401, 403, 404, 409)}, tags=["datasets"],
+    )
+    def put(self, request, dataset_id: int):
+        dataset = catalog.dataset_get_visible(dataset_id=dataset_id, user=request.user)
+        if not request.user.is_authenticated:
+            self.permission_denied(request)
+        dataset = dataset_services.dataset_schema_declare(dataset=dataset, actor=request.user, schema=request.data)
+        return Response(self._out(dataset, request.user))
+
+
+class MockView(APIView):
+    parser_classes = [MultiPartParser]
+
+    class UploadSerializer(serializers.Serializer):
+        file = serializers.FileField(help_text="A CSV with exactly the declared columns.")
+
+    @extend_schema(
+        summary="Download mock data (CSV) built from the declared schema, or the provider's mock file",
+        parameters=[
+            OpenApiParameter("rows", int, description=f"Synthetic rows (default {MOCK_DEFAULT_ROWS}, max 10000)."),
+            OpenApiParameter("seed", int, description="Seed for reproducible synthetic rows."),
+            OpenApiParameter("source", str, enum=["auto", "synthetic", "uploaded"]),
+        ],
+        responses={(200, "text/csv"): OpenApiTypes.BINARY, **_errors(400, 404, 409)},
+        tags=["datasets"],
+    )
+    def get(self, request, dataset_id: int):
+        from django.conf import settings
+
+        dataset = catalog.dataset_get_visible(dataset_id=dataset_id, user=request.user)
+        source = request.query_params.get("source", "auto")
+        if source not in ("auto", "synthetic", "uploaded"):
+            raise InvalidInput("source must be auto, synthetic or uploaded.", code="invalid_source")
+        filename = f"dataset-{dataset.pk}-mock.csv"
+        if source == "uploaded" or (source == "auto" and dataset.mock_storage_name):
+            if not dataset.mock_storage_name:
+                raise NotFound("The provider has not uploaded a mock file.", code="no_uploaded_mock")
+            with dataset_storage().open(dataset.mock_storage_name, "rb") as fh:
+                body = fh.read()
+        else:
+            try:
+                rows = int(request.query_params.get("rows", MOCK_DEFAULT_ROWS))
+                seed = int(request.query_params.get("seed", dataset.pk))
+            except ValueError as exc:
+                raise InvalidInput("rows and seed must be whole numbers.", code="invalid_rows") from exc
+            header, data = mock_rows_generate(schema=dataset.declared_schema, rows=rows, seed=seed,
+                                              max_rows=settings.DATASET_MOCK_MAX_ROWS)
+            body = dataset_services.csv_bytes(header, data)
+        response = HttpResponse(body, content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        response["X-Mock-Data"] = "synthetic" if source == "synthetic" or not dataset.mock_storage_name else "uploaded"
+        return response
+
+    @extend_schema(summary="Upload a mock CSV (owner)", request={"multipart/form-data": UploadSerializer},
+                   responses={200: OwnerDatasetSerializer, **_errors(400, 401, 403, 404, 409)}, tags=["datasets"])
+    def post(self, request, dataset_id: int):
+        dataset = catalog.dataset_get_visible(dataset_id=dataset_id, user=request.user)
+        if not request.user.is_authenticated:
+            self.permission_denied(request)
+        data = self.UploadSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        upload = data.validated_data["file"]
+        dataset = dataset_services.dataset_mock_upload(dataset=dataset, actor=request.user, file=upload,
+                                                       filename=upload.name)
+        return Response(OwnerDatasetSerializer(dataset).data)
+
+    @extend_schema(summary="Remove the uploaded mock file (owner)", responses={200: OwnerDatasetSerializer},
+                   tags=["datasets"])
+    def delete(self, request, dataset_id: int):
+        dataset = catalog.dataset_get_visible(dataset_id=dataset_id, user=request.user)
+        if not request.user.is_authenticated:
+            self.permission_denied(request)
+        dataset = dataset_services.dataset_mock_remove(dataset=dataset, actor=request.user)
+        return Response(OwnerDatasetSerializer(dataset).data)
+
+
+class ReasonSerializer(serializers.Serializer):
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+
+
+def _transition_view(action: str, summary: str):
+    class TransitionView(APIView):
+        permission_classes = [IsAuthenticated]
+        parser_classes = [JSONParser, FormParser]
+
+        @extend_schema(summary=summary, request=ReasonSerializer,
+                       responses={200: OwnerDatasetSerializer, 409: OpenApiResponse(ErrorSerializer,
+                                  description="Illegal state transition"), **_errors(400, 401, 403, 404)},
+                       tags=["moderation"], operation_id=f"datasets_{action}")
+        def post(self, request, dataset_id: int):
+            dataset = catalog.dataset_get_visible(dataset_id=dataset_id, user=request.user)
+            data = ReasonSerializer(data=request.data)
+            data.is_valid(raise_exception=True)
+            dataset = moderation_services.dataset_transition(
+                dataset=dataset, actor=request.user, action=action, reason=data.validated_data.get("reason", ""))
+            return Response(OwnerDatasetSerializer(dataset).data)
+
+    TransitionView.__name__ = f"Dataset{action.capitalize()}View"
+    return TransitionView
+
+
+DatasetSubmitView = _transition_view("submit", "Submit a draft or rejected dataset for review (owner)")
+DatasetApproveView = _transition_view("approve", "Approve a pending dataset (staff, reason required)")
+DatasetRejectView = _transition_view("reject", "Reject a pending dataset (staff, reason required)")
+DatasetDelistView = _transition_view("delist", "Delist a listed dataset (staff, reason required)")
+DatasetRelistView = _transition_view("relist", "Relist a delisted dataset (staff, reason required)")
+
+
+class DatasetReportsView(APIView):
+    permission_classes = [IsAuthenticated]
+    parser_classes = [JSONParser, FormParser]
+
+    class InputSerializer(serializers.Serializer):
+        reason = serializers.CharField(max_length=2000)
+
+    @extend_schema(summary="Reports on this dataset (staff: all; others: their own)",
+                   responses={200: ReportSerializer(many=True), **_errors(401, 404)}, tags=["moderation"])
+    def get(self, request, dataset_id: int):
+        dataset = catalog.dataset_get_visible(dataset_id=dataset_id, user=request.user)
+        qs = moderation_selectors.reports_visible(actor=request.user, dataset=dataset)
+        return _paginate(self, request, qs, ReportSerializer)
+
+    @extend_schema(summary="Report a listed dataset to the moderators", request=InputSerializer,
+                   responses={201: ReportSerializer, **_errors(400, 401, 404, 409)}, tags=["moderation"])
+    def post(self, request, dataset_id: int):
+        dataset = catalog.dataset_get_visible(dataset_id=dataset_id, user=request.user)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        report = moderation_services.report_create(dataset=dataset, reporter=request.user,
+                                                   reason=data.validated_data["reason"])
+        return Response(ReportSerializer(report).data, status=status.HTTP_201_CREATED)
+
+
+class ReportResolveView(APIView):
+    permission_classes = [IsAuthenticated]
+    parser_classes = [JSONParser, FormParser]
+
+    class InputSerializer(serializers.Serializer):
+        resolution = serializers.CharField(max_length=2000)
+        dismiss = serializers.BooleanField(default=False)
+
+    @extend_schema(summary="Answer a report (staff)", request=InputSerializer,
+                   responses={200: ReportSerializer, **_errors(400, 401, 403, 404, 409)}, tags=["moderation"])
+    def post(self, request, report_id: int):
+        if not request.user.is_staff:
+            raise PermissionDenied("Only moderators can resolve reports.")
+        report = Report.objects.filter(pk=report_id).first()
+        if report is None:
+            raise NotFound("No such report.")
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        report = moderation_services.report_resolve(report=report, actor=request.user, **data.validated_data)
+        return Response(ReportSerializer(report).data)
+
+
+class ModerationQueueView(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        summary="Datasets awaiting moderation (staff)",
+        parameters=[
+            OpenApiParameter("status", str, enum=[*Dataset.Status.values, "all"],
+                             description="Default pending_review."),
+            OpenApiParameter("q", str, description="Title or owner contains."),
+            OpenApiParameter("reported", bool, description="Only datasets with open reports."),
+        ],
+        responses={200: QueueItemSerializer(many=True), **_errors(401, 403)}, tags=["moderation"],
+    )
+    def get(self, request):
+        params = request.query_params
+        qs = moderation_selectors.moderation_queue(
+            actor=request.user, status=params.get("status", Dataset.Status.PENDING_REVIEW),
+            query=params.get("q", ""), reported_only=params.get("reported") in ("1", "true", "yes"),
+        )
+        return _paginate(self, request, qs, QueueItemSerializer)
+
+
+class ModerationLogView(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        summary="Audit log (staff: everything; providers: their own datasets)",
+        parameters=[OpenApiParameter("dataset", int)],
+        responses={200: ModerationLogEntrySerializer(many=True), **_errors(401, 404)}, tags=["moderation"],
+    )
+    def get(self, request):
+        dataset = None
+        if request.query_params.get("dataset"):
+            dataset = catalog.dataset_get_visible(dataset_id=request.query_params["dataset"], user=request.user)
+        qs = moderation_selectors.moderation_log(actor=request.user, dataset=dataset)
+        return _paginate(self, request, qs, ModerationLogEntrySerializer)
+
+
+class MyDatasetsView(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(summary="My datasets, in every state", responses={200: OwnerDatasetSerializer(many=True)},
+                   tags=["datasets"])
+    def get(self, request):
+        return _paginate(self, request, catalog.datasets_of_owner(owner=request.user), OwnerDatasetSerializer)

@@ -1,0 +1,116 @@
+"""The one door for listing state changes, reports and the audit log."""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.utils import timezone
+
+from marketplace.errors import Conflict, IllegalTransition, InvalidInput, PermissionDenied
+from marketplace.models import Dataset, ModerationLogEntry, Report, User
+
+STAFF_ACTIONS = {"approve", "reject", "delist", "relist"}
+REASON_REQUIRED = STAFF_ACTIONS
+MAX_REASON = 2000
+
+
+def _reason_clean(reason: str | None, *, required: bool, what: str) -> str:
+    reason = (reason or "").strip()
+    if required and not reason:
+        raise InvalidInput(f"A reason is required to {what}.", code="reason_required")
+    if len(reason) > MAX_REASON:
+        raise InvalidInput(f"The reason is longer than {MAX_REASON} characters.", code="reason_too_long")
+    return reason
+
+
+def dataset_transition(*, dataset: Dataset, actor: User, action: str, reason: str = "") -> Dataset:
+    """Move a listing through its status pipeline (``Dataset.TRANSITIONS``) and log it.
+
+    ``submit`` is the owner's; every other action is staff's and needs a reason. Runs under
+    SELECT FOR UPDATE on the dataset row, so two moderators cannot both decide."""
+    if action not in Dataset.TRANSITIONS:
+        raise InvalidInput(f"Unknown action '{action}'.", code="unknown_action")
+    if action in STAFF_ACTIONS and not actor.is_staff:
+        raise PermissionDenied("Only moderators can do that.")
+    if action == "submit" and dataset.owner_id != actor.pk:
+        raise PermissionDenied("Only the dataset's owner can submit it for review.")
+    reason = _reason_clean(reason, required=action in REASON_REQUIRED, what=action)
+    allowed_from, to_status = Dataset.TRANSITIONS[action]
+    with transaction.atomic():
+        locked = Dataset.objects.select_for_update().get(pk=dataset.pk)
+        if locked.status not in allowed_from:
+            raise IllegalTransition(
+                f"Cannot {action} a dataset that is {locked.get_status_display().lower()}; "
+                f"{action} applies to: {', '.join(sorted(allowed_from))}.",
+                extra={"status": locked.status},
+            )
+        if action == "submit":
+            _submit_checks(locked)
+        from_status = locked.status
+        locked.status = to_status
+        if to_status == Dataset.Status.LISTED and locked.listed_at is None:
+            locked.listed_at = timezone.now()
+        locked.save(update_fields=["status", "listed_at", "updated_at"])
+        entry = ModerationLogEntry.objects.create(
+            dataset=locked, actor=actor, action=action, from_status=from_status, to_status=to_status,
+            reason=reason,
+        )
+        entry_id = entry.pk
+        transaction.on_commit(lambda: _notify("notify_moderation_entry_task", entry_id))
+    return locked
+
+
+def _submit_checks(dataset: Dataset) -> None:
+    if not dataset.declared_schema:
+        raise Conflict("Confirm the schema before submitting for review.", code="schema_not_declared")
+    if dataset.validation == Dataset.Validation.PENDING:
+        raise Conflict("The whole file is still being checked; try again in a moment.", code="validation_pending")
+    if dataset.validation == Dataset.Validation.INVALID:
+        raise Conflict(f"The file did not pass validation: {dataset.validation_detail}", code="validation_failed")
+
+
+def report_create(*, dataset: Dataset, reporter: User, reason: str) -> Report:
+    """Any signed-in user reports a listed dataset; moderators are told."""
+    reason = _reason_clean(reason, required=True, what="report a listing")
+    if dataset.status != Dataset.Status.LISTED:
+        raise Conflict("Only listed datasets can be reported.", code="not_listed")
+    if dataset.owner_id == reporter.pk:
+        raise InvalidInput("You cannot report your own dataset.", code="own_dataset")
+    with transaction.atomic():
+        if Report.objects.filter(dataset=dataset, reporter=reporter, status=Report.Status.OPEN).exists():
+            raise Conflict("You already have an open report on this dataset.", code="duplicate_report")
+        report = Report.objects.create(dataset=dataset, reporter=reporter, reason=reason)
+        ModerationLogEntry.objects.create(
+            dataset=dataset, actor=reporter, action=ModerationLogEntry.Action.REPORT,
+            from_status=dataset.status, to_status=dataset.status, reason=reason,
+        )
+        report_id = report.pk
+        transaction.on_commit(lambda: _notify("notify_report_filed_task", report_id))
+    return report
+
+
+def report_resolve(*, report: Report, actor: User, resolution: str, dismiss: bool = False) -> Report:
+    """Staff close a report with an answer; delisting, if warranted, is a separate action."""
+    if not actor.is_staff:
+        raise PermissionDenied("Only moderators can resolve reports.")
+    resolution = _reason_clean(resolution, required=True, what="resolve a report")
+    with transaction.atomic():
+        locked = Report.objects.select_for_update().get(pk=report.pk)
+        if locked.status != Report.Status.OPEN:
+            raise IllegalTransition(f"This report is already {locked.status}.", extra={"status": locked.status})
+        locked.status = Report.Status.DISMISSED if dismiss else Report.Status.RESOLVED
+        locked.resolution = resolution
+        locked.resolved_by = actor
+        locked.resolved_at = timezone.now()
+        locked.save()
+        ModerationLogEntry.objects.create(
+            dataset_id=locked.dataset_id, actor=actor,
+            action=ModerationLogEntry.Action.DISMISS_REPORT if dismiss else ModerationLogEntry.Action.RESOLVE_REPORT,
+            from_status=locked.dataset.status, to_status=locked.dataset.status, reason=resolution,
+        )
+    return locked
+
+
+def _notify(task_name: str, object_id: int) -> None:
+    from marketplace import tasks
+
+    getattr(tasks, task_name).delay(object_id)

@@ -1,0 +1,133 @@
+"""Upload handling that keeps plaintext off disk and stops at the size limit.
+
+Django normally spools large uploads to a plaintext temporary file. This handler encrypts each
+chunk with AES-CTR under a random key that lives only in memory for the request, so the
+temporary file is useless to anyone who finds it, and it is removed when the request ends. The
+resulting ``UploadedFile`` decrypts on read and is seekable (Parquet readers need that)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
+from django.core.files.uploadhandler import FileUploadHandler
+
+from marketplace.errors import FileTooLarge
+
+# Multipart framing and the other form fields ride along with the file.
+MULTIPART_OVERHEAD_BYTES = 1024 * 1024
+
+
+def too_large(limit: int) -> FileTooLarge:
+    return FileTooLarge(
+        f"The file is larger than the limit of {limit:,} bytes ({limit / 1024**2:,.0f} MiB).",
+        extra={"limit_bytes": limit},
+    )
+
+
+class _CtrTempFile:
+    """A temporary file whose bytes on disk are AES-CTR ciphertext under an in-memory key."""
+
+    def __init__(self) -> None:
+        self._fh = tempfile.TemporaryFile(dir=getattr(settings, "FILE_UPLOAD_TEMP_DIR", None))
+        self._key = os.urandom(32)
+        self._prefix = os.urandom(8)
+        self._encryptor = self._cipher(0).encryptor()
+        self.closed = False
+
+    def _cipher(self, block: int) -> Cipher:
+        return Cipher(algorithms.AES(self._key), modes.CTR(self._prefix + block.to_bytes(8, "big")))
+
+    # writing happens once, sequentially, while the request is parsed
+    def append(self, data: bytes) -> None:
+        self._fh.write(self._encryptor.update(data))
+
+    def finish(self) -> None:
+        self._fh.flush()
+        self._fh.seek(0)
+
+    # reading: random access, so the stream cipher is positioned at the offset
+    def read(self, size: int = -1) -> bytes:
+        offset = self._fh.tell()
+        data = self._fh.read(size)
+        if not data:
+            return b""
+        decryptor = self._cipher(offset // 16).decryptor()
+        skip = offset % 16
+        if skip:
+            decryptor.update(b"\0" * skip)
+        return decryptor.update(data)
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return self._fh.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._fh.tell()
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self.closed = True
+        self._fh.close()
+
+    def __iter__(self):
+        return iter(lambda: self.read(64 * 1024), b"")
+
+
+class EncryptedTemporaryUploadedFile(UploadedFile):
+    def __init__(self, name: str, content_type: str, charset: str | None, content_type_extra=None) -> None:
+        super().__init__(_CtrTempFile(), name, content_type, 0, charset, content_type_extra)
+
+    def append(self, data: bytes) -> None:
+        self.file.append(data)
+        self.size += len(data)
+
+    def close(self) -> None:
+        try:
+            return self.file.close()
+        except FileNotFoundError:
+            pass
+
+
+class EncryptedTemporaryFileUploadHandler(FileUploadHandler):
+    """Stream every uploaded file into an encrypted temporary file; refuse oversize uploads."""
+
+    chunk_size = 1024 * 1024
+
+    def handle_raw_input(self, input_data, META, content_length, boundary, encoding=None):
+        limit = settings.DATASET_MAX_UPLOAD_BYTES
+        if content_length and content_length > limit + MULTIPART_OVERHEAD_BYTES:
+            raise too_large(limit)
+        return None
+
+    def new_file(self, *args, **kwargs):
+        super().new_file(*args, **kwargs)
+        self.file = EncryptedTemporaryUploadedFile(self.file_name, self.content_type, self.charset,
+                                                   self.content_type_extra)
+
+    def receive_data_chunk(self, raw_data, start):
+        limit = settings.DATASET_MAX_UPLOAD_BYTES
+        if start + len(raw_data) > limit:
+            self.file.close()
+            raise too_large(limit)
+        self.file.append(raw_data)
+        return None
+
+    def file_complete(self, file_size):
+        self.file.file.finish()
+        self.file.size = file_size
+        return self.file
+
+    def upload_interrupted(self):
+        if hasattr(self, "file"):
+            self.file.close()
