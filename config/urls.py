@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.http import JsonResponse
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from frontend import views as frontend_views
@@ -10,12 +10,17 @@ def healthz(request):
     return JsonResponse({"status": "ok"})
 
 
+def api_not_found(request, rest=""):
+    return JsonResponse({"code": "not_found", "detail": f"No API endpoint at {request.path}."}, status=404)
+
+
 urlpatterns = [
     path("healthz/", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("marketplace.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    re_path(r"^api/(?P<rest>.*)$", api_not_found),
     path("", include("frontend.urls")),
 ]
 

@@ -1,0 +1,198 @@
+"""Demo data for ``make run``: three users and realistic datasets from several domains, uploaded
+through the real services (encrypted, validated, schema declared, moderated). Idempotent."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from marketplace.models import Dataset, User
+from marketplace.services.datasets import (
+    ListingFields,
+    csv_bytes,
+    dataset_create,
+    dataset_schema_declare,
+    dataset_validate,
+)
+from marketplace.services.moderation import dataset_transition, report_create
+
+USERS = [
+    # username, env var for the password, default password, staff, organisation
+    ("provider", "DEMO_PROVIDER_PASSWORD", "provider-demo-2026", False, "St Elsewhere Hospital Research"),
+    ("buyer", "DEMO_BUYER_PASSWORD", "buyer-demo-2026", False, "Acme AI Ltd"),
+    ("admin", "DEMO_ADMIN_PASSWORD", "admin-demo-2026", True, "Marketplace operations"),
+]
+
+
+def _cardiology(rng: np.random.Generator, n: int = 3000) -> bytes:
+    age = rng.integers(29, 80, n)
+    sex = rng.choice(["F", "M"], n)
+    smoker = rng.random(n) < 0.27
+    chol = np.clip(rng.normal(215, 40, n) + (age - 50) * 0.6, 110, 420).round(0)
+    bp = np.clip(rng.normal(128, 17, n) + (age - 50) * 0.3, 85, 210).round(0)
+    hr = np.clip(rng.normal(150, 22, n) - (age - 50) * 0.7, 70, 205).round(0)
+    region = rng.choice(["north", "south", "east", "west"], n)
+    logit = -9 + 0.07 * age + 0.012 * chol + 0.9 * smoker + 0.5 * (sex == "M") - 0.01 * hr + 0.01 * bp
+    disease = rng.random(n) < 1 / (1 + np.exp(-logit))
+    rows = zip(age, sex, bp.astype(int), chol.astype(int), hr.astype(int), np.where(smoker, "true", "false"),
+               region, disease.astype(int), strict=True)
+    return csv_bytes(["age", "sex", "resting_bp", "cholesterol", "max_heart_rate", "smoker", "region",
+                      "heart_disease"], rows)
+
+
+def _loans(rng: np.random.Generator, n: int = 4000) -> bytes:
+    income = np.clip(rng.lognormal(10.6, 0.5, n), 9000, 400000).round(-2)
+    amount = np.clip(income * rng.uniform(0.05, 0.6, n), 1000, 150000).round(-2)
+    term = rng.choice([12, 24, 36, 48, 60], n)
+    score = np.clip(rng.normal(690, 60, n), 300, 850).round(0).astype(int)
+    years = rng.integers(0, 41, n)
+    home = rng.choice(["rent", "mortgage", "own"], n, p=[0.45, 0.4, 0.15])
+    purpose = rng.choice(["car", "home_improvement", "debt_consolidation", "education", "business"], n)
+    logit = 2.5 - 0.008 * (score - 600) + 2.0 * amount / income - 0.03 * years
+    default = rng.random(n) < 1 / (1 + np.exp(-(logit - 3)))
+    rows = zip(income, amount, term, score, years, home, purpose, default.astype(int), strict=True)
+    return csv_bytes(["annual_income", "loan_amount", "term_months", "credit_score", "employment_years",
+                      "home_ownership", "purpose", "defaulted"], rows)
+
+
+def _smart_meters(rng: np.random.Generator, n: int = 6000) -> bytes:
+    hours = rng.integers(0, 24, n)
+    temp = rng.normal(11, 7, n).round(1)
+    occupants = rng.integers(1, 7, n)
+    tariff = rng.choice(["flat", "time_of_use", "ev"], n, p=[0.6, 0.3, 0.1])
+    kwh = np.clip(0.2 + 0.12 * occupants + 0.35 * np.isin(hours, [7, 8, 18, 19, 20]) + 0.03 * np.abs(temp - 18)
+                  + 1.2 * (tariff == "ev") * np.isin(hours, [1, 2, 3]) + rng.normal(0, 0.1, n), 0.01, 12).round(3)
+    stamps = np.datetime64("2023-01-01T00:00") + rng.integers(0, 365 * 24, n).astype("timedelta64[h]")
+    table = pa.table({
+        "reading_time": pa.array(stamps.astype("datetime64[s]")),
+        "hour_of_day": pa.array(hours, pa.int32()),
+        "outdoor_temp_c": temp,
+        "occupants": pa.array(occupants, pa.int32()),
+        "tariff": tariff.tolist(),
+        "kwh": kwh,
+    })
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    return buf.getvalue()
+
+
+def _churn(rng: np.random.Generator, n: int = 2500) -> bytes:
+    tenure = rng.integers(1, 73, n)
+    plan = rng.choice(["basic", "standard", "premium"], n, p=[0.5, 0.35, 0.15])
+    spend = (rng.normal(35, 10, n) + (plan == "standard") * 20 + (plan == "premium") * 55).round(2)
+    tickets = rng.poisson(1.2, n)
+    contract = rng.choice(["monthly", "annual", "two_year"], n, p=[0.55, 0.3, 0.15])
+    logit = 0.8 - 0.04 * tenure + 0.35 * tickets + 1.0 * (contract == "monthly") - 0.5 * (plan == "premium")
+    churned = rng.random(n) < 1 / (1 + np.exp(-logit))
+    rows = zip(tenure, plan, spend, tickets, contract, churned.astype(int), strict=True)
+    return csv_bytes(["tenure_months", "plan", "monthly_spend", "support_tickets", "contract", "churned"], rows)
+
+
+def _air_quality(rng: np.random.Generator, n: int = 3000) -> bytes:
+    site = rng.choice(["roadside", "urban_background", "industrial", "suburban"], n)
+    temp = rng.normal(13, 8, n).round(1)
+    humidity = np.clip(rng.normal(70, 15, n), 15, 100).round(0).astype(int)
+    no2 = np.clip(rng.gamma(3, 9, n) + (site == "roadside") * 25, 1, 250).round(1)
+    pm25 = np.clip(rng.gamma(2.5, 4, n) + (site == "industrial") * 8, 0.5, 180).round(1)
+    o3 = np.clip(60 - 0.3 * no2 + 1.2 * temp + rng.normal(0, 8, n), 1, 200).round(1)
+    rows = zip(site, temp, humidity, no2, pm25, o3, strict=True)
+    return csv_bytes(["site_type", "temperature_c", "humidity_pct", "no2_ugm3", "pm25_ugm3", "o3_ugm3"], rows)
+
+
+DATASETS = [
+    dict(build=_cardiology, filename="cardiology_outpatients.csv", status="listed",
+         title="Cardiology outpatients 2019-2023",
+         description=(
+             "De-identified outpatient measurements from a regional cardiology service.\n\n"
+             "* **Target:** `heart_disease` (angiography-confirmed)\n"
+             "* Blood pressure, cholesterol and exercise heart rate per visit\n\n"
+             "Only DP results leave the sandbox; train a classifier or ask for DP statistics."
+         ),
+         tags=["health", "cardiology", "classification"], licence="CC-BY-NC-4.0", price="25",
+         epsilon_total="8", epsilon_per_job="1", delta=1e-5),
+    dict(build=_loans, filename="loan_applications.csv", status="listed",
+         title="Retail bank loan applications and defaults",
+         description=(
+             "Consumer loan applications with the outcome after 24 months. Useful for credit-risk "
+             "models under differential privacy.\n\n| column | meaning |\n|---|---|\n"
+             "| `defaulted` | 1 if the loan defaulted |\n| `credit_score` | bureau score at application |"
+         ),
+         tags=["finance", "credit-risk", "classification"], licence="proprietary", price="120",
+         epsilon_total="5", epsilon_per_job="0.5", delta=1e-6),
+    dict(build=_smart_meters, filename="smart_meter_readings.parquet", status="listed",
+         title="Household smart-meter electricity consumption",
+         description="Hourly electricity consumption readings with tariff and weather, from 2023. Parquet.",
+         tags=["energy", "time-series", "regression"], licence="CC-BY-4.0", price="0",
+         epsilon_total="20", epsilon_per_job="2", delta=1e-5),
+    dict(build=_churn, filename="telco_churn.csv", status="listed",
+         title="Subscription customer churn",
+         description="Tenure, plan, spend and support tickets of subscription customers, and whether they churned.",
+         tags=["retail", "telecom", "churn"], licence="CC-BY-SA-4.0", price="40",
+         epsilon_total="10", epsilon_per_job="1", delta=1e-5),
+    dict(build=_air_quality, filename="air_quality_sensors.csv", status="pending_review",
+         title="Urban air quality sensor network",
+         description="Hourly NO2, PM2.5 and O3 from low-cost sensors, with temperature and humidity.",
+         tags=["climate", "air-quality", "regression"], licence="ODbL-1.0", price="15",
+         epsilon_total="10", epsilon_per_job="2", delta=1e-5),
+]
+
+
+class Command(BaseCommand):
+    help = "Create demo users and datasets (idempotent) and print the credentials."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--port", default=os.environ.get("PORT", "8000"))
+
+    def handle(self, *args, **options):
+        users = {}
+        for username, env_name, default, staff, organisation in USERS:
+            password = os.environ.get(env_name, default)
+            user, created = User.objects.get_or_create(
+                username=username,
+                defaults={"email": f"{username}@demo.local", "is_staff": staff, "is_superuser": staff,
+                          "organisation": organisation},
+            )
+            if created:
+                user.set_password(password)
+                user.save()
+            users[username] = (user, password)
+        provider, admin, buyer = users["provider"][0], users["admin"][0], users["buyer"][0]
+        rng = np.random.default_rng(2026)
+        for spec in DATASETS:
+            spec = dict(spec)
+            build = spec.pop("build")
+            data = build(rng)
+            if Dataset.objects.filter(owner=provider, title=spec["title"]).exists():
+                continue
+            self._publish(provider, admin, buyer, data, spec)
+        base = f"http://127.0.0.1:{options['port']}/"
+        self.stdout.write(self.style.SUCCESS("\nDemo marketplace ready."))
+        self.stdout.write(f"  Open:      {base}")
+        self.stdout.write(f"  API docs:  {base}api/docs/")
+        for username, (user, password) in users.items():
+            role = "moderator (staff)" if user.is_staff else ("data provider" if username == "provider" else "buyer")
+            self.stdout.write(f"  {role:<18} username: {username:<9} password: {password}")
+        self.stdout.write("")
+
+    def _publish(self, provider, admin, buyer, data: bytes, spec: dict) -> None:
+        status = spec.pop("status")
+        filename = spec.pop("filename")
+        fh = io.BytesIO(data)
+        with transaction.atomic():
+            dataset = dataset_create(owner=provider, file=fh, filename=filename, fields=ListingFields(**spec))
+        dataset = dataset_validate(dataset_id=dataset.pk)
+        dataset = dataset_schema_declare(dataset=dataset, actor=provider, schema=dataset.proposed_schema)
+        dataset = dataset_transition(dataset=dataset, actor=provider, action="submit")
+        if status == "listed":
+            dataset = dataset_transition(dataset=dataset, actor=admin, action="approve",
+                                         reason="Schema and description checked; no direct identifiers.")
+            if "churn" in dataset.title.lower():
+                report_create(dataset=dataset, reporter=buyer,
+                              reason="The description does not say which country the customers are from.")
+        self.stdout.write(f"  seeded: {dataset.title} ({dataset.get_status_display()})")
