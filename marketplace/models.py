@@ -156,6 +156,9 @@ class Report(models.Model):
     class Meta:
         ordering = ["-created_at"]
 
+    def __str__(self) -> str:
+        return f"Report #{self.pk} on {self.dataset_id} ({self.status})"
+
 
 class ModerationLogEntry(models.Model):
     """Append-only audit log: who did what to which listing, when and why."""
@@ -181,3 +184,6 @@ class ModerationLogEntry(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         verbose_name_plural = "moderation log entries"
+
+    def __str__(self) -> str:
+        return f"{self.action} on {self.dataset_id} by {self.actor_id}"

@@ -25,6 +25,19 @@ def named_file(data: bytes, name: str) -> io.BytesIO:
     return fh
 
 
+@pytest.fixture(autouse=True)
+def isolated_storage(settings, tmp_path):
+    """Each test gets its own dataset storage folder, so "nothing left behind" is checkable."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "datasets": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(tmp_path / "storage"), "base_url": None},
+        },
+    }
+    return tmp_path / "storage"
+
+
 @pytest.fixture
 def csv_bytes() -> bytes:
     return CSV_BYTES

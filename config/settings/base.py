@@ -203,6 +203,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "DatasetStatusEnum": "marketplace.models.Dataset.Status",
+        "ReportStatusEnum": "marketplace.models.Report.Status",
+    },
 }
 
 # --- Celery: server-less filesystem broker by default, Redis/RabbitMQ via CELERY_BROKER_URL ---

@@ -7,3 +7,5 @@ DEBUG = env_bool("DJANGO_DEBUG", True)
 DATA_DIR.mkdir(parents=True, exist_ok=True)
 SECRET_KEY = env("DJANGO_SECRET_KEY") or persistent_secret("django_secret_key", nbytes=48)
 DATASET_ENCRYPTION_KEY = env("DATASET_ENCRYPTION_KEY") or persistent_secret("dataset_encryption_key")
+WHITENOISE_AUTOREFRESH = True
+WHITENOISE_USE_FINDERS = True

@@ -34,5 +34,16 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {}
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_TASK_EAGER_PROPAGATES = True
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+# A real worker started by an integration test: filesystem broker and file-based e-mail.
+if env("CELERY_INTEGRATION_BROKER_DIR"):
+    _broker = Path(env("CELERY_INTEGRATION_BROKER_DIR"))
+    CELERY_BROKER_URL = "filesystem://"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"data_folder_in": str(_broker), "data_folder_out": str(_broker),
+                                       "polling_interval": 0.1}
+    CELERY_TASK_ALWAYS_EAGER = False
+    EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    EMAIL_FILE_PATH = env("CELERY_INTEGRATION_MAIL_DIR")
 MODERATION_NOTIFY_EMAILS = ["moderators@example.org"]
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+WHITENOISE_AUTOREFRESH = True
+WHITENOISE_USE_FINDERS = True

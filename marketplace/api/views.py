@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.contrib.auth import authenticate
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
@@ -11,8 +12,6 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
-
-from django.contrib.auth import authenticate
 
 from marketplace.api.pagination import StandardPagination
 from marketplace.api.serializers import (
@@ -27,7 +26,8 @@ from marketplace.api.serializers import (
 )
 from marketplace.errors import InvalidInput, NotFound, PermissionDenied
 from marketplace.models import Dataset, Licence, Report
-from marketplace.selectors import catalog, moderation as moderation_selectors
+from marketplace.selectors import catalog
+from marketplace.selectors import moderation as moderation_selectors
 from marketplace.services import datasets as dataset_services
 from marketplace.services import moderation as moderation_services
 from marketplace.services.datasets import ListingFields
@@ -56,18 +56,18 @@ class ObtainTokenView(APIView):
     permission_classes = [AllowAny]
     authentication_classes: list = []
 
-    class InputSerializer(serializers.Serializer):
+    class TokenInputSerializer(serializers.Serializer):
         username = serializers.CharField()
         password = serializers.CharField(style={"input_type": "password"}, trim_whitespace=False)
 
-    class OutputSerializer(serializers.Serializer):
+    class TokenOutputSerializer(serializers.Serializer):
         token = serializers.CharField()
         username = serializers.CharField()
 
-    @extend_schema(request=InputSerializer, responses={200: OutputSerializer, **_errors(400)}, tags=["auth"],
+    @extend_schema(request=TokenInputSerializer, responses={200: TokenOutputSerializer, **_errors(400)}, tags=["auth"],
                    summary="Exchange a username and password for an API token")
     def post(self, request):
-        data = self.InputSerializer(data=request.data)
+        data = self.TokenInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         user = authenticate(request, username=data.validated_data["username"],
                             password=data.validated_data["password"])
@@ -95,8 +95,9 @@ class ListingFieldsSerializer(serializers.Serializer):
 class DatasetListCreateView(APIView):
     parser_classes = [MultiPartParser, FormParser]
 
-    class CreateSerializer(ListingFieldsSerializer):
-        file = serializers.FileField(help_text="CSV or Parquet, up to the upload limit (default 1 GiB).")
+    class DatasetCreateSerializer(ListingFieldsSerializer):
+        file = serializers.FileField(allow_empty_file=True,
+                                     help_text="CSV or Parquet, up to the upload limit (default 1 GiB).")
 
     @extend_schema(
         summary="Search the catalogue of listed datasets",
@@ -128,7 +129,7 @@ class DatasetListCreateView(APIView):
 
     @extend_schema(
         summary="Upload a dataset (multipart); it starts as a draft with a proposed schema",
-        request={"multipart/form-data": CreateSerializer},
+        request={"multipart/form-data": DatasetCreateSerializer},
         responses={201: OwnerDatasetSerializer, 413: OpenApiResponse(ErrorSerializer, description="File too large"),
                    **_errors(400, 401)},
         tags=["datasets"],
@@ -136,7 +137,7 @@ class DatasetListCreateView(APIView):
     def post(self, request):
         if not request.user.is_authenticated:
             self.permission_denied(request)
-        data = self.CreateSerializer(data=request.data)
+        data = self.DatasetCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         upload = data.validated_data.pop("file")
         try:
@@ -152,7 +153,7 @@ class DatasetListCreateView(APIView):
 class DatasetDetailView(APIView):
     parser_classes = [JSONParser, MultiPartParser, FormParser]
 
-    class UpdateSerializer(ListingFieldsSerializer):
+    class DatasetUpdateSerializer(ListingFieldsSerializer):
         title = serializers.CharField(max_length=200, required=False)
 
     @extend_schema(summary="Read a dataset", responses={200: OwnerDatasetSerializer, **_errors(404)},
@@ -161,11 +162,11 @@ class DatasetDetailView(APIView):
         dataset = catalog.dataset_get_visible(dataset_id=dataset_id, user=request.user)
         return Response(dataset_data(dataset, request.user))
 
-    @extend_schema(summary="Update a dataset's listing (owner)", request=UpdateSerializer,
+    @extend_schema(summary="Update a dataset's listing (owner)", request=DatasetUpdateSerializer,
                    responses={200: OwnerDatasetSerializer, **_errors(400, 401, 403, 404)}, tags=["datasets"])
     def patch(self, request, dataset_id: int):
         dataset = catalog.dataset_get_visible(dataset_id=dataset_id, user=request.user)
-        data = self.UpdateSerializer(data=request.data, partial=True)
+        data = self.DatasetUpdateSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
         dataset = dataset_services.dataset_update(dataset=dataset, actor=request.user,
                                                   fields=ListingFields(**data.validated_data))
@@ -182,10 +183,10 @@ class DatasetDetailView(APIView):
 class SchemaView(APIView):
     parser_classes = [JSONParser]
 
-    class SchemaSerializer(serializers.Serializer):
+    class SchemaInputSerializer(serializers.Serializer):
         columns = serializers.ListField(child=serializers.DictField(), min_length=1)
 
-    class OutputSerializer(serializers.Serializer):
+    class SchemaOutputSerializer(serializers.Serializer):
         declared = serializers.DictField(allow_null=True, help_text="The public declared schema.")
         confirmed_at = serializers.DateTimeField(allow_null=True)
         proposed = serializers.DictField(required=False, help_text="Owner only: the platform's proposal.")
@@ -197,16 +198,16 @@ class SchemaView(APIView):
         return out
 
     @extend_schema(summary="Read the declared schema (and, for the owner, the proposal)",
-                   responses={200: OutputSerializer, **_errors(404)}, tags=["datasets"])
+                   responses={200: SchemaOutputSerializer, **_errors(404)}, tags=["datasets"])
     def get(self, request, dataset_id: int):
         dataset = catalog.dataset_get_visible(dataset_id=dataset_id, user=request.user)
         return Response(self._out(dataset, request.user))
 
     @extend_schema(
         summary="Confirm or edit the declared schema (owner; draft or rejected only)",
-        request=SchemaSerializer,
+        request=SchemaInputSerializer,
         examples=[OpenApiExample("schema", value=SCHEMA_EXAMPLE, request_only=True)],
-        responses={200: OutputSerializer, **_errors(400, 401, 403, 404, 409)}, tags=["datasets"],
+        responses={200: SchemaOutputSerializer, **_errors(400, 401, 403, 404, 409)}, tags=["datasets"],
     )
     def put(self, request, dataset_id: int):
         dataset = catalog.dataset_get_visible(dataset_id=dataset_id, user=request.user)
@@ -219,8 +220,8 @@ class SchemaView(APIView):
 class MockView(APIView):
     parser_classes = [MultiPartParser]
 
-    class UploadSerializer(serializers.Serializer):
-        file = serializers.FileField(help_text="A CSV with exactly the declared columns.")
+    class MockUploadSerializer(serializers.Serializer):
+        file = serializers.FileField(allow_empty_file=True, help_text="A CSV with exactly the declared columns.")
 
     @extend_schema(
         summary="Download mock data (CSV) built from the declared schema, or the provider's mock file",
@@ -259,13 +260,13 @@ class MockView(APIView):
         response["X-Mock-Data"] = "synthetic" if source == "synthetic" or not dataset.mock_storage_name else "uploaded"
         return response
 
-    @extend_schema(summary="Upload a mock CSV (owner)", request={"multipart/form-data": UploadSerializer},
+    @extend_schema(summary="Upload a mock CSV (owner)", request={"multipart/form-data": MockUploadSerializer},
                    responses={200: OwnerDatasetSerializer, **_errors(400, 401, 403, 404, 409)}, tags=["datasets"])
     def post(self, request, dataset_id: int):
         dataset = catalog.dataset_get_visible(dataset_id=dataset_id, user=request.user)
         if not request.user.is_authenticated:
             self.permission_denied(request)
-        data = self.UploadSerializer(data=request.data)
+        data = self.MockUploadSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         upload = data.validated_data["file"]
         dataset = dataset_services.dataset_mock_upload(dataset=dataset, actor=request.user, file=upload,
@@ -289,7 +290,7 @@ class ReasonSerializer(serializers.Serializer):
 def _transition_view(action: str, summary: str):
     class TransitionView(APIView):
         permission_classes = [IsAuthenticated]
-        parser_classes = [JSONParser, FormParser]
+        parser_classes = [JSONParser, FormParser, MultiPartParser]
 
         @extend_schema(summary=summary, request=ReasonSerializer,
                        responses={200: OwnerDatasetSerializer, 409: OpenApiResponse(ErrorSerializer,
@@ -316,9 +317,9 @@ DatasetRelistView = _transition_view("relist", "Relist a delisted dataset (staff
 
 class DatasetReportsView(APIView):
     permission_classes = [IsAuthenticated]
-    parser_classes = [JSONParser, FormParser]
+    parser_classes = [JSONParser, FormParser, MultiPartParser]
 
-    class InputSerializer(serializers.Serializer):
+    class ReportInputSerializer(serializers.Serializer):
         reason = serializers.CharField(max_length=2000)
 
     @extend_schema(summary="Reports on this dataset (staff: all; others: their own)",
@@ -328,11 +329,11 @@ class DatasetReportsView(APIView):
         qs = moderation_selectors.reports_visible(actor=request.user, dataset=dataset)
         return _paginate(self, request, qs, ReportSerializer)
 
-    @extend_schema(summary="Report a listed dataset to the moderators", request=InputSerializer,
+    @extend_schema(summary="Report a listed dataset to the moderators", request=ReportInputSerializer,
                    responses={201: ReportSerializer, **_errors(400, 401, 404, 409)}, tags=["moderation"])
     def post(self, request, dataset_id: int):
         dataset = catalog.dataset_get_visible(dataset_id=dataset_id, user=request.user)
-        data = self.InputSerializer(data=request.data)
+        data = self.ReportInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         report = moderation_services.report_create(dataset=dataset, reporter=request.user,
                                                    reason=data.validated_data["reason"])
@@ -341,13 +342,13 @@ class DatasetReportsView(APIView):
 
 class ReportResolveView(APIView):
     permission_classes = [IsAuthenticated]
-    parser_classes = [JSONParser, FormParser]
+    parser_classes = [JSONParser, FormParser, MultiPartParser]
 
-    class InputSerializer(serializers.Serializer):
+    class ReportResolveInputSerializer(serializers.Serializer):
         resolution = serializers.CharField(max_length=2000)
         dismiss = serializers.BooleanField(default=False)
 
-    @extend_schema(summary="Answer a report (staff)", request=InputSerializer,
+    @extend_schema(summary="Answer a report (staff)", request=ReportResolveInputSerializer,
                    responses={200: ReportSerializer, **_errors(400, 401, 403, 404, 409)}, tags=["moderation"])
     def post(self, request, report_id: int):
         if not request.user.is_staff:
@@ -355,7 +356,7 @@ class ReportResolveView(APIView):
         report = Report.objects.filter(pk=report_id).first()
         if report is None:
             raise NotFound("No such report.")
-        data = self.InputSerializer(data=request.data)
+        data = self.ReportResolveInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         report = moderation_services.report_resolve(report=report, actor=request.user, **data.validated_data)
         return Response(ReportSerializer(report).data)

@@ -282,11 +282,12 @@ def dataset_delete(*, dataset: Dataset, actor: User) -> None:
 class _DecryptedReader(io.RawIOBase):
     """A forward-only file object over the decrypted chunks of a stored file."""
 
-    def __init__(self, chunks, on_progress=None) -> None:
+    def __init__(self, chunks) -> None:
         self._chunks = iter(chunks)
         self._buffer = b""
-        self._consumed = 0
-        self._on_progress = on_progress
+        # Read by the caller for progress; readinto may run on Arrow's I/O thread, so it must
+        # not touch the database itself.
+        self.consumed = 0
 
     def readable(self) -> bool:
         return True
@@ -297,9 +298,7 @@ class _DecryptedReader(io.RawIOBase):
             if piece is None:
                 return 0
             self._buffer = piece
-            self._consumed += len(piece)
-            if self._on_progress:
-                self._on_progress(self._consumed)
+            self.consumed += len(piece)
         n = min(len(target), len(self._buffer))
         target[:n] = self._buffer[:n]
         self._buffer = self._buffer[n:]
@@ -323,13 +322,15 @@ def dataset_validate(*, dataset_id: int) -> Dataset:
     try:
         chunks = storage.encrypted_file_chunks(dataset.storage_name)
         if dataset.file_format == Dataset.FileFormat.CSV:
+            source = _DecryptedReader(chunks)
             reader = pacsv.open_csv(
-                io.BufferedReader(_DecryptedReader(chunks, progress), buffer_size=1 << 20),
-                read_options=pacsv.ReadOptions(block_size=1 << 22),
+                io.BufferedReader(source, buffer_size=1 << 20),
+                read_options=pacsv.ReadOptions(block_size=1 << 22, use_threads=False),
             )
             rows = 0
             for batch in reader:
                 rows += batch.num_rows
+                progress(source.consumed)
             expected = [c["name"] for c in dataset.proposed_schema.get("columns", [])]
             if expected and reader.schema.names != expected:
                 raise InvalidFile("The header changed while validating.")

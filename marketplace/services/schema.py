@@ -136,7 +136,8 @@ def _clean_number(value: float, integer: bool) -> float | int:
 def schema_propose(table: pa.Table) -> dict[str, Any]:
     """Propose a declared schema from a sample table (see the module docstring)."""
     rows = table.num_rows
-    min_count = 1 if rows < 500 else 5
+    # A value seen once in the sample may be one person's: never propose it (the owner can add it).
+    min_count = min(5, max(2, rows // 200))
     columns: list[dict[str, Any]] = []
     for name, column in zip(table.column_names, table.columns, strict=True):
         col_type = column.type
