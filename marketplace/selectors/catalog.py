@@ -10,7 +10,7 @@ from django.db.models import Q, QuerySet
 from django.db.models.expressions import RawSQL
 
 from marketplace.errors import InvalidInput, NotFound
-from marketplace.models import Dataset, User
+from marketplace.models import Dataset, Licence, User
 
 SORTS = ("relevance", "newest", "oldest", "price", "-price")
 TS_CONFIG = "english"
@@ -33,6 +33,9 @@ def listing_search(*, query: str = "", tags: Iterable[str] = (), licence: str | 
     sort = sort or ("relevance" if query else "newest")
     if sort not in SORTS:
         raise InvalidInput(f"Unknown sort '{sort}'; use one of {', '.join(SORTS)}.", code="invalid_sort")
+    if licence and licence not in Licence.values:
+        raise InvalidInput(f"Unknown licence '{licence}'; use one of {', '.join(Licence.values)}.",
+                           code="invalid_licence")
     if price_min is not None and price_max is not None and price_min > price_max:
         raise InvalidInput("price_min must not be above price_max.", code="invalid_price_range")
 

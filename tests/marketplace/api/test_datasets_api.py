@@ -172,6 +172,7 @@ def test_catalogue_api_filters_sorts_and_paginates(provider, staff, api):
     assert response.status_code == 400 and response.json()["code"] == "invalid_sort"
     assert api.get("/api/v1/datasets/?price_min=abc").json()["code"] == "invalid_price_min"
     assert api.get("/api/v1/datasets/?page=999").status_code == 404
+    assert api.get("/api/v1/datasets/?licence=GPL").json()["code"] == "invalid_licence"
 
 
 def test_mock_download_is_synthetic_and_never_the_private_file(provider, staff, api):
