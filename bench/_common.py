@@ -12,14 +12,15 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def setup_django(*, database_url: str | None, prefix: str) -> Path:
-    """Configure Django (local settings) with a temporary MARKETPLACE_DATA_DIR and the given
-    database, and return the data directory; the caller removes it with ``remove_tree``.
+def setup_django(*, database_url: str | None, prefix: str = "ppdx-bench-", data_dir: Path | None = None) -> Path:
+    """Configure Django (local settings) with a temporary MARKETPLACE_DATA_DIR (``data_dir``, or
+    a new one) and the given database (None: SQLite in the data directory), and return the data
+    directory; the caller removes it with ``remove_tree``.
 
     Must run before anything imports Django models."""
     if str(REPO_ROOT) not in sys.path:
         sys.path.insert(0, str(REPO_ROOT))
-    data_dir = Path(tempfile.mkdtemp(prefix=prefix))
+    data_dir = Path(data_dir) if data_dir is not None else Path(tempfile.mkdtemp(prefix=prefix))
     os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings.local"
     os.environ["MARKETPLACE_DATA_DIR"] = str(data_dir)
     if database_url:
@@ -57,8 +58,16 @@ def percentile(values: list[float], pct: float) -> float:
     return ordered[rank - 1]
 
 
-def report(metric: str, value: float, unit: str, *, target: str | None = None, ok: bool | None = None,
-           anchor: str | None = None, fmt: str = "{:.1f}") -> None:
+def report(
+    metric: str,
+    value: float,
+    unit: str,
+    *,
+    target: str | None = None,
+    ok: bool | None = None,
+    anchor: str | None = None,
+    fmt: str = "{:.1f}",
+) -> None:
     """Print one figure: ``metric: value unit (target ...; anchor ...)``, with MISSED beside a
     missed target."""
     notes = []

@@ -20,6 +20,7 @@ import random
 import sys
 import time
 import traceback
+import warnings
 from decimal import Decimal
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -34,21 +35,82 @@ BATCH = 5_000
 
 # --- realistic listing text, per domain -----------------------------------------------------
 
-REGIONS = ["England", "Scotland", "Wales", "Ireland", "France", "Germany", "Spain", "Italy", "the Netherlands",
-           "Sweden", "Norway", "Poland", "Portugal", "California", "Texas", "New York State", "Ontario",
-           "Brazil", "India", "Kenya", "Japan", "Australia", "the Nordics", "the EU", "West Africa",
-           "South-East Asia", "the Midwest", "Greater London", "Bavaria", "Catalonia"]
-PERIODS = ["2015-2020", "2018-2023", "2019-2024", "2020-2024", "2021", "2022", "2023", "2024", "Q1 2024",
-           "2010-2020", "2016-2022", "the last decade"]
+REGIONS = [
+    "England",
+    "Scotland",
+    "Wales",
+    "Ireland",
+    "France",
+    "Germany",
+    "Spain",
+    "Italy",
+    "the Netherlands",
+    "Sweden",
+    "Norway",
+    "Poland",
+    "Portugal",
+    "California",
+    "Texas",
+    "New York State",
+    "Ontario",
+    "Brazil",
+    "India",
+    "Kenya",
+    "Japan",
+    "Australia",
+    "the Nordics",
+    "the EU",
+    "West Africa",
+    "South-East Asia",
+    "the Midwest",
+    "Greater London",
+    "Bavaria",
+    "Catalonia",
+]
+PERIODS = [
+    "2015-2020",
+    "2018-2023",
+    "2019-2024",
+    "2020-2024",
+    "2021",
+    "2022",
+    "2023",
+    "2024",
+    "Q1 2024",
+    "2010-2020",
+    "2016-2022",
+    "the last decade",
+]
 
 DOMAINS: dict[str, dict] = {
     "health": {
-        "subjects": ["heart disease", "type 2 diabetes", "hospital admissions", "stroke outcomes",
-                     "cancer screening", "blood pressure", "asthma prevalence", "maternity outcomes",
-                     "vaccination uptake", "GP prescriptions", "emergency department waits", "obesity",
-                     "cardiovascular risk", "sleep quality", "mental health referrals", "dementia diagnoses"],
-        "kinds": ["patient cohort", "registry extract", "clinical trial outcomes", "survey", "anonymised records",
-                  "longitudinal study", "hospital episode statistics"],
+        "subjects": [
+            "heart disease",
+            "type 2 diabetes",
+            "hospital admissions",
+            "stroke outcomes",
+            "cancer screening",
+            "blood pressure",
+            "asthma prevalence",
+            "maternity outcomes",
+            "vaccination uptake",
+            "GP prescriptions",
+            "emergency department waits",
+            "obesity",
+            "cardiovascular risk",
+            "sleep quality",
+            "mental health referrals",
+            "dementia diagnoses",
+        ],
+        "kinds": [
+            "patient cohort",
+            "registry extract",
+            "clinical trial outcomes",
+            "survey",
+            "anonymised records",
+            "longitudinal study",
+            "hospital episode statistics",
+        ],
         "sentences": [
             "De-identified patient-level records with age band, sex, smoking status and comorbidities.",
             "Includes cholesterol, BMI, systolic and diastolic blood pressure and diagnosis codes (ICD-10).",
@@ -62,11 +124,28 @@ DOMAINS: dict[str, dict] = {
         "tags": ["health", "cardiology", "clinical", "epidemiology", "public-health", "diabetes"],
     },
     "finance": {
-        "subjects": ["credit card transactions", "loan defaults", "mortgage applications", "stock prices",
-                     "bond yields", "fraud alerts", "SME lending", "consumer credit scores",
-                     "payment volumes", "foreign exchange rates", "insurance claims", "customer churn"],
-        "kinds": ["transaction log", "daily panel", "tick data", "portfolio snapshot", "risk dataset",
-                  "anonymised ledger"],
+        "subjects": [
+            "credit card transactions",
+            "loan defaults",
+            "mortgage applications",
+            "stock prices",
+            "bond yields",
+            "fraud alerts",
+            "SME lending",
+            "consumer credit scores",
+            "payment volumes",
+            "foreign exchange rates",
+            "insurance claims",
+            "customer churn",
+        ],
+        "kinds": [
+            "transaction log",
+            "daily panel",
+            "tick data",
+            "portfolio snapshot",
+            "risk dataset",
+            "anonymised ledger",
+        ],
         "sentences": [
             "Transaction amounts, merchant category codes and timestamps at second resolution.",
             "Labels mark chargebacks and confirmed fraud reported within 90 days.",
@@ -79,9 +158,19 @@ DOMAINS: dict[str, dict] = {
         "tags": ["finance", "banking", "fraud", "credit", "markets", "insurance"],
     },
     "energy": {
-        "subjects": ["electricity consumption", "smart meter readings", "solar generation", "wind output",
-                     "gas demand", "grid frequency", "household energy use", "EV charging sessions",
-                     "heat pump performance", "electricity prices", "battery storage dispatch"],
+        "subjects": [
+            "electricity consumption",
+            "smart meter readings",
+            "solar generation",
+            "wind output",
+            "gas demand",
+            "grid frequency",
+            "household energy use",
+            "EV charging sessions",
+            "heat pump performance",
+            "electricity prices",
+            "battery storage dispatch",
+        ],
         "kinds": ["half-hourly readings", "time series", "plant telemetry", "market data", "metering extract"],
         "sentences": [
             "Half-hourly electricity consumption in kWh from residential smart meters.",
@@ -95,9 +184,19 @@ DOMAINS: dict[str, dict] = {
         "tags": ["energy", "electricity", "smart-meters", "renewables", "time-series", "grid"],
     },
     "retail": {
-        "subjects": ["customer churn", "basket analysis", "online orders", "store footfall", "product returns",
-                     "loyalty card purchases", "price elasticity", "promotions uplift", "inventory levels",
-                     "customer reviews", "click-stream sessions"],
+        "subjects": [
+            "customer churn",
+            "basket analysis",
+            "online orders",
+            "store footfall",
+            "product returns",
+            "loyalty card purchases",
+            "price elasticity",
+            "promotions uplift",
+            "inventory levels",
+            "customer reviews",
+            "click-stream sessions",
+        ],
         "kinds": ["sales extract", "order history", "panel data", "e-commerce log", "POS transactions"],
         "sentences": [
             "Order lines with SKU, quantity, unit price, discount and store identifier.",
@@ -110,9 +209,18 @@ DOMAINS: dict[str, dict] = {
         "tags": ["retail", "ecommerce", "customers", "sales", "marketing", "churn"],
     },
     "mobility": {
-        "subjects": ["bike share trips", "traffic counts", "bus punctuality", "taxi journeys", "road accidents",
-                     "rail passenger flows", "parking occupancy", "e-scooter rides", "commuting patterns",
-                     "air traffic movements"],
+        "subjects": [
+            "bike share trips",
+            "traffic counts",
+            "bus punctuality",
+            "taxi journeys",
+            "road accidents",
+            "rail passenger flows",
+            "parking occupancy",
+            "e-scooter rides",
+            "commuting patterns",
+            "air traffic movements",
+        ],
         "kinds": ["trip records", "sensor counts", "GPS traces", "timetable performance", "journey survey"],
         "sentences": [
             "Trip start and end times, stations and duration; coordinates rounded to 100 m.",
@@ -124,10 +232,19 @@ DOMAINS: dict[str, dict] = {
         "tags": ["mobility", "transport", "traffic", "urban", "geospatial", "safety"],
     },
     "climate": {
-        "subjects": ["temperature anomalies", "rainfall", "air quality", "CO2 emissions", "flood events",
-                     "sea level", "drought index", "wildfire perimeters", "snow cover", "heatwave days"],
-        "kinds": ["gridded observations", "station records", "reanalysis", "emissions inventory",
-                  "satellite product"],
+        "subjects": [
+            "temperature anomalies",
+            "rainfall",
+            "air quality",
+            "CO2 emissions",
+            "flood events",
+            "sea level",
+            "drought index",
+            "wildfire perimeters",
+            "snow cover",
+            "heatwave days",
+        ],
+        "kinds": ["gridded observations", "station records", "reanalysis", "emissions inventory", "satellite product"],
         "sentences": [
             "Daily station observations of temperature, precipitation and humidity.",
             "PM2.5, PM10, NO2 and ozone concentrations from monitoring sites.",
@@ -138,8 +255,18 @@ DOMAINS: dict[str, dict] = {
         "tags": ["climate", "weather", "air-quality", "emissions", "environment", "geospatial"],
     },
     "agriculture": {
-        "subjects": ["crop yields", "soil moisture", "livestock counts", "fertiliser use", "irrigation",
-                     "harvest dates", "pest outbreaks", "farm incomes", "milk production", "grain prices"],
+        "subjects": [
+            "crop yields",
+            "soil moisture",
+            "livestock counts",
+            "fertiliser use",
+            "irrigation",
+            "harvest dates",
+            "pest outbreaks",
+            "farm incomes",
+            "milk production",
+            "grain prices",
+        ],
         "kinds": ["field trials", "farm survey", "sensor network", "census extract", "remote sensing"],
         "sentences": [
             "Field-level yields in tonnes per hectare with variety and sowing date.",
@@ -151,9 +278,18 @@ DOMAINS: dict[str, dict] = {
         "tags": ["agriculture", "crops", "soil", "food", "farming", "sensors"],
     },
     "telecom": {
-        "subjects": ["customer churn", "network latency", "mobile data usage", "call detail records",
-                     "cell tower load", "broadband speeds", "dropped calls", "roaming usage",
-                     "subscriber tenure", "5G coverage"],
+        "subjects": [
+            "customer churn",
+            "network latency",
+            "mobile data usage",
+            "call detail records",
+            "cell tower load",
+            "broadband speeds",
+            "dropped calls",
+            "roaming usage",
+            "subscriber tenure",
+            "5G coverage",
+        ],
         "kinds": ["subscriber extract", "network KPIs", "probe data", "usage log", "coverage survey"],
         "sentences": [
             "Monthly subscriber usage with plan, tenure, complaints and churn indicator.",
@@ -165,8 +301,20 @@ DOMAINS: dict[str, dict] = {
         "tags": ["telecom", "network", "mobile", "customers", "churn", "broadband"],
     },
 }
-GENERIC_TAGS = ["time-series", "anonymised", "open-data", "europe", "north-america", "daily", "monthly",
-                "survey", "synthetic", "benchmark", "machine-learning", "research"]
+GENERIC_TAGS = [
+    "time-series",
+    "anonymised",
+    "open-data",
+    "europe",
+    "north-america",
+    "daily",
+    "monthly",
+    "survey",
+    "synthetic",
+    "benchmark",
+    "machine-learning",
+    "research",
+]
 GENERIC_SENTENCES = [
     "Data dictionary included; all columns are documented with units and allowed values.",
     "Updated quarterly; this listing covers the latest complete release.",
@@ -183,8 +331,14 @@ TITLE_PATTERNS = [
     "Monthly {subject} by region, {period}",
     "{Subject} and outcomes, {region}",
 ]
-LICENCES = (["CC-BY-4.0"] * 40 + ["CC-BY-SA-4.0"] * 10 + ["CC-BY-NC-4.0"] * 15 + ["CC0-1.0"] * 10
-            + ["ODbL-1.0"] * 5 + ["proprietary"] * 20)
+LICENCES = (
+    ["CC-BY-4.0"] * 40
+    + ["CC-BY-SA-4.0"] * 10
+    + ["CC-BY-NC-4.0"] * 15
+    + ["CC0-1.0"] * 10
+    + ["ODbL-1.0"] * 5
+    + ["proprietary"] * 20
+)
 OTHER_STATUSES = ["draft", "pending_review", "rejected", "delisted"]
 
 QUERIES: list[tuple[str, str]] = [
@@ -207,14 +361,14 @@ def listing_text(rng: random.Random, domain: str) -> tuple[str, str, list[str]]:
     kind = rng.choice(spec["kinds"])
     region = rng.choice(REGIONS)
     period = rng.choice(PERIODS)
-    title = rng.choice(TITLE_PATTERNS).format(Subject=_cap(subject), subject=subject, kind=kind,
-                                              region=region, period=period)[:200]
+    title = rng.choice(TITLE_PATTERNS).format(
+        Subject=_cap(subject), subject=subject, kind=kind, region=region, period=period
+    )[:200]
     body = rng.sample(spec["sentences"], k=min(len(spec["sentences"]), rng.randint(2, 4)))
     extra = rng.sample(GENERIC_SENTENCES, k=rng.randint(1, 2))
     cols = rng.randint(5, 60)
     intro = f"{_cap(kind)} of {subject} in {region} covering {period}."
-    paragraphs = [intro, " ".join(body), " ".join(s.format(rows=rng.randint(1, 5000) * 1000, cols=cols)
-                                                  for s in extra)]
+    paragraphs = [intro, " ".join(body), " ".join(s.format(rows=rng.randint(1, 5000) * 1000, cols=cols) for s in extra)]
     if rng.random() < 0.3:
         paragraphs.append("**Columns**\n\n- `id`: row identifier\n- `date`: observation date\n- `value`: measurement")
     description = "\n\n".join(paragraphs)
@@ -228,14 +382,17 @@ def listing_text(rng: random.Random, domain: str) -> tuple[str, str, list[str]]:
 
 # --- database lifecycle ---------------------------------------------------------------------
 
+
 def _admin_connect(url: str):
     import psycopg2
 
     parts = urlparse(url)
     conn = psycopg2.connect(
-        dbname="postgres", user=unquote(parts.username or "postgres"),
+        dbname="postgres",
+        user=unquote(parts.username or "postgres"),
         password=unquote(parts.password) if parts.password else None,
-        host=parts.hostname or "127.0.0.1", port=parts.port or 5432,
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or 5432,
     )
     conn.autocommit = True
     return conn
@@ -275,6 +432,7 @@ def database_drop(url: str) -> None:
 
 # --- seeding --------------------------------------------------------------------------------
 
+
 def seed(rows: int, *, seed_value: int = 20240601) -> None:
     from django.contrib.auth.hashers import make_password
     from django.db import connection, transaction
@@ -286,8 +444,7 @@ def seed(rows: int, *, seed_value: int = 20240601) -> None:
         cur.execute("TRUNCATE marketplace_dataset, marketplace_dataset_tags, marketplace_tag RESTART IDENTITY CASCADE")
     unusable = make_password(None)
     User.objects.bulk_create(
-        [User(username=f"bench-provider-{i:03d}", password=unusable, organisation=f"Provider {i}")
-         for i in range(200)],
+        [User(username=f"bench-provider-{i:03d}", password=unusable, organisation=f"Provider {i}") for i in range(200)],
         ignore_conflicts=True,
     )
     owner_ids = list(User.objects.filter(username__startswith="bench-provider-").values_list("pk", flat=True))
@@ -313,29 +470,46 @@ def seed(rows: int, *, seed_value: int = 20240601) -> None:
                 title, description, tags = listing_text(rng, rng.choice(domains))
                 created = now - dt.timedelta(seconds=rng.randrange(span))
                 status = "listed" if rng.random() < 0.9 else rng.choice(OTHER_STATUSES)
-                price = Decimal("0") if rng.random() < 0.25 else Decimal(
-                    f"{round(10 ** rng.uniform(0, 2.7), 2)}")
+                price = Decimal("0") if rng.random() < 0.25 else Decimal(f"{round(10 ** rng.uniform(0, 2.7), 2)}")
                 size = rng.randint(10_000, 2_000_000_000)
-                objs.append(Dataset(
-                    owner_id=rng.choice(owner_ids), title=title, description=description,
-                    licence=rng.choice(LICENCES), price=price, price_token="USDC",
-                    epsilon_total=Decimal("10"), epsilon_per_job=Decimal("1"), delta=1e-6,
-                    status=status,
-                    listed_at=created + dt.timedelta(hours=rng.randint(1, 72)) if status in ("listed", "delisted")
-                    else None,
-                    file_format="csv" if rng.random() < 0.8 else "parquet",
-                    original_filename=f"dataset_{i}.csv", storage_name=f"private/bench-{i:08d}.enc",
-                    file_size=size, file_sha256=hashlib.sha256(str(i).encode()).hexdigest(),
-                    validation="valid", validation_progress=100, row_count=size // 120,
-                    proposed_schema={}, created_at=created, updated_at=created,
-                ))
+                objs.append(
+                    Dataset(
+                        owner_id=rng.choice(owner_ids),
+                        title=title,
+                        description=description,
+                        licence=rng.choice(LICENCES),
+                        price=price,
+                        price_token="USDC",
+                        epsilon_total=Decimal("10"),
+                        epsilon_per_job=Decimal("1"),
+                        delta=1e-6,
+                        status=status,
+                        listed_at=created + dt.timedelta(hours=rng.randint(1, 72))
+                        if status in ("listed", "delisted")
+                        else None,
+                        file_format="csv" if rng.random() < 0.8 else "parquet",
+                        original_filename=f"dataset_{i}.csv",
+                        storage_name=f"private/bench-{i:08d}.enc",
+                        file_size=size,
+                        file_sha256=hashlib.sha256(str(i).encode()).hexdigest(),
+                        validation="valid",
+                        validation_progress=100,
+                        row_count=size // 120,
+                        proposed_schema={},
+                        created_at=created,
+                        updated_at=created,
+                    )
+                )
                 obj_tags.append(tags)
             with transaction.atomic():
                 created_objs = Dataset.objects.bulk_create(objs)
-                through.objects.bulk_create([
-                    through(dataset_id=obj.pk, tag_id=tag_id[name])
-                    for obj, names in zip(created_objs, obj_tags, strict=True) for name in names
-                ])
+                through.objects.bulk_create(
+                    [
+                        through(dataset_id=obj.pk, tag_id=tag_id[name])
+                        for obj, names in zip(created_objs, obj_tags, strict=True)
+                        for name in names
+                    ]
+                )
             done += n
     finally:
         created_field.auto_now_add, updated_field.auto_now = saved
@@ -347,6 +521,7 @@ def seed(rows: int, *, seed_value: int = 20240601) -> None:
 
 
 # --- measuring ------------------------------------------------------------------------------
+
 
 def run_queries(requests: int, warmup: int, dump: Path | None) -> None:
     from django.db import connection
@@ -373,17 +548,30 @@ def run_queries(requests: int, warmup: int, dump: Path | None) -> None:
         all_times.extend(times)
         p50, p95 = percentile(times, 50), percentile(times, 95)
         report(f"search p50 ({label})", p50, "ms")
-        report(f"search p95 ({label})", p95, "ms", target=f"<= {TARGET_P95_MS:.0f} ms",
-               ok=p95 <= TARGET_P95_MS, anchor=f"{body['count']:,} matches")
+        report(
+            f"search p95 ({label})",
+            p95,
+            "ms",
+            target=f"<= {TARGET_P95_MS:.0f} ms",
+            ok=p95 <= TARGET_P95_MS,
+            anchor=f"{body['count']:,} matches",
+        )
     overall = percentile(all_times, 95)
-    report("search p95 (all queries)", overall, "ms", target=f"<= {TARGET_P95_MS:.0f} ms",
-           ok=overall <= TARGET_P95_MS, anchor=f"{len(all_times)} requests")
+    report(
+        "search p95 (all queries)",
+        overall,
+        "ms",
+        target=f"<= {TARGET_P95_MS:.0f} ms",
+        ok=overall <= TARGET_P95_MS,
+        anchor=f"{len(all_times)} requests",
+    )
     connection.close()
     if dump:
         dump.write_text(json.dumps(results, indent=1))
 
 
 def main() -> int:
+    warnings.filterwarnings("ignore", message="No directory at", module="django.core.handlers.base")
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=100_000, help="datasets to seed (default 100000)")
     parser.add_argument("--requests", type=int, default=200, help="timed requests per query (default 200)")
@@ -409,8 +597,12 @@ def main() -> int:
             seed(args.rows)
             seconds = time.perf_counter() - t0
             listed = Dataset.objects.filter(status="listed").count()
-            report(f"seeding time ({args.rows:,} datasets, {listed:,} listed, incl. tags and ANALYZE)", seconds,
-                   "s", anchor=f"{args.rows / seconds:,.0f} rows/s")
+            report(
+                f"seeding time ({args.rows:,} datasets, {listed:,} listed, incl. tags and ANALYZE)",
+                seconds,
+                "s",
+                anchor=f"{args.rows / seconds:,.0f} rows/s",
+            )
         run_queries(args.requests, args.warmup, args.dump_results)
         return 0
     except Exception:

@@ -115,8 +115,10 @@ class Dataset(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [
-            models.Index(fields=["status", "-created_at"], name="dataset_status_created"),
-            models.Index(fields=["status", "price"], name="dataset_status_price"),
+            # Catalogue orderings: each sort is an index walk with its tie-breakers included.
+            models.Index(fields=["status", "-created_at", "-id"], name="dataset_status_newest"),
+            models.Index(fields=["status", "price", "-created_at", "-id"], name="dataset_status_price_newest"),
+            models.Index(fields=["status", "-price", "-created_at", "-id"], name="dataset_status_dearest_newest"),
             models.Index(fields=["status", "licence"], name="dataset_status_licence"),
         ]
         constraints = [

@@ -54,6 +54,14 @@ class DatasetSerializer(serializers.ModelSerializer):
         return bool(obj.mock_storage_name)
 
 
+class DatasetListSerializer(DatasetSerializer):
+    """Catalogue rows: no rendered HTML and no schema, to keep search pages fast; the detail
+    endpoint has everything."""
+
+    class Meta(DatasetSerializer.Meta):
+        fields = tuple(f for f in DatasetSerializer.Meta.fields if f not in ("description_html", "declared_schema"))
+
+
 class OwnerDatasetSerializer(DatasetSerializer):
     """What the owner (and staff) also see: the proposal, validation and private row count."""
 

@@ -16,7 +16,7 @@ from rest_framework.views import APIView
 from marketplace.api.pagination import StandardPagination
 from marketplace.api.serializers import (
     SCHEMA_EXAMPLE,
-    DatasetSerializer,
+    DatasetListSerializer,
     ErrorSerializer,
     ModerationLogEntrySerializer,
     OwnerDatasetSerializer,
@@ -109,7 +109,7 @@ class DatasetListCreateView(APIView):
             OpenApiParameter("sort", str, enum=list(catalog.SORTS)),
             OpenApiParameter("page", int), OpenApiParameter("page_size", int),
         ],
-        responses={200: DatasetSerializer(many=True), **_errors(400)},
+        responses={200: DatasetListSerializer(many=True), **_errors(400)},
         tags=["datasets"],
     )
     def get(self, request):
@@ -125,7 +125,7 @@ class DatasetListCreateView(APIView):
             sort=params.get("sort") or None,
             **prices,
         )
-        return _paginate(self, request, qs, DatasetSerializer)
+        return _paginate(self, request, qs, DatasetListSerializer)
 
     @extend_schema(
         summary="Upload a dataset (multipart); it starts as a draft with a proposed schema",

@@ -75,7 +75,11 @@ def listing_search(*, query: str = "", tags: Iterable[str] = (), licence: str | 
         "-price": ("-price", "-created_at", "-id"),
         "relevance": ("-rank", "-created_at", "-id") if ranked else ("-created_at", "-id"),
     }[sort]
-    return qs.order_by(*order)
+    qs = qs.order_by(*order)
+    # Every full-text match is visited to rank or filter it, so the API paginator takes the total
+    # from the same query (see marketplace.api.pagination).
+    qs.count_in_page_query = bool(query) and _uses_fulltext()
+    return qs
 
 
 def dataset_get_visible(*, dataset_id: int | str, user: User | None) -> Dataset:

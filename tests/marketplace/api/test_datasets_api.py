@@ -168,6 +168,14 @@ def test_catalogue_api_filters_sorts_and_paginates(provider, staff, api):
                                                      "15.000000"]
     assert "page=2" in page["next"]
     assert api.get("/api/v1/datasets/?price_min=10&price_max=12").json()["count"] == 3
+    # full-text pages (one narrow ranked query on PostgreSQL) keep totals, order and related data
+    first = api.get("/api/v1/datasets/?q=sensor&sort=price&page_size=10").json()
+    last = api.get("/api/v1/datasets/?q=sensor&sort=price&page_size=10&page=3").json()
+    assert (first["count"], len(first["results"]), len(last["results"])) == (25, 10, 5)
+    assert [r["price"] for r in first["results"]][:3] == ["0.000000", "1.000000", "2.000000"]
+    assert first["results"][0]["tags"] == ["energy"] and first["results"][0]["owner"] == "provider"
+    assert last["next"] is None and "page=2" in last["previous"]
+    assert api.get("/api/v1/datasets/?q=sensor&page=4&page_size=10").status_code == 404
     response = api.get("/api/v1/datasets/?sort=bogus")
     assert response.status_code == 400 and response.json()["code"] == "invalid_sort"
     assert api.get("/api/v1/datasets/?price_min=abc").json()["code"] == "invalid_price_min"
