@@ -26,10 +26,18 @@ SORT_LABELS = {
 }
 
 
+class NoColonMixin:
+    """Labels read "Email", not "Email:" (screen readers announce the colon)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("label_suffix", "")
+        super().__init__(*args, **kwargs)
+
+
 # --- accounts ------------------------------------------------------------------------------
 
 
-class SignUpForm(UserCreationForm):
+class SignUpForm(NoColonMixin, UserCreationForm):
     email = forms.EmailField(required=True, help_text="Used for moderation notices about your datasets.")
     organisation = forms.CharField(max_length=200, required=False)
 
@@ -38,11 +46,11 @@ class SignUpForm(UserCreationForm):
         fields = ("username", "email", "organisation")
 
 
-class LoginForm(AuthenticationForm):
+class LoginForm(NoColonMixin, AuthenticationForm):
     pass
 
 
-class ProfileForm(forms.ModelForm):
+class ProfileForm(NoColonMixin, forms.ModelForm):
     class Meta:
         model = User
         fields = ("email", "organisation", "bio")
@@ -52,7 +60,7 @@ class ProfileForm(forms.ModelForm):
 # --- datasets ------------------------------------------------------------------------------
 
 
-class ListingForm(forms.Form):
+class ListingForm(NoColonMixin, forms.Form):
     """Listing metadata. Bounds here are only the obvious ones; the service has the final word."""
 
     title = forms.CharField(max_length=200)
@@ -68,22 +76,45 @@ class ListingForm(forms.Form):
         help_text="Comma-separated, e.g. health, cardiology (letters, digits and dashes; at most 10).",
     )
     licence = forms.ChoiceField(choices=Licence.choices, initial=Licence.CC_BY_4)
-    price = forms.DecimalField(min_value=Decimal("0"), decimal_places=6, max_digits=18, initial=Decimal("0"),
-                               help_text="Price of one compute job.")
+    price = forms.DecimalField(
+        min_value=Decimal("0"),
+        decimal_places=6,
+        max_digits=18,
+        initial=Decimal("0"),
+        help_text="Price of one compute job.",
+    )
     price_token = forms.CharField(max_length=12, initial="USDC", label="Payment token")
     epsilon_total = forms.DecimalField(
-        label="Total epsilon (ε)", max_digits=10, decimal_places=4, initial=Decimal("10"),
+        label="Total epsilon (ε)",
+        max_digits=10,
+        decimal_places=4,
+        initial=Decimal("10"),
         help_text="Privacy budget for all jobs on this dataset together. Above 0, at most 1000.",
     )
     epsilon_per_job = forms.DecimalField(
-        label="Epsilon per job", max_digits=10, decimal_places=4, initial=Decimal("1"),
+        label="Epsilon per job",
+        max_digits=10,
+        decimal_places=4,
+        initial=Decimal("1"),
         help_text="The most one job may spend; at most the total.",
     )
-    delta = forms.FloatField(label="Delta (δ)", initial=1e-5,
-                             help_text="Above 0 and below 0.01; typically well below 1 / number of rows.")
+    delta = forms.FloatField(
+        label="Delta (δ)",
+        initial="0.00001",
+        help_text="Above 0 and below 0.01; typically well below 1 / number of rows.",
+    )
 
-    field_order = ["title", "description", "tags", "licence", "price", "price_token", "epsilon_total",
-                   "epsilon_per_job", "delta"]
+    field_order = [
+        "title",
+        "description",
+        "tags",
+        "licence",
+        "price",
+        "price_token",
+        "epsilon_total",
+        "epsilon_per_job",
+        "delta",
+    ]
 
     @classmethod
     def initial_for(cls, dataset: Dataset) -> dict[str, Any]:
@@ -96,7 +127,7 @@ class ListingForm(forms.Form):
             "price_token": dataset.price_token,
             "epsilon_total": dataset.epsilon_total.normalize(),
             "epsilon_per_job": dataset.epsilon_per_job.normalize(),
-            "delta": dataset.delta,
+            "delta": format(Decimal(repr(dataset.delta)), "f"),  # 0.00001, not 1e-05
         }
 
     def listing_fields(self) -> ListingFields:
@@ -124,7 +155,7 @@ class DatasetUploadForm(ListingForm):
     field_order = ["file", *ListingForm.field_order]
 
 
-class MockUploadForm(forms.Form):
+class MockUploadForm(NoColonMixin, forms.Form):
     file = forms.FileField(
         label="Mock CSV",
         help_text="Exactly the declared columns, in order. Everyone can download it: use made-up values only.",
@@ -135,7 +166,7 @@ class MockUploadForm(forms.Form):
 TYPE_CHOICES = [(t, t) for t in COLUMN_TYPES]
 
 
-class SchemaColumnForm(forms.Form):
+class SchemaColumnForm(NoColonMixin, forms.Form):
     """One declared column. The name is not taken from the request: the view pairs rows with the
     file's columns by position."""
 
@@ -205,15 +236,21 @@ SchemaFormSet = forms.formset_factory(SchemaColumnForm, extra=0, max_num=500, ab
 # --- catalogue and moderation -----------------------------------------------------------------
 
 
-class CatalogueFilterForm(forms.Form):
-    q = forms.CharField(required=False, max_length=200, label="Search",
-                        widget=forms.TextInput(attrs={"type": "search", "placeholder": "Search datasets"}))
+class CatalogueFilterForm(NoColonMixin, forms.Form):
+    q = forms.CharField(
+        required=False,
+        max_length=200,
+        label="Search",
+        widget=forms.TextInput(attrs={"type": "search", "placeholder": "Search datasets"}),
+    )
     tags = forms.CharField(required=False, max_length=300, help_text="Comma-separated; all must match.")
     licence = forms.ChoiceField(required=False, choices=[("", "Any licence"), *Licence.choices])
-    price_min = forms.DecimalField(required=False, min_value=Decimal("0"), max_digits=18, decimal_places=6,
-                                   label="Min price")
-    price_max = forms.DecimalField(required=False, min_value=Decimal("0"), max_digits=18, decimal_places=6,
-                                   label="Max price")
+    price_min = forms.DecimalField(
+        required=False, min_value=Decimal("0"), max_digits=18, decimal_places=6, label="Min price"
+    )
+    price_max = forms.DecimalField(
+        required=False, min_value=Decimal("0"), max_digits=18, decimal_places=6, label="Max price"
+    )
     sort = forms.ChoiceField(required=False, choices=[(s, SORT_LABELS.get(s, s)) for s in SORTS])
 
     def clean(self):
@@ -245,10 +282,11 @@ QUEUE_STATUS_CHOICES = [
 ]
 
 
-class ModerationFilterForm(forms.Form):
+class ModerationFilterForm(NoColonMixin, forms.Form):
     status = forms.ChoiceField(required=False, choices=QUEUE_STATUS_CHOICES)
-    q = forms.CharField(required=False, max_length=200, label="Title or owner",
-                        widget=forms.TextInput(attrs={"type": "search"}))
+    q = forms.CharField(
+        required=False, max_length=200, label="Title or owner", widget=forms.TextInput(attrs={"type": "search"})
+    )
     reported = forms.BooleanField(required=False, label="Reported only")
 
 
@@ -257,9 +295,10 @@ class TransitionForm(forms.Form):
     reason = forms.CharField(required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 2}))
 
 
-class ReportForm(forms.Form):
-    reason = forms.CharField(max_length=2000, widget=forms.Textarea(attrs={"rows": 3}),
-                             label="What is wrong with this listing?")
+class ReportForm(NoColonMixin, forms.Form):
+    reason = forms.CharField(
+        max_length=2000, widget=forms.Textarea(attrs={"rows": 3}), label="What is wrong with this listing?"
+    )
 
 
 class ResolveReportForm(forms.Form):

@@ -6,5 +6,25 @@ app_name = "frontend"
 
 urlpatterns = [
     path("", views.catalogue, name="catalogue"),
-    path("login/", views.catalogue, name="login"),
+    # accounts
+    path("signup/", views.signup, name="signup"),
+    path("login/", views.LoginView.as_view(), name="login"),
+    path("logout/", views.LogoutView.as_view(), name="logout"),
+    path("me/", views.profile, name="profile"),
+    path("me/token/", views.token_regenerate, name="token-regenerate"),
+    path("me/datasets/", views.my_datasets, name="my-datasets"),
+    # datasets
+    path("datasets/new/", views.dataset_new, name="dataset-new"),
+    path("datasets/<int:dataset_id>/", views.dataset_detail, name="dataset"),
+    path("datasets/<int:dataset_id>/schema/", views.dataset_schema, name="dataset-schema"),
+    path("datasets/<int:dataset_id>/edit/", views.dataset_edit, name="dataset-edit"),
+    path("datasets/<int:dataset_id>/mock/", views.dataset_mock, name="dataset-mock"),
+    path("datasets/<int:dataset_id>/mock/remove/", views.dataset_mock_remove, name="dataset-mock-remove"),
+    path("datasets/<int:dataset_id>/delete/", views.dataset_delete, name="dataset-delete"),
+    path("datasets/<int:dataset_id>/status/", views.dataset_transition, name="dataset-transition"),
+    path("datasets/<int:dataset_id>/report/", views.dataset_report, name="dataset-report"),
+    # moderation
+    path("moderation/", views.moderation_queue, name="moderation"),
+    path("moderation/log/", views.moderation_log, name="moderation-log"),
+    path("moderation/reports/<int:report_id>/resolve/", views.report_resolve, name="report-resolve"),
 ]

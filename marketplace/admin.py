@@ -25,8 +25,9 @@ def _moderate(action: str):
         done = 0
         for dataset in queryset:
             try:
-                dataset_transition(dataset=dataset, actor=request.user, action=action,
-                                   reason=f"{action} from the Django admin")
+                dataset_transition(
+                    dataset=dataset, actor=request.user, action=action, reason=f"{action} from the Django admin"
+                )
                 done += 1
             except DomainError as exc:
                 modeladmin.message_user(request, f"#{dataset.pk}: {exc.detail}", messages.ERROR)
@@ -43,9 +44,23 @@ class DatasetAdmin(admin.ModelAdmin):
     list_display = ("id", "title", "owner", "status", "price", "price_token", "validation", "created_at")
     list_filter = ("status", "licence", "file_format", "validation")
     search_fields = ("title", "owner__username")
-    readonly_fields = ("status", "listed_at", "file_format", "original_filename", "storage_name", "file_size",
-                       "file_sha256", "validation", "validation_detail", "row_count", "proposed_schema",
-                       "schema_confirmed_at", "mock_storage_name", "created_at", "updated_at")
+    readonly_fields = (
+        "status",
+        "listed_at",
+        "file_format",
+        "original_filename",
+        "storage_name",
+        "file_size",
+        "file_sha256",
+        "validation",
+        "validation_detail",
+        "row_count",
+        "proposed_schema",
+        "schema_confirmed_at",
+        "mock_storage_name",
+        "created_at",
+        "updated_at",
+    )
     filter_horizontal = ("tags",)
     actions = [_moderate("approve"), _moderate("reject"), _moderate("delist"), _moderate("relist")]
 

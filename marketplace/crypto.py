@@ -63,9 +63,14 @@ class StreamStats:
     sha256: str = ""
 
 
-def encrypt_stream(chunks: Iterable[bytes], *, max_bytes: int | None = None,
-                   on_too_large=None, chunk_size: int | None = None,
-                   stats: StreamStats | None = None) -> Iterator[bytes]:
+def encrypt_stream(
+    chunks: Iterable[bytes],
+    *,
+    max_bytes: int | None = None,
+    on_too_large=None,
+    chunk_size: int | None = None,
+    stats: StreamStats | None = None,
+) -> Iterator[bytes]:
     """Yield the encrypted form of the plaintext ``chunks``, hashing the plaintext as it goes.
 
     ``stats`` receives the plaintext size and SHA-256 when the stream is exhausted. When more
@@ -119,9 +124,9 @@ def decrypt_stream(fh: BinaryIO) -> Iterator[bytes]:
     if len(header) != HEADER_BYTES or not header.startswith(MAGIC):
         raise DecryptionError("Not an encrypted dataset file.")
     key = master_key()
-    if header[len(MAGIC): len(MAGIC) + 8] != _key_id(key):
+    if header[len(MAGIC) : len(MAGIC) + 8] != _key_id(key):
         raise DecryptionError("The file was encrypted under a different DATASET_ENCRYPTION_KEY.")
-    salt = header[len(MAGIC) + 8: len(MAGIC) + 40]
+    salt = header[len(MAGIC) + 8 : len(MAGIC) + 40]
     chunk_size = int.from_bytes(header[-4:], "big")
     aead = _file_key(key, salt)
     sealed = chunk_size + TAG_BYTES

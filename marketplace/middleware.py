@@ -18,6 +18,7 @@ class DomainErrorMiddleware:
         if not isinstance(exception, DomainError):
             return None
         if request.path.startswith("/api/"):
-            return JsonResponse({"code": exception.code, "detail": exception.detail, **exception.extra},
-                                status=exception.status)
+            return JsonResponse(
+                {"code": exception.code, "detail": exception.detail, **exception.extra}, status=exception.status
+            )
         return render(request, "frontend/error.html", {"error": exception}, status=exception.status)

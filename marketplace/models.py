@@ -77,8 +77,9 @@ class Dataset(models.Model):
     tags = models.ManyToManyField(Tag, blank=True, related_name="datasets")
     licence = models.CharField(max_length=20, choices=Licence.choices, default=Licence.CC_BY_4)
     # Price of one compute job; settled on chain by a later issue.
-    price = models.DecimalField(max_digits=18, decimal_places=6, default=Decimal("0"),
-                                validators=[MinValueValidator(Decimal("0"))])
+    price = models.DecimalField(
+        max_digits=18, decimal_places=6, default=Decimal("0"), validators=[MinValueValidator(Decimal("0"))]
+    )
     price_token = models.CharField(max_length=12, default="USDC")
     # Privacy budget caps; reserved and charged by compute_to_data, mirrored on chain later.
     epsilon_total = models.DecimalField(max_digits=10, decimal_places=4, default=Decimal("10"))
@@ -150,8 +151,9 @@ class Report(models.Model):
     reason = models.TextField(max_length=2000)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN, db_index=True)
     resolution = models.TextField(blank=True, max_length=2000)
-    resolved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
-                                    on_delete=models.SET_NULL, related_name="+")
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
 

@@ -112,8 +112,9 @@ class EncryptedTemporaryFileUploadHandler(FileUploadHandler):
 
     def new_file(self, *args, **kwargs):
         super().new_file(*args, **kwargs)
-        self.file = EncryptedTemporaryUploadedFile(self.file_name, self.content_type, self.charset,
-                                                   self.content_type_extra)
+        self.file = EncryptedTemporaryUploadedFile(
+            self.file_name, self.content_type, self.charset, self.content_type_extra
+        )
 
     def receive_data_chunk(self, raw_data, start):
         limit = settings.DATASET_MAX_UPLOAD_BYTES

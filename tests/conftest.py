@@ -9,13 +9,10 @@ from rest_framework.test import APIClient
 
 from tests.factories import UserFactory
 
-CSV_BYTES = (
-    b"age,sex,cholesterol,smoker,region,visit_date\n"
-    + b"".join(
-        f"{30 + i % 40},{'FM'[i % 2]},{150 + (i * 7) % 120}.5,{'true' if i % 3 == 0 else 'false'},"
-        f"{['north', 'south', 'east'][i % 3]},2023-0{1 + i % 9}-1{i % 9}\n".encode()
-        for i in range(60)
-    )
+CSV_BYTES = b"age,sex,cholesterol,smoker,region,visit_date\n" + b"".join(
+    f"{30 + i % 40},{'FM'[i % 2]},{150 + (i * 7) % 120}.5,{'true' if i % 3 == 0 else 'false'},"
+    f"{['north', 'south', 'east'][i % 3]},2023-0{1 + i % 9}-1{i % 9}\n".encode()
+    for i in range(60)
 )
 
 

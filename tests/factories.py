@@ -26,16 +26,29 @@ class UserFactory(factory.django.DjangoModelFactory):
     password = factory.django.Password("correct horse battery staple")
 
 
-def make_dataset(*, owner, title: str = "Clinical measurements", description: str = "Blood tests.",
-                 tags=("health",), price="5", licence="CC-BY-4.0", data: bytes = DEFAULT_CSV,
-                 filename: str = "data.csv", status: str = Dataset.Status.DRAFT, moderator=None,
-                 declare: bool = True) -> Dataset:
+def make_dataset(
+    *,
+    owner,
+    title: str = "Clinical measurements",
+    description: str = "Blood tests.",
+    tags=("health",),
+    price="5",
+    licence="CC-BY-4.0",
+    data: bytes = DEFAULT_CSV,
+    filename: str = "data.csv",
+    status: str = Dataset.Status.DRAFT,
+    moderator=None,
+    declare: bool = True,
+) -> Dataset:
     """Upload, validate, declare the proposed schema and move to ``status`` via the services."""
     fh = io.BytesIO(data)
     fh.name = filename
-    dataset = dataset_create(owner=owner, file=fh, filename=filename,
-                             fields=ListingFields(title=title, description=description, tags=list(tags),
-                                                  price=price, licence=licence))
+    dataset = dataset_create(
+        owner=owner,
+        file=fh,
+        filename=filename,
+        fields=ListingFields(title=title, description=description, tags=list(tags), price=price, licence=licence),
+    )
     dataset = dataset_validate(dataset_id=dataset.pk)
     if declare or status != Dataset.Status.DRAFT:
         dataset = dataset_schema_declare(dataset=dataset, actor=owner, schema=dataset.proposed_schema)

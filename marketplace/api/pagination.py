@@ -36,9 +36,7 @@ class StandardPagination(PageNumberPagination):
         if not id_total and number > 1:
             raise NotFound(f"Invalid page '{raw_number}': that page contains no results.")
         ids = [pk for pk, _ in id_total]
-        fetch = queryset.model._default_manager.filter(pk__in=ids).prefetch_related(
-            *queryset._prefetch_related_lookups
-        )
+        fetch = queryset.model._default_manager.filter(pk__in=ids).prefetch_related(*queryset._prefetch_related_lookups)
         if queryset.query.select_related:
             fetch = fetch.select_related(*_select_related_names(queryset.query.select_related))
         by_id = {obj.pk: obj for obj in fetch}

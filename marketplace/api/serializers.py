@@ -12,8 +12,13 @@ SCHEMA_EXAMPLE = {
     "columns": [
         {"name": "age", "type": "integer", "min": 0, "max": 120, "nullable": False, "description": ""},
         {"name": "smoker", "type": "boolean", "nullable": False, "description": ""},
-        {"name": "region", "type": "categorical", "categories": ["north", "south"], "nullable": False,
-         "description": ""},
+        {
+            "name": "region",
+            "type": "categorical",
+            "categories": ["north", "south"],
+            "nullable": False,
+            "description": "",
+        },
     ]
 }
 
@@ -32,10 +37,28 @@ class DatasetSerializer(serializers.ModelSerializer):
     class Meta:
         model = Dataset
         fields = (
-            "id", "title", "description", "description_html", "tags", "licence", "price", "price_token",
-            "epsilon_total", "epsilon_per_job", "delta", "status", "owner", "file_format", "file_size",
-            "file_sha256", "declared_schema", "schema_confirmed", "has_uploaded_mock", "created_at",
-            "listed_at", "updated_at",
+            "id",
+            "title",
+            "description",
+            "description_html",
+            "tags",
+            "licence",
+            "price",
+            "price_token",
+            "epsilon_total",
+            "epsilon_per_job",
+            "delta",
+            "status",
+            "owner",
+            "file_format",
+            "file_size",
+            "file_sha256",
+            "declared_schema",
+            "schema_confirmed",
+            "has_uploaded_mock",
+            "created_at",
+            "listed_at",
+            "updated_at",
         )
 
     has_uploaded_mock = serializers.SerializerMethodField()
@@ -67,7 +90,11 @@ class OwnerDatasetSerializer(DatasetSerializer):
 
     class Meta(DatasetSerializer.Meta):
         fields = DatasetSerializer.Meta.fields + (
-            "original_filename", "validation", "validation_detail", "validation_progress", "row_count",
+            "original_filename",
+            "validation",
+            "validation_detail",
+            "validation_progress",
+            "row_count",
             "proposed_schema",
         )
 
@@ -83,8 +110,17 @@ class ModerationLogEntrySerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ModerationLogEntry
-        fields = ("id", "dataset", "dataset_title", "actor", "action", "from_status", "to_status", "reason",
-                  "created_at")
+        fields = (
+            "id",
+            "dataset",
+            "dataset_title",
+            "actor",
+            "action",
+            "from_status",
+            "to_status",
+            "reason",
+            "created_at",
+        )
 
 
 class ReportSerializer(serializers.ModelSerializer):
@@ -93,8 +129,17 @@ class ReportSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Report
-        fields = ("id", "dataset", "reporter", "reason", "status", "resolution", "resolved_by", "created_at",
-                  "resolved_at")
+        fields = (
+            "id",
+            "dataset",
+            "reporter",
+            "reason",
+            "status",
+            "resolution",
+            "resolved_by",
+            "created_at",
+            "resolved_at",
+        )
 
 
 class QueueItemSerializer(DatasetSerializer):

@@ -64,13 +64,16 @@ class ObtainTokenView(APIView):
         token = serializers.CharField()
         username = serializers.CharField()
 
-    @extend_schema(request=TokenInputSerializer, responses={200: TokenOutputSerializer, **_errors(400)}, tags=["auth"],
-                   summary="Exchange a username and password for an API token")
+    @extend_schema(
+        request=TokenInputSerializer,
+        responses={200: TokenOutputSerializer, **_errors(400)},
+        tags=["auth"],
+        summary="Exchange a username and password for an API token",
+    )
     def post(self, request):
         data = self.TokenInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        user = authenticate(request, username=data.validated_data["username"],
-                            password=data.validated_data["password"])
+        user = authenticate(request, username=data.validated_data["username"], password=data.validated_data["password"])
         if user is None:
             raise InvalidInput("Unable to sign in with those credentials.", code="invalid_credentials")
         token, _ = Token.objects.get_or_create(user=user)
@@ -96,8 +99,9 @@ class DatasetListCreateView(APIView):
     parser_classes = [MultiPartParser, FormParser]
 
     class DatasetCreateSerializer(ListingFieldsSerializer):
-        file = serializers.FileField(allow_empty_file=True,
-                                     help_text="CSV or Parquet, up to the upload limit (default 1 GiB).")
+        file = serializers.FileField(
+            allow_empty_file=True, help_text="CSV or Parquet, up to the upload limit (default 1 GiB)."
+        )
 
     @extend_schema(
         summary="Search the catalogue of listed datasets",
@@ -105,9 +109,11 @@ class DatasetListCreateView(APIView):
             OpenApiParameter("q", str, description="Full-text query (e.g. `heart disease`)."),
             OpenApiParameter("tags", str, description="Comma-separated tags; all must match."),
             OpenApiParameter("licence", str, enum=Licence.values),
-            OpenApiParameter("price_min", float), OpenApiParameter("price_max", float),
+            OpenApiParameter("price_min", float),
+            OpenApiParameter("price_max", float),
             OpenApiParameter("sort", str, enum=list(catalog.SORTS)),
-            OpenApiParameter("page", int), OpenApiParameter("page_size", int),
+            OpenApiParameter("page", int),
+            OpenApiParameter("page_size", int),
         ],
         responses={200: DatasetListSerializer(many=True), **_errors(400)},
         tags=["datasets"],
@@ -130,8 +136,11 @@ class DatasetListCreateView(APIView):
     @extend_schema(
         summary="Upload a dataset (multipart); it starts as a draft with a proposed schema",
         request={"multipart/form-data": DatasetCreateSerializer},
-        responses={201: OwnerDatasetSerializer, 413: OpenApiResponse(ErrorSerializer, description="File too large"),
-                   **_errors(400, 401)},
+        responses={
+            201: OwnerDatasetSerializer,
+            413: OpenApiResponse(ErrorSerializer, description="File too large"),
+            **_errors(400, 401),
+        },
         tags=["datasets"],
     )
     def post(self, request):
@@ -142,7 +151,9 @@ class DatasetListCreateView(APIView):
         upload = data.validated_data.pop("file")
         try:
             dataset = dataset_services.dataset_create(
-                owner=request.user, file=upload, filename=upload.name,
+                owner=request.user,
+                file=upload,
+                filename=upload.name,
                 fields=ListingFields(**data.validated_data),
             )
         finally:
@@ -156,24 +167,31 @@ class DatasetDetailView(APIView):
     class DatasetUpdateSerializer(ListingFieldsSerializer):
         title = serializers.CharField(max_length=200, required=False)
 
-    @extend_schema(summary="Read a dataset", responses={200: OwnerDatasetSerializer, **_errors(404)},
-                   tags=["datasets"])
+    @extend_schema(summary="Read a dataset", responses={200: OwnerDatasetSerializer, **_errors(404)}, tags=["datasets"])
     def get(self, request, dataset_id: int):
         dataset = catalog.dataset_get_visible(dataset_id=dataset_id, user=request.user)
         return Response(dataset_data(dataset, request.user))
 
-    @extend_schema(summary="Update a dataset's listing (owner)", request=DatasetUpdateSerializer,
-                   responses={200: OwnerDatasetSerializer, **_errors(400, 401, 403, 404)}, tags=["datasets"])
+    @extend_schema(
+        summary="Update a dataset's listing (owner)",
+        request=DatasetUpdateSerializer,
+        responses={200: OwnerDatasetSerializer, **_errors(400, 401, 403, 404)},
+        tags=["datasets"],
+    )
     def patch(self, request, dataset_id: int):
         dataset = catalog.dataset_get_visible(dataset_id=dataset_id, user=request.user)
         data = self.DatasetUpdateSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
-        dataset = dataset_services.dataset_update(dataset=dataset, actor=request.user,
-                                                  fields=ListingFields(**data.validated_data))
+        dataset = dataset_services.dataset_update(
+            dataset=dataset, actor=request.user, fields=ListingFields(**data.validated_data)
+        )
         return Response(OwnerDatasetSerializer(dataset).data)
 
-    @extend_schema(summary="Delete a draft or rejected dataset and its file (owner)",
-                   responses={204: None, **_errors(401, 403, 404, 409)}, tags=["datasets"])
+    @extend_schema(
+        summary="Delete a draft or rejected dataset and its file (owner)",
+        responses={204: None, **_errors(401, 403, 404, 409)},
+        tags=["datasets"],
+    )
     def delete(self, request, dataset_id: int):
         dataset = catalog.dataset_get_visible(dataset_id=dataset_id, user=request.user)
         dataset_services.dataset_delete(dataset=dataset, actor=request.user)
@@ -197,8 +215,11 @@ class SchemaView(APIView):
             out["proposed"] = dataset.proposed_schema
         return out
 
-    @extend_schema(summary="Read the declared schema (and, for the owner, the proposal)",
-                   responses={200: SchemaOutputSerializer, **_errors(404)}, tags=["datasets"])
+    @extend_schema(
+        summary="Read the declared schema (and, for the owner, the proposal)",
+        responses={200: SchemaOutputSerializer, **_errors(404)},
+        tags=["datasets"],
+    )
     def get(self, request, dataset_id: int):
         dataset = catalog.dataset_get_visible(dataset_id=dataset_id, user=request.user)
         return Response(self._out(dataset, request.user))
@@ -207,7 +228,8 @@ class SchemaView(APIView):
         summary="Confirm or edit the declared schema (owner; draft or rejected only)",
         request=SchemaInputSerializer,
         examples=[OpenApiExample("schema", value=SCHEMA_EXAMPLE, request_only=True)],
-        responses={200: SchemaOutputSerializer, **_errors(400, 401, 403, 404, 409)}, tags=["datasets"],
+        responses={200: SchemaOutputSerializer, **_errors(400, 401, 403, 404, 409)},
+        tags=["datasets"],
     )
     def put(self, request, dataset_id: int):
         dataset = catalog.dataset_get_visible(dataset_id=dataset_id, user=request.user)
@@ -252,16 +274,21 @@ class MockView(APIView):
                 seed = int(request.query_params.get("seed", dataset.pk))
             except ValueError as exc:
                 raise InvalidInput("rows and seed must be whole numbers.", code="invalid_rows") from exc
-            header, data = mock_rows_generate(schema=dataset.declared_schema, rows=rows, seed=seed,
-                                              max_rows=settings.DATASET_MOCK_MAX_ROWS)
+            header, data = mock_rows_generate(
+                schema=dataset.declared_schema, rows=rows, seed=seed, max_rows=settings.DATASET_MOCK_MAX_ROWS
+            )
             body = dataset_services.csv_bytes(header, data)
         response = HttpResponse(body, content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="{filename}"'
         response["X-Mock-Data"] = "synthetic" if source == "synthetic" or not dataset.mock_storage_name else "uploaded"
         return response
 
-    @extend_schema(summary="Upload a mock CSV (owner)", request={"multipart/form-data": MockUploadSerializer},
-                   responses={200: OwnerDatasetSerializer, **_errors(400, 401, 403, 404, 409)}, tags=["datasets"])
+    @extend_schema(
+        summary="Upload a mock CSV (owner)",
+        request={"multipart/form-data": MockUploadSerializer},
+        responses={200: OwnerDatasetSerializer, **_errors(400, 401, 403, 404, 409)},
+        tags=["datasets"],
+    )
     def post(self, request, dataset_id: int):
         dataset = catalog.dataset_get_visible(dataset_id=dataset_id, user=request.user)
         if not request.user.is_authenticated:
@@ -269,12 +296,14 @@ class MockView(APIView):
         data = self.MockUploadSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         upload = data.validated_data["file"]
-        dataset = dataset_services.dataset_mock_upload(dataset=dataset, actor=request.user, file=upload,
-                                                       filename=upload.name)
+        dataset = dataset_services.dataset_mock_upload(
+            dataset=dataset, actor=request.user, file=upload, filename=upload.name
+        )
         return Response(OwnerDatasetSerializer(dataset).data)
 
-    @extend_schema(summary="Remove the uploaded mock file (owner)", responses={200: OwnerDatasetSerializer},
-                   tags=["datasets"])
+    @extend_schema(
+        summary="Remove the uploaded mock file (owner)", responses={200: OwnerDatasetSerializer}, tags=["datasets"]
+    )
     def delete(self, request, dataset_id: int):
         dataset = catalog.dataset_get_visible(dataset_id=dataset_id, user=request.user)
         if not request.user.is_authenticated:
@@ -292,16 +321,24 @@ def _transition_view(action: str, summary: str):
         permission_classes = [IsAuthenticated]
         parser_classes = [JSONParser, FormParser, MultiPartParser]
 
-        @extend_schema(summary=summary, request=ReasonSerializer,
-                       responses={200: OwnerDatasetSerializer, 409: OpenApiResponse(ErrorSerializer,
-                                  description="Illegal state transition"), **_errors(400, 401, 403, 404)},
-                       tags=["moderation"], operation_id=f"datasets_{action}")
+        @extend_schema(
+            summary=summary,
+            request=ReasonSerializer,
+            responses={
+                200: OwnerDatasetSerializer,
+                409: OpenApiResponse(ErrorSerializer, description="Illegal state transition"),
+                **_errors(400, 401, 403, 404),
+            },
+            tags=["moderation"],
+            operation_id=f"datasets_{action}",
+        )
         def post(self, request, dataset_id: int):
             dataset = catalog.dataset_get_visible(dataset_id=dataset_id, user=request.user)
             data = ReasonSerializer(data=request.data)
             data.is_valid(raise_exception=True)
             dataset = moderation_services.dataset_transition(
-                dataset=dataset, actor=request.user, action=action, reason=data.validated_data.get("reason", ""))
+                dataset=dataset, actor=request.user, action=action, reason=data.validated_data.get("reason", "")
+            )
             return Response(OwnerDatasetSerializer(dataset).data)
 
     TransitionView.__name__ = f"Dataset{action.capitalize()}View"
@@ -322,21 +359,29 @@ class DatasetReportsView(APIView):
     class ReportInputSerializer(serializers.Serializer):
         reason = serializers.CharField(max_length=2000)
 
-    @extend_schema(summary="Reports on this dataset (staff: all; others: their own)",
-                   responses={200: ReportSerializer(many=True), **_errors(401, 404)}, tags=["moderation"])
+    @extend_schema(
+        summary="Reports on this dataset (staff: all; others: their own)",
+        responses={200: ReportSerializer(many=True), **_errors(401, 404)},
+        tags=["moderation"],
+    )
     def get(self, request, dataset_id: int):
         dataset = catalog.dataset_get_visible(dataset_id=dataset_id, user=request.user)
         qs = moderation_selectors.reports_visible(actor=request.user, dataset=dataset)
         return _paginate(self, request, qs, ReportSerializer)
 
-    @extend_schema(summary="Report a listed dataset to the moderators", request=ReportInputSerializer,
-                   responses={201: ReportSerializer, **_errors(400, 401, 404, 409)}, tags=["moderation"])
+    @extend_schema(
+        summary="Report a listed dataset to the moderators",
+        request=ReportInputSerializer,
+        responses={201: ReportSerializer, **_errors(400, 401, 404, 409)},
+        tags=["moderation"],
+    )
     def post(self, request, dataset_id: int):
         dataset = catalog.dataset_get_visible(dataset_id=dataset_id, user=request.user)
         data = self.ReportInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        report = moderation_services.report_create(dataset=dataset, reporter=request.user,
-                                                   reason=data.validated_data["reason"])
+        report = moderation_services.report_create(
+            dataset=dataset, reporter=request.user, reason=data.validated_data["reason"]
+        )
         return Response(ReportSerializer(report).data, status=status.HTTP_201_CREATED)
 
 
@@ -348,8 +393,12 @@ class ReportResolveView(APIView):
         resolution = serializers.CharField(max_length=2000)
         dismiss = serializers.BooleanField(default=False)
 
-    @extend_schema(summary="Answer a report (staff)", request=ReportResolveInputSerializer,
-                   responses={200: ReportSerializer, **_errors(400, 401, 403, 404, 409)}, tags=["moderation"])
+    @extend_schema(
+        summary="Answer a report (staff)",
+        request=ReportResolveInputSerializer,
+        responses={200: ReportSerializer, **_errors(400, 401, 403, 404, 409)},
+        tags=["moderation"],
+    )
     def post(self, request, report_id: int):
         if not request.user.is_staff:
             raise PermissionDenied("Only moderators can resolve reports.")
@@ -368,18 +417,22 @@ class ModerationQueueView(APIView):
     @extend_schema(
         summary="Datasets awaiting moderation (staff)",
         parameters=[
-            OpenApiParameter("status", str, enum=[*Dataset.Status.values, "all"],
-                             description="Default pending_review."),
+            OpenApiParameter(
+                "status", str, enum=[*Dataset.Status.values, "all"], description="Default pending_review."
+            ),
             OpenApiParameter("q", str, description="Title or owner contains."),
             OpenApiParameter("reported", bool, description="Only datasets with open reports."),
         ],
-        responses={200: QueueItemSerializer(many=True), **_errors(401, 403)}, tags=["moderation"],
+        responses={200: QueueItemSerializer(many=True), **_errors(401, 403)},
+        tags=["moderation"],
     )
     def get(self, request):
         params = request.query_params
         qs = moderation_selectors.moderation_queue(
-            actor=request.user, status=params.get("status", Dataset.Status.PENDING_REVIEW),
-            query=params.get("q", ""), reported_only=params.get("reported") in ("1", "true", "yes"),
+            actor=request.user,
+            status=params.get("status", Dataset.Status.PENDING_REVIEW),
+            query=params.get("q", ""),
+            reported_only=params.get("reported") in ("1", "true", "yes"),
         )
         return _paginate(self, request, qs, QueueItemSerializer)
 
@@ -390,7 +443,8 @@ class ModerationLogView(APIView):
     @extend_schema(
         summary="Audit log (staff: everything; providers: their own datasets)",
         parameters=[OpenApiParameter("dataset", int)],
-        responses={200: ModerationLogEntrySerializer(many=True), **_errors(401, 404)}, tags=["moderation"],
+        responses={200: ModerationLogEntrySerializer(many=True), **_errors(401, 404)},
+        tags=["moderation"],
     )
     def get(self, request):
         dataset = None
@@ -403,7 +457,8 @@ class ModerationLogView(APIView):
 class MyDatasetsView(APIView):
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(summary="My datasets, in every state", responses={200: OwnerDatasetSerializer(many=True)},
-                   tags=["datasets"])
+    @extend_schema(
+        summary="My datasets, in every state", responses={200: OwnerDatasetSerializer(many=True)}, tags=["datasets"]
+    )
     def get(self, request):
         return _paginate(self, request, catalog.datasets_of_owner(owner=request.user), OwnerDatasetSerializer)

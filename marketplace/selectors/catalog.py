@@ -20,9 +20,15 @@ def _uses_fulltext() -> bool:
     return connection.vendor == "postgresql"
 
 
-def listing_search(*, query: str = "", tags: Iterable[str] = (), licence: str | None = None,
-                   price_min: Decimal | None = None, price_max: Decimal | None = None,
-                   sort: str | None = None) -> QuerySet[Dataset]:
+def listing_search(
+    *,
+    query: str = "",
+    tags: Iterable[str] = (),
+    licence: str | None = None,
+    price_min: Decimal | None = None,
+    price_max: Decimal | None = None,
+    sort: str | None = None,
+) -> QuerySet[Dataset]:
     """Listed datasets matching the query and filters.
 
     On PostgreSQL the query is full-text (``websearch_to_tsquery`` over a generated, GIN-indexed
@@ -34,8 +40,9 @@ def listing_search(*, query: str = "", tags: Iterable[str] = (), licence: str | 
     if sort not in SORTS:
         raise InvalidInput(f"Unknown sort '{sort}'; use one of {', '.join(SORTS)}.", code="invalid_sort")
     if licence and licence not in Licence.values:
-        raise InvalidInput(f"Unknown licence '{licence}'; use one of {', '.join(Licence.values)}.",
-                           code="invalid_licence")
+        raise InvalidInput(
+            f"Unknown licence '{licence}'; use one of {', '.join(Licence.values)}.", code="invalid_licence"
+        )
     if price_min is not None and price_max is not None and price_min > price_max:
         raise InvalidInput("price_min must not be above price_max.", code="invalid_price_range")
 
@@ -48,10 +55,12 @@ def listing_search(*, query: str = "", tags: Iterable[str] = (), licence: str | 
                 params=[query],
             )
             if sort == "relevance":
-                qs = qs.annotate(rank=RawSQL(
-                    f"ts_rank(marketplace_dataset.search_vector, websearch_to_tsquery('{TS_CONFIG}', %s))",
-                    (query,),
-                ))
+                qs = qs.annotate(
+                    rank=RawSQL(
+                        f"ts_rank(marketplace_dataset.search_vector, websearch_to_tsquery('{TS_CONFIG}', %s))",
+                        (query,),
+                    )
+                )
                 ranked = True
         else:
             for word in query.split()[:10]:

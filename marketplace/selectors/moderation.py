@@ -8,15 +8,18 @@ from marketplace.errors import InvalidInput, PermissionDenied
 from marketplace.models import Dataset, ModerationLogEntry, Report, User
 
 
-def moderation_queue(*, actor: User, status: str = Dataset.Status.PENDING_REVIEW, query: str = "",
-                     reported_only: bool = False) -> QuerySet[Dataset]:
+def moderation_queue(
+    *, actor: User, status: str = Dataset.Status.PENDING_REVIEW, query: str = "", reported_only: bool = False
+) -> QuerySet[Dataset]:
     """Datasets for moderators to act on, oldest first, with their open report counts."""
     if not actor.is_staff:
         raise PermissionDenied("Only moderators can see the moderation queue.")
     if status not in Dataset.Status.values and status != "all":
         raise InvalidInput(f"Unknown status '{status}'.", code="invalid_status")
-    qs = Dataset.objects.select_related("owner").prefetch_related("tags").annotate(
-        open_reports=Count("reports", filter=Q(reports__status=Report.Status.OPEN))
+    qs = (
+        Dataset.objects.select_related("owner")
+        .prefetch_related("tags")
+        .annotate(open_reports=Count("reports", filter=Q(reports__status=Report.Status.OPEN)))
     )
     if status != "all":
         qs = qs.filter(status=status)

@@ -93,8 +93,9 @@ def _apply_fields(dataset: Dataset, fields: ListingFields, *, creating: bool) ->
         dataset.description = fields.description
     if fields.licence is not None:
         if fields.licence not in Licence.values:
-            raise InvalidInput(f"Unknown licence '{fields.licence}'; use one of {', '.join(Licence.values)}.",
-                               code="invalid_licence")
+            raise InvalidInput(
+                f"Unknown licence '{fields.licence}'; use one of {', '.join(Licence.values)}.", code="invalid_licence"
+            )
         dataset.licence = fields.licence
     if fields.price is not None:
         price = _decimal(fields.price, field="price")
@@ -120,8 +121,7 @@ def _apply_fields(dataset: Dataset, fields: ListingFields, *, creating: bool) ->
     if not (Decimal("0") < Decimal(dataset.epsilon_total) <= Decimal("1000")):
         raise InvalidInput("The total epsilon must be above 0 and at most 1000.", code="invalid_budget")
     if not (Decimal("0") < Decimal(dataset.epsilon_per_job) <= Decimal(dataset.epsilon_total)):
-        raise InvalidInput("The epsilon per job must be above 0 and at most the total epsilon.",
-                           code="invalid_budget")
+        raise InvalidInput("The epsilon per job must be above 0 and at most the total epsilon.", code="invalid_budget")
     if not (math.isfinite(dataset.delta) and 0 < dataset.delta < 1e-2):
         raise InvalidInput("delta must be above 0 and below 0.01 (typically below 1/rows).", code="invalid_budget")
     return tags_normalise(fields.tags) if fields.tags is not None else None
@@ -132,8 +132,7 @@ def _tags_set(dataset: Dataset, names: list[str]) -> None:
     dataset.tags.set(tags)
 
 
-def dataset_create(*, owner: User, file: BinaryIO, filename: str | None = None,
-                   fields: ListingFields) -> Dataset:
+def dataset_create(*, owner: User, file: BinaryIO, filename: str | None = None, fields: ListingFields) -> Dataset:
     """Publish a draft dataset: validate the file from a bounded sample, propose a schema,
     stream the file encrypted into storage, and create the row. Nothing is left behind if any
     step fails. Full-file validation then runs on the worker."""
@@ -270,14 +269,16 @@ def dataset_delete(*, dataset: Dataset, actor: User) -> None:
     with transaction.atomic():
         locked = Dataset.objects.select_for_update().get(pk=dataset.pk)
         if locked.status not in SCHEMA_EDITABLE:
-            raise Conflict("Only draft or rejected datasets can be deleted; ask a moderator to delist it.",
-                           code="not_deletable")
+            raise Conflict(
+                "Only draft or rejected datasets can be deleted; ask a moderator to delist it.", code="not_deletable"
+            )
         names = [locked.storage_name, locked.mock_storage_name]
         locked.delete()
         transaction.on_commit(lambda: [storage.stored_file_delete(n) for n in names])
 
 
 # --- full-file validation (worker) ---------------------------------------------------------
+
 
 class _DecryptedReader(io.RawIOBase):
     """A forward-only file object over the decrypted chunks of a stored file."""
@@ -354,7 +355,10 @@ def dataset_validate(*, dataset_id: int) -> Dataset:
         status, detail = Dataset.Validation.INVALID, f"The file does not parse past the sample: {str(exc)[:500]}"
         rows = None
     Dataset.objects.filter(pk=dataset_id).update(
-        validation=status, validation_detail=detail, validation_progress=100, row_count=rows,
+        validation=status,
+        validation_detail=detail,
+        validation_progress=100,
+        row_count=rows,
         updated_at=timezone.now(),
     )
     dataset.refresh_from_db()
@@ -364,8 +368,11 @@ def dataset_validate(*, dataset_id: int) -> Dataset:
 def validations_resume(*, older_than_seconds: int = 600) -> list[int]:
     """Re-enqueue validations still pending long after upload (a lost message, a dead worker)."""
     cutoff = timezone.now() - dt.timedelta(seconds=older_than_seconds)
-    ids = list(Dataset.objects.filter(validation=Dataset.Validation.PENDING, updated_at__lt=cutoff)
-               .values_list("pk", flat=True)[:100])
+    ids = list(
+        Dataset.objects.filter(validation=Dataset.Validation.PENDING, updated_at__lt=cutoff).values_list(
+            "pk", flat=True
+        )[:100]
+    )
     for dataset_id in ids:
         _enqueue_validation(dataset_id)
     return ids

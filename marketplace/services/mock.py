@@ -11,15 +11,30 @@ import numpy as np
 from marketplace.errors import Conflict, InvalidInput
 
 MOCK_DEFAULT_ROWS = 100
-WORDS = ("alpha", "bravo", "delta", "echo", "lima", "nova", "orbit", "pixel", "quartz", "river",
-         "sierra", "tango", "vector", "willow", "zephyr")
+WORDS = (
+    "alpha",
+    "bravo",
+    "delta",
+    "echo",
+    "lima",
+    "nova",
+    "orbit",
+    "pixel",
+    "quartz",
+    "river",
+    "sierra",
+    "tango",
+    "vector",
+    "willow",
+    "zephyr",
+)
 
 
-def mock_rows_generate(*, schema: dict[str, Any] | None, rows: int = MOCK_DEFAULT_ROWS, seed: int = 0,
-                       max_rows: int = 10_000) -> tuple[list[str], list[list[Any]]]:
+def mock_rows_generate(
+    *, schema: dict[str, Any] | None, rows: int = MOCK_DEFAULT_ROWS, seed: int = 0, max_rows: int = 10_000
+) -> tuple[list[str], list[list[Any]]]:
     if not schema or not schema.get("columns"):
-        raise Conflict("This dataset has no declared schema yet, so there is no mock data.",
-                       code="schema_not_declared")
+        raise Conflict("This dataset has no declared schema yet, so there is no mock data.", code="schema_not_declared")
     if not 1 <= rows <= max_rows:
         raise InvalidInput(f"rows must be between 1 and {max_rows}.", code="invalid_rows")
     rng = np.random.default_rng(seed)

@@ -51,7 +51,11 @@ def dataset_transition(*, dataset: Dataset, actor: User, action: str, reason: st
             locked.listed_at = timezone.now()
         locked.save(update_fields=["status", "listed_at", "updated_at"])
         entry = ModerationLogEntry.objects.create(
-            dataset=locked, actor=actor, action=action, from_status=from_status, to_status=to_status,
+            dataset=locked,
+            actor=actor,
+            action=action,
+            from_status=from_status,
+            to_status=to_status,
             reason=reason,
         )
         entry_id = entry.pk
@@ -80,8 +84,12 @@ def report_create(*, dataset: Dataset, reporter: User, reason: str) -> Report:
             raise Conflict("You already have an open report on this dataset.", code="duplicate_report")
         report = Report.objects.create(dataset=dataset, reporter=reporter, reason=reason)
         ModerationLogEntry.objects.create(
-            dataset=dataset, actor=reporter, action=ModerationLogEntry.Action.REPORT,
-            from_status=dataset.status, to_status=dataset.status, reason=reason,
+            dataset=dataset,
+            actor=reporter,
+            action=ModerationLogEntry.Action.REPORT,
+            from_status=dataset.status,
+            to_status=dataset.status,
+            reason=reason,
         )
         report_id = report.pk
         transaction.on_commit(lambda: _notify("notify_report_filed_task", report_id))
@@ -103,9 +111,12 @@ def report_resolve(*, report: Report, actor: User, resolution: str, dismiss: boo
         locked.resolved_at = timezone.now()
         locked.save()
         ModerationLogEntry.objects.create(
-            dataset_id=locked.dataset_id, actor=actor,
+            dataset_id=locked.dataset_id,
+            actor=actor,
             action=ModerationLogEntry.Action.DISMISS_REPORT if dismiss else ModerationLogEntry.Action.RESOLVE_REPORT,
-            from_status=locked.dataset.status, to_status=locked.dataset.status, reason=resolution,
+            from_status=locked.dataset.status,
+            to_status=locked.dataset.status,
+            reason=resolution,
         )
     return locked
 

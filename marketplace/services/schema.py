@@ -120,6 +120,7 @@ def _arrow_message(exc: BaseException) -> str:
 
 # --- proposing ---------------------------------------------------------------------------
 
+
 def _round_out(lo: float, hi: float) -> tuple[float, float]:
     span = hi - lo
     scale = span if span > 0 else max(abs(lo), abs(hi), 1.0)
@@ -185,6 +186,7 @@ def schema_propose(table: pa.Table) -> dict[str, Any]:
 
 
 # --- validating ------------------------------------------------------------------------
+
 
 def _number(value: Any, *, where: str, integer: bool) -> float | int:
     if isinstance(value, bool) or not isinstance(value, int | float):

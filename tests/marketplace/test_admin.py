@@ -29,7 +29,9 @@ def test_admin_actions_go_through_the_moderation_service(provider, staff):
     superuser = UserFactory(username="root", is_staff=True, is_superuser=True)
     client = Client()
     client.force_login(superuser)
-    response = client.post("/admin/marketplace/dataset/", {"action": "action_approve", "_selected_action": [dataset.pk]})
+    response = client.post(
+        "/admin/marketplace/dataset/", {"action": "action_approve", "_selected_action": [dataset.pk]}
+    )
     assert response.status_code == 302
     assert Dataset.objects.get(pk=dataset.pk).status == "listed"
     assert ModerationLogEntry.objects.filter(dataset=dataset, action="approve", actor=superuser).exists()

@@ -11,13 +11,35 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def catalogue(provider, staff):
-    heart = make_dataset(owner=provider, title="Heart disease outcomes", description="Cardiology cohort study.",
-                         tags=["health", "cardiology"], price="25", licence="CC-BY-NC-4.0", status="listed",
-                         moderator=staff)
-    loans = make_dataset(owner=provider, title="Loan defaults", description="Consumer credit applications.",
-                         tags=["finance"], price="120", licence="proprietary", status="listed", moderator=staff)
-    meters = make_dataset(owner=provider, title="Electricity smart meters", description="Household energy use.",
-                          tags=["energy", "health"], price="0", status="listed", moderator=staff)
+    heart = make_dataset(
+        owner=provider,
+        title="Heart disease outcomes",
+        description="Cardiology cohort study.",
+        tags=["health", "cardiology"],
+        price="25",
+        licence="CC-BY-NC-4.0",
+        status="listed",
+        moderator=staff,
+    )
+    loans = make_dataset(
+        owner=provider,
+        title="Loan defaults",
+        description="Consumer credit applications.",
+        tags=["finance"],
+        price="120",
+        licence="proprietary",
+        status="listed",
+        moderator=staff,
+    )
+    meters = make_dataset(
+        owner=provider,
+        title="Electricity smart meters",
+        description="Household energy use.",
+        tags=["energy", "health"],
+        price="0",
+        status="listed",
+        moderator=staff,
+    )
     hidden = make_dataset(owner=provider, title="Heart draft", description="Not public.", status="pending_review")
     return {"heart": heart, "loans": loans, "meters": meters, "hidden": hidden}
 
@@ -36,13 +58,15 @@ def test_filters_combine(catalogue):
     assert set(titles(listing_search(tags=["health"]))) == {"Heart disease outcomes", "Electricity smart meters"}
     assert titles(listing_search(tags=["health", "energy"])) == ["Electricity smart meters"]
     assert titles(listing_search(licence="proprietary")) == ["Loan defaults"]
-    assert set(titles(listing_search(price_min=Decimal("10"), price_max=Decimal("100")))) == {
-        "Heart disease outcomes"}
+    assert set(titles(listing_search(price_min=Decimal("10"), price_max=Decimal("100")))) == {"Heart disease outcomes"}
 
 
 def test_sorting(catalogue):
-    assert titles(listing_search(sort="price")) == ["Electricity smart meters", "Heart disease outcomes",
-                                                    "Loan defaults"]
+    assert titles(listing_search(sort="price")) == [
+        "Electricity smart meters",
+        "Heart disease outcomes",
+        "Loan defaults",
+    ]
     assert titles(listing_search(sort="-price"))[0] == "Loan defaults"
     assert titles(listing_search(sort="newest"))[0] == "Electricity smart meters"
     with pytest.raises(InvalidInput, match="Unknown sort"):

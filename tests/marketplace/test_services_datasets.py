@@ -182,8 +182,9 @@ def test_mock_upload_must_match_declared_columns(provider):
     dataset = make_dataset(owner=provider)
     with pytest.raises(InvalidFile, match="declared columns"):
         dataset_mock_upload(dataset=dataset, actor=provider, file=named_file(b"x,y\n1,2\n", "m.csv"))
-    updated = dataset_mock_upload(dataset=dataset, actor=provider,
-                                  file=named_file(b"age,income,group\n1,2,a\n", "m.csv"))
+    updated = dataset_mock_upload(
+        dataset=dataset, actor=provider, file=named_file(b"age,income,group\n1,2,a\n", "m.csv")
+    )
     assert updated.mock_storage_name.startswith("mock/")
     assert storages["datasets"].open(updated.mock_storage_name).read() == b"age,income,group\n1,2,a\n"
 

@@ -17,8 +17,11 @@ def test_full_pipeline_is_logged_with_actor_and_reason(provider, staff, django_c
         dataset = dataset_transition(dataset=dataset, actor=staff, action="delist", reason="Licence dispute")
         dataset = dataset_transition(dataset=dataset, actor=staff, action="relist", reason="Dispute settled")
     assert dataset.status == Dataset.Status.LISTED and dataset.listed_at is not None
-    log = list(ModerationLogEntry.objects.order_by("id").values_list("actor__username", "action", "from_status",
-                                                                     "to_status", "reason"))
+    log = list(
+        ModerationLogEntry.objects.order_by("id").values_list(
+            "actor__username", "action", "from_status", "to_status", "reason"
+        )
+    )
     assert log == [
         ("provider", "submit", "draft", "pending_review", ""),
         ("moderator", "approve", "pending_review", "listed", "Looks good"),

@@ -55,9 +55,27 @@ def real_worker(tmp_path):
     }
     log = open(tmp_path / "worker.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "solo", "--loglevel", "INFO",
-         "-Q", "celery", "--without-heartbeat", "--without-mingle", "--without-gossip"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[2],
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "--pool",
+            "solo",
+            "--loglevel",
+            "INFO",
+            "-Q",
+            "celery",
+            "--without-heartbeat",
+            "--without-mingle",
+            "--without-gossip",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=Path(__file__).resolve().parents[2],
     )
     yield {"mail": mail, "log": tmp_path / "worker.log"}
     proc.terminate()
@@ -81,8 +99,11 @@ def wait_for(predicate, timeout=45.0, log=None):
 
 def test_worker_validates_uploads_and_sends_moderation_mail(real_worker, provider, buyer, staff, settings):
     settings.DATASET_SCHEMA_SAMPLE_BYTES = 200  # so only the worker's full pass sees the bad row
-    bad = dataset_create(owner=provider, file=named_file(b"a,b\n" + b"1,2\n" * 200 + b"1,2,3\n", "bad.csv"),
-                         fields=ListingFields(title="Has a bad row late"))
+    bad = dataset_create(
+        owner=provider,
+        file=named_file(b"a,b\n" + b"1,2\n" * 200 + b"1,2,3\n", "bad.csv"),
+        fields=ListingFields(title="Has a bad row late"),
+    )
     good = make_dataset(owner=provider, title="Good one", status="listed", moderator=staff)
 
     def validated():
@@ -94,6 +115,7 @@ def test_worker_validates_uploads_and_sends_moderation_mail(real_worker, provide
     assert "does not parse" in bad.validation_detail
 
     report_create(dataset=good, reporter=buyer, reason="Possible personal data in the description")
+
     def mails() -> str:
         return "".join(p.read_text() for p in real_worker["mail"].iterdir())
 

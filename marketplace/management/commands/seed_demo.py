@@ -40,10 +40,20 @@ def _cardiology(rng: np.random.Generator, n: int = 3000) -> bytes:
     region = rng.choice(["north", "south", "east", "west"], n)
     logit = -9 + 0.07 * age + 0.012 * chol + 0.9 * smoker + 0.5 * (sex == "M") - 0.01 * hr + 0.01 * bp
     disease = rng.random(n) < 1 / (1 + np.exp(-logit))
-    rows = zip(age, sex, bp.astype(int), chol.astype(int), hr.astype(int), np.where(smoker, "true", "false"),
-               region, disease.astype(int), strict=True)
-    return csv_bytes(["age", "sex", "resting_bp", "cholesterol", "max_heart_rate", "smoker", "region",
-                      "heart_disease"], rows)
+    rows = zip(
+        age,
+        sex,
+        bp.astype(int),
+        chol.astype(int),
+        hr.astype(int),
+        np.where(smoker, "true", "false"),
+        region,
+        disease.astype(int),
+        strict=True,
+    )
+    return csv_bytes(
+        ["age", "sex", "resting_bp", "cholesterol", "max_heart_rate", "smoker", "region", "heart_disease"], rows
+    )
 
 
 def _loans(rng: np.random.Generator, n: int = 4000) -> bytes:
@@ -57,8 +67,19 @@ def _loans(rng: np.random.Generator, n: int = 4000) -> bytes:
     logit = 2.5 - 0.008 * (score - 600) + 2.0 * amount / income - 0.03 * years
     default = rng.random(n) < 1 / (1 + np.exp(-(logit - 3)))
     rows = zip(income, amount, term, score, years, home, purpose, default.astype(int), strict=True)
-    return csv_bytes(["annual_income", "loan_amount", "term_months", "credit_score", "employment_years",
-                      "home_ownership", "purpose", "defaulted"], rows)
+    return csv_bytes(
+        [
+            "annual_income",
+            "loan_amount",
+            "term_months",
+            "credit_score",
+            "employment_years",
+            "home_ownership",
+            "purpose",
+            "defaulted",
+        ],
+        rows,
+    )
 
 
 def _smart_meters(rng: np.random.Generator, n: int = 6000) -> bytes:
@@ -66,17 +87,27 @@ def _smart_meters(rng: np.random.Generator, n: int = 6000) -> bytes:
     temp = rng.normal(11, 7, n).round(1)
     occupants = rng.integers(1, 7, n)
     tariff = rng.choice(["flat", "time_of_use", "ev"], n, p=[0.6, 0.3, 0.1])
-    kwh = np.clip(0.2 + 0.12 * occupants + 0.35 * np.isin(hours, [7, 8, 18, 19, 20]) + 0.03 * np.abs(temp - 18)
-                  + 1.2 * (tariff == "ev") * np.isin(hours, [1, 2, 3]) + rng.normal(0, 0.1, n), 0.01, 12).round(3)
+    kwh = np.clip(
+        0.2
+        + 0.12 * occupants
+        + 0.35 * np.isin(hours, [7, 8, 18, 19, 20])
+        + 0.03 * np.abs(temp - 18)
+        + 1.2 * (tariff == "ev") * np.isin(hours, [1, 2, 3])
+        + rng.normal(0, 0.1, n),
+        0.01,
+        12,
+    ).round(3)
     stamps = np.datetime64("2023-01-01T00:00") + rng.integers(0, 365 * 24, n).astype("timedelta64[h]")
-    table = pa.table({
-        "reading_time": pa.array(stamps.astype("datetime64[s]")),
-        "hour_of_day": pa.array(hours, pa.int32()),
-        "outdoor_temp_c": temp,
-        "occupants": pa.array(occupants, pa.int32()),
-        "tariff": tariff.tolist(),
-        "kwh": kwh,
-    })
+    table = pa.table(
+        {
+            "reading_time": pa.array(stamps.astype("datetime64[s]")),
+            "hour_of_day": pa.array(hours, pa.int32()),
+            "outdoor_temp_c": temp,
+            "occupants": pa.array(occupants, pa.int32()),
+            "tariff": tariff.tolist(),
+            "kwh": kwh,
+        }
+    )
     buf = io.BytesIO()
     pq.write_table(table, buf)
     return buf.getvalue()
@@ -106,40 +137,80 @@ def _air_quality(rng: np.random.Generator, n: int = 3000) -> bytes:
 
 
 DATASETS = [
-    dict(build=_cardiology, filename="cardiology_outpatients.csv", status="listed",
-         title="Cardiology outpatients 2019-2023",
-         description=(
-             "De-identified outpatient measurements from a regional cardiology service.\n\n"
-             "* **Target:** `heart_disease` (angiography-confirmed)\n"
-             "* Blood pressure, cholesterol and exercise heart rate per visit\n\n"
-             "Only DP results leave the sandbox; train a classifier or ask for DP statistics."
-         ),
-         tags=["health", "cardiology", "classification"], licence="CC-BY-NC-4.0", price="25",
-         epsilon_total="8", epsilon_per_job="1", delta=1e-5),
-    dict(build=_loans, filename="loan_applications.csv", status="listed",
-         title="Retail bank loan applications and defaults",
-         description=(
-             "Consumer loan applications with the outcome after 24 months. Useful for credit-risk "
-             "models under differential privacy.\n\n| column | meaning |\n|---|---|\n"
-             "| `defaulted` | 1 if the loan defaulted |\n| `credit_score` | bureau score at application |"
-         ),
-         tags=["finance", "credit-risk", "classification"], licence="proprietary", price="120",
-         epsilon_total="5", epsilon_per_job="0.5", delta=1e-6),
-    dict(build=_smart_meters, filename="smart_meter_readings.parquet", status="listed",
-         title="Household smart-meter electricity consumption",
-         description="Hourly electricity consumption readings with tariff and weather, from 2023. Parquet.",
-         tags=["energy", "time-series", "regression"], licence="CC-BY-4.0", price="0",
-         epsilon_total="20", epsilon_per_job="2", delta=1e-5),
-    dict(build=_churn, filename="telco_churn.csv", status="listed",
-         title="Subscription customer churn",
-         description="Tenure, plan, spend and support tickets of subscription customers, and whether they churned.",
-         tags=["retail", "telecom", "churn"], licence="CC-BY-SA-4.0", price="40",
-         epsilon_total="10", epsilon_per_job="1", delta=1e-5),
-    dict(build=_air_quality, filename="air_quality_sensors.csv", status="pending_review",
-         title="Urban air quality sensor network",
-         description="Hourly NO2, PM2.5 and O3 from low-cost sensors, with temperature and humidity.",
-         tags=["climate", "air-quality", "regression"], licence="ODbL-1.0", price="15",
-         epsilon_total="10", epsilon_per_job="2", delta=1e-5),
+    dict(
+        build=_cardiology,
+        filename="cardiology_outpatients.csv",
+        status="listed",
+        title="Cardiology outpatients 2019-2023",
+        description=(
+            "De-identified outpatient measurements from a regional cardiology service.\n\n"
+            "* **Target:** `heart_disease` (angiography-confirmed)\n"
+            "* Blood pressure, cholesterol and exercise heart rate per visit\n\n"
+            "Only DP results leave the sandbox; train a classifier or ask for DP statistics."
+        ),
+        tags=["health", "cardiology", "classification"],
+        licence="CC-BY-NC-4.0",
+        price="25",
+        epsilon_total="8",
+        epsilon_per_job="1",
+        delta=1e-5,
+    ),
+    dict(
+        build=_loans,
+        filename="loan_applications.csv",
+        status="listed",
+        title="Retail bank loan applications and defaults",
+        description=(
+            "Consumer loan applications with the outcome after 24 months. Useful for credit-risk "
+            "models under differential privacy.\n\n| column | meaning |\n|---|---|\n"
+            "| `defaulted` | 1 if the loan defaulted |\n| `credit_score` | bureau score at application |"
+        ),
+        tags=["finance", "credit-risk", "classification"],
+        licence="proprietary",
+        price="120",
+        epsilon_total="5",
+        epsilon_per_job="0.5",
+        delta=1e-6,
+    ),
+    dict(
+        build=_smart_meters,
+        filename="smart_meter_readings.parquet",
+        status="listed",
+        title="Household smart-meter electricity consumption",
+        description="Hourly electricity consumption readings with tariff and weather, from 2023. Parquet.",
+        tags=["energy", "time-series", "regression"],
+        licence="CC-BY-4.0",
+        price="0",
+        epsilon_total="20",
+        epsilon_per_job="2",
+        delta=1e-5,
+    ),
+    dict(
+        build=_churn,
+        filename="telco_churn.csv",
+        status="listed",
+        title="Subscription customer churn",
+        description="Tenure, plan, spend and support tickets of subscription customers, and whether they churned.",
+        tags=["retail", "telecom", "churn"],
+        licence="CC-BY-SA-4.0",
+        price="40",
+        epsilon_total="10",
+        epsilon_per_job="1",
+        delta=1e-5,
+    ),
+    dict(
+        build=_air_quality,
+        filename="air_quality_sensors.csv",
+        status="pending_review",
+        title="Urban air quality sensor network",
+        description="Hourly NO2, PM2.5 and O3 from low-cost sensors, with temperature and humidity.",
+        tags=["climate", "air-quality", "regression"],
+        licence="ODbL-1.0",
+        price="15",
+        epsilon_total="10",
+        epsilon_per_job="2",
+        delta=1e-5,
+    ),
 ]
 
 
@@ -155,8 +226,12 @@ class Command(BaseCommand):
             password = os.environ.get(env_name, default)
             user, created = User.objects.get_or_create(
                 username=username,
-                defaults={"email": f"{username}@demo.local", "is_staff": staff, "is_superuser": staff,
-                          "organisation": organisation},
+                defaults={
+                    "email": f"{username}@demo.local",
+                    "is_staff": staff,
+                    "is_superuser": staff,
+                    "organisation": organisation,
+                },
             )
             if created:
                 user.set_password(password)
@@ -190,9 +265,16 @@ class Command(BaseCommand):
         dataset = dataset_schema_declare(dataset=dataset, actor=provider, schema=dataset.proposed_schema)
         dataset = dataset_transition(dataset=dataset, actor=provider, action="submit")
         if status == "listed":
-            dataset = dataset_transition(dataset=dataset, actor=admin, action="approve",
-                                         reason="Schema and description checked; no direct identifiers.")
+            dataset = dataset_transition(
+                dataset=dataset,
+                actor=admin,
+                action="approve",
+                reason="Schema and description checked; no direct identifiers.",
+            )
             if "churn" in dataset.title.lower():
-                report_create(dataset=dataset, reporter=buyer,
-                              reason="The description does not say which country the customers are from.")
+                report_create(
+                    dataset=dataset,
+                    reporter=buyer,
+                    reason="The description does not say which country the customers are from.",
+                )
         self.stdout.write(f"  seeded: {dataset.title} ({dataset.get_status_display()})")

@@ -13,14 +13,27 @@ from tests.factories import UserFactory, make_dataset
 pytestmark = pytest.mark.django_db
 
 SECRET = b"ZZ-PRIVATE-ROW-MARKER-7731"
-PRIVATE_CSV = b"age,income,group\n" + b"".join(f"{20 + i},{1000 + i},a\n".encode() for i in range(40)) + \
-    b"33,4242," + SECRET + b"\n"
+PRIVATE_CSV = (
+    b"age,income,group\n"
+    + b"".join(f"{20 + i},{1000 + i},a\n".encode() for i in range(40))
+    + b"33,4242,"
+    + SECRET
+    + b"\n"
+)
 
 
 def upload(client, data=PRIVATE_CSV, name="private.csv", **fields):
-    payload = {"title": "Clinical trial", "description": "**bold** <script>alert(1)</script>", "tags": "health,trial",
-               "licence": "CC-BY-4.0", "price": "12.5", "epsilon_total": "6", "epsilon_per_job": "1.5",
-               "delta": "1e-6", **fields}
+    payload = {
+        "title": "Clinical trial",
+        "description": "**bold** <script>alert(1)</script>",
+        "tags": "health,trial",
+        "licence": "CC-BY-4.0",
+        "price": "12.5",
+        "epsilon_total": "6",
+        "epsilon_per_job": "1.5",
+        "delta": "1e-6",
+        **fields,
+    }
     payload["file"] = SimpleUploadedFile(name, data, content_type="text/csv")
     return client.post("/api/v1/datasets/", payload, format="multipart")
 
@@ -52,11 +65,13 @@ def test_wrong_password_gives_a_json_error(provider, api):
 def test_anonymous_writes_get_401(provider, staff, api):
     dataset = make_dataset(owner=provider, status="pending_review")
     assert upload(api).status_code == 401
-    for path, method in [(f"/api/v1/datasets/{dataset.pk}/", "patch"),
-                         (f"/api/v1/datasets/{dataset.pk}/submit/", "post"),
-                         (f"/api/v1/datasets/{dataset.pk}/approve/", "post"),
-                         (f"/api/v1/datasets/{dataset.pk}/reports/", "post"),
-                         ("/api/v1/moderation/queue/", "get")]:
+    for path, method in [
+        (f"/api/v1/datasets/{dataset.pk}/", "patch"),
+        (f"/api/v1/datasets/{dataset.pk}/submit/", "post"),
+        (f"/api/v1/datasets/{dataset.pk}/approve/", "post"),
+        (f"/api/v1/datasets/{dataset.pk}/reports/", "post"),
+        ("/api/v1/moderation/queue/", "get"),
+    ]:
         response = getattr(api, method)(path, {"reason": "x"}, format="json")
         assert response.status_code in (401, 404), path  # hidden dataset: not even its existence leaks
         assert "code" in response.json() and "detail" in response.json()
@@ -144,11 +159,15 @@ def test_moderation_flow_over_the_api(provider, buyer, staff):
     report = client_for(buyer).post(f"/api/v1/datasets/{dataset.pk}/reports/", {"reason": "Spam"}, format="json")
     assert report.status_code == 201
     assert mod.get("/api/v1/moderation/queue/?status=listed&reported=1").json()["results"][0]["open_reports"] == 1
-    resolved = mod.post(f"/api/v1/moderation/reports/{report.json()['id']}/resolve/",
-                        {"resolution": "Not spam", "dismiss": True}, format="json")
+    resolved = mod.post(
+        f"/api/v1/moderation/reports/{report.json()['id']}/resolve/",
+        {"resolution": "Not spam", "dismiss": True},
+        format="json",
+    )
     assert resolved.json()["status"] == "dismissed"
-    assert mod.post(f"/api/v1/datasets/{dataset.pk}/delist/", {"reason": "Provider asked"}).json()["status"] == \
-        "delisted"
+    assert (
+        mod.post(f"/api/v1/datasets/{dataset.pk}/delist/", {"reason": "Provider asked"}).json()["status"] == "delisted"
+    )
     assert client_for(buyer).get(f"/api/v1/datasets/{dataset.pk}/").status_code == 404
     # the provider sees their own audit log; another provider sees none of it
     log = owner.get("/api/v1/moderation/log/").json()["results"]
@@ -160,12 +179,17 @@ def test_moderation_flow_over_the_api(provider, buyer, staff):
 
 def test_catalogue_api_filters_sorts_and_paginates(provider, staff, api):
     for i in range(25):
-        make_dataset(owner=provider, title=f"Sensor batch {i}", tags=["iot"] if i % 2 else ["energy"],
-                     price=str(i), status="listed", moderator=staff)
+        make_dataset(
+            owner=provider,
+            title=f"Sensor batch {i}",
+            tags=["iot"] if i % 2 else ["energy"],
+            price=str(i),
+            status="listed",
+            moderator=staff,
+        )
     page = api.get("/api/v1/datasets/?tags=iot&sort=-price&page_size=5").json()
     assert page["count"] == 12
-    assert [r["price"] for r in page["results"]] == ["23.000000", "21.000000", "19.000000", "17.000000",
-                                                     "15.000000"]
+    assert [r["price"] for r in page["results"]] == ["23.000000", "21.000000", "19.000000", "17.000000", "15.000000"]
     assert "page=2" in page["next"]
     assert api.get("/api/v1/datasets/?price_min=10&price_max=12").json()["count"] == 3
     # full-text pages (one narrow ranked query on PostgreSQL) keep totals, order and related data
@@ -205,9 +229,14 @@ def test_mock_download_is_synthetic_and_never_the_private_file(provider, staff, 
     assert SECRET not in response.content
     assert api.get(f"/api/v1/datasets/{dataset_id}/mock/?rows=0").json()["code"] == "invalid_rows"
     # no endpoint returns the private bytes
-    for path in [f"/api/v1/datasets/{dataset_id}/", f"/api/v1/datasets/{dataset_id}/schema/",
-                 f"/api/v1/datasets/{dataset_id}/mock/", "/api/v1/datasets/", "/api/v1/datasets/mine/",
-                 "/api/schema/"]:
+    for path in [
+        f"/api/v1/datasets/{dataset_id}/",
+        f"/api/v1/datasets/{dataset_id}/schema/",
+        f"/api/v1/datasets/{dataset_id}/mock/",
+        "/api/v1/datasets/",
+        "/api/v1/datasets/mine/",
+        "/api/schema/",
+    ]:
         body = client.get(path).content
         assert SECRET not in body and b"33,4242" not in body, path
 
@@ -215,9 +244,11 @@ def test_mock_download_is_synthetic_and_never_the_private_file(provider, staff, 
 def test_provider_mock_upload_is_served(provider, staff, api):
     dataset = make_dataset(owner=provider, status="listed", moderator=staff)
     client = client_for(provider)
-    response = client.post(f"/api/v1/datasets/{dataset.pk}/mock/",
-                           {"file": SimpleUploadedFile("mock.csv", b"age,income,group\n40,5000,b\n")},
-                           format="multipart")
+    response = client.post(
+        f"/api/v1/datasets/{dataset.pk}/mock/",
+        {"file": SimpleUploadedFile("mock.csv", b"age,income,group\n40,5000,b\n")},
+        format="multipart",
+    )
     assert response.status_code == 200 and response.json()["has_uploaded_mock"] is True
     got = api.get(f"/api/v1/datasets/{dataset.pk}/mock/")
     assert got.content == b"age,income,group\n40,5000,b\n" and got["X-Mock-Data"] == "uploaded"
@@ -225,8 +256,7 @@ def test_provider_mock_upload_is_served(provider, staff, api):
 
 
 def test_throttling_answers_429_with_json(provider, settings, api):
-    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"anon": "3/min",
-                                                                                     "user": "3/min"}}
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"anon": "3/min", "user": "3/min"}}
     from django.core.cache import cache
     from rest_framework.settings import api_settings
     from rest_framework.throttling import SimpleRateThrottle
@@ -238,7 +268,9 @@ def test_throttling_answers_429_with_json(provider, settings, api):
         assert codes[:3] == [200, 200, 200] and codes[-1] == 429
         assert api.get("/api/v1/datasets/").json()["code"] == "throttled"
     finally:
-        settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"anon": "10000/min",
-                                                                                         "user": "10000/min"}}
+        settings.REST_FRAMEWORK = {
+            **settings.REST_FRAMEWORK,
+            "DEFAULT_THROTTLE_RATES": {"anon": "10000/min", "user": "10000/min"},
+        }
         SimpleRateThrottle.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
         cache.clear()

@@ -6,11 +6,18 @@ from django.core.management import call_command
 pytestmark = pytest.mark.django_db
 
 REQUIRED_PATHS = [
-    "/api/v1/auth/token/", "/api/v1/datasets/", "/api/v1/datasets/{dataset_id}/",
-    "/api/v1/datasets/{dataset_id}/schema/", "/api/v1/datasets/{dataset_id}/mock/",
-    "/api/v1/datasets/{dataset_id}/submit/", "/api/v1/datasets/{dataset_id}/approve/",
-    "/api/v1/datasets/{dataset_id}/reject/", "/api/v1/datasets/{dataset_id}/delist/",
-    "/api/v1/datasets/{dataset_id}/reports/", "/api/v1/moderation/queue/", "/api/v1/moderation/log/",
+    "/api/v1/auth/token/",
+    "/api/v1/datasets/",
+    "/api/v1/datasets/{dataset_id}/",
+    "/api/v1/datasets/{dataset_id}/schema/",
+    "/api/v1/datasets/{dataset_id}/mock/",
+    "/api/v1/datasets/{dataset_id}/submit/",
+    "/api/v1/datasets/{dataset_id}/approve/",
+    "/api/v1/datasets/{dataset_id}/reject/",
+    "/api/v1/datasets/{dataset_id}/delist/",
+    "/api/v1/datasets/{dataset_id}/reports/",
+    "/api/v1/moderation/queue/",
+    "/api/v1/moderation/log/",
 ]
 
 
