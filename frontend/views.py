@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import csv
 from functools import wraps
 from typing import Any
 
@@ -13,7 +12,6 @@ from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import redirect, render
 from django.template import loader
@@ -44,8 +42,8 @@ from marketplace.selectors import catalog
 from marketplace.selectors import moderation as moderation_selectors
 from marketplace.services import datasets as dataset_services
 from marketplace.services import moderation as moderation_services
-from marketplace.services.mock import MOCK_DEFAULT_ROWS, mock_rows_generate
-from marketplace.services.storage import dataset_storage
+from marketplace.services.accounts import api_token_regenerate, user_profile_update
+from marketplace.services.mock import dataset_mock_preview
 
 CATALOGUE_PAGE_SIZE = 20
 TABLE_PAGE_SIZE = 50
@@ -174,7 +172,9 @@ class LogoutView(auth_views.LogoutView):
 def profile(request: HttpRequest) -> HttpResponse:
     form = ProfileForm(request.POST or None, instance=request.user)
     if request.method == "POST" and form.is_valid():
-        form.save()
+        user_profile_update(
+            user=request.user, **{k: form.cleaned_data.get(k, "") for k in ("email", "organisation", "bio")}
+        )
         messages.success(request, "Profile saved.")
         return redirect("frontend:profile")
     token = Token.objects.filter(user=request.user).first()
@@ -184,10 +184,7 @@ def profile(request: HttpRequest) -> HttpResponse:
 @require_POST
 @login_required
 def token_regenerate(request: HttpRequest) -> HttpResponse:
-    # Rotating invalidates the old token at once; integrations must pick up the new one.
-    with transaction.atomic():
-        Token.objects.filter(user=request.user).delete()
-        Token.objects.create(user=request.user)
+    api_token_regenerate(user=request.user)
     messages.success(request, "New API token created. The previous token no longer works.")
     return redirect("frontend:profile")
 
@@ -216,26 +213,6 @@ def catalogue(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _mock_preview(dataset: Dataset) -> tuple[list[str], list[list[Any]], str] | None:
-    """The first rows of what "Download mock CSV" serves: the provider's mock file if there is
-    one, else the synthetic rows with the API's default seed (so the preview is the download's head)."""
-    if not dataset.declared_schema:
-        return None
-    if dataset.mock_storage_name:
-        try:
-            with dataset_storage().open(dataset.mock_storage_name, "rb") as fh:
-                head = fh.read(64 * 1024)
-        except OSError:
-            return None
-        lines = head.decode("utf-8", errors="replace").splitlines()[: PREVIEW_ROWS + 1]
-        rows = list(csv.reader(lines))
-        return (rows[0], rows[1:], "uploaded") if rows else None
-    header, rows = mock_rows_generate(
-        schema=dataset.declared_schema, rows=MOCK_DEFAULT_ROWS, seed=dataset.pk, max_rows=settings.DATASET_MOCK_MAX_ROWS
-    )
-    return header, rows[:PREVIEW_ROWS], "synthetic"
-
-
 def dataset_detail(request: HttpRequest, dataset_id: int) -> HttpResponse:
     dataset = _dataset_visible(request, dataset_id)
     user = request.user
@@ -256,7 +233,7 @@ def dataset_detail(request: HttpRequest, dataset_id: int) -> HttpResponse:
         "is_staff": is_staff,
         "editable": dataset.status in EDITABLE_STATUSES,
         "columns": (dataset.declared_schema or {}).get("columns", []),
-        "preview": _mock_preview(dataset),
+        "preview": dataset_mock_preview(dataset=dataset, rows=PREVIEW_ROWS),
         "staff_actions": staff_actions,
         "log": moderation_selectors.moderation_log(actor=user, dataset=dataset)[:100] if (is_owner or is_staff) else [],
         "reports": moderation_selectors.reports_visible(actor=user, dataset=dataset, status=Report.Status.OPEN)

@@ -14,6 +14,16 @@ class DomainErrorMiddleware:
     def __call__(self, request):
         return self.get_response(request)
 
+    def process_view(self, request, view_func, view_args, view_kwargs):
+        # Parse the body before CsrfViewMiddleware does: FileTooLarge raised inside another
+        # middleware's process_view would otherwise become a 500 instead of a 413.
+        if request.method == "POST" and not getattr(view_func, "csrf_exempt", False):
+            try:
+                request.POST  # noqa: B018
+            except DomainError as exc:
+                return self.process_exception(request, exc)
+        return None
+
     def process_exception(self, request, exception):
         if not isinstance(exception, DomainError):
             return None

@@ -79,11 +79,12 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # Before CSRF: turns an oversize upload found while parsing the body into a 413.
+    "marketplace.middleware.DomainErrorMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "marketplace.middleware.DomainErrorMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -159,12 +160,14 @@ DATASET_ENCRYPTION_KEY = env("DATASET_ENCRYPTION_KEY", "")
 DATASET_MAX_UPLOAD_BYTES = env_int("DATASET_MAX_UPLOAD_BYTES", 1024**3)
 DATASET_MAX_MOCK_UPLOAD_BYTES = env_int("DATASET_MAX_MOCK_UPLOAD_BYTES", 20 * 1024**2)
 DATASET_ENCRYPTION_CHUNK_BYTES = env_int("DATASET_ENCRYPTION_CHUNK_BYTES", 1024**2)
-DATASET_SCHEMA_SAMPLE_BYTES = env_int("DATASET_SCHEMA_SAMPLE_BYTES", 4 * 1024**2)
+DATASET_SCHEMA_SAMPLE_BYTES = env_int("DATASET_SCHEMA_SAMPLE_BYTES", 2 * 1024**2)
 DATASET_SCHEMA_SAMPLE_ROWS = env_int("DATASET_SCHEMA_SAMPLE_ROWS", 10_000)
 DATASET_MOCK_MAX_ROWS = env_int("DATASET_MOCK_MAX_ROWS", 10_000)
 # Uploads are parsed by handlers that keep plaintext off disk and stop at the size limit.
 FILE_UPLOAD_HANDLERS = ["marketplace.uploads.EncryptedTemporaryFileUploadHandler"]
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+# The schema form sends up to 7 fields per column and a schema may have 500 columns.
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 4000
 
 # --- REST API ---
 REST_FRAMEWORK = {

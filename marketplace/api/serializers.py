@@ -105,7 +105,15 @@ def dataset_data(dataset: Dataset, user) -> dict:
 
 
 class ModerationLogEntrySerializer(serializers.ModelSerializer):
-    actor = serializers.CharField(source="actor.username")
+    actor = serializers.SerializerMethodField()
+
+    def get_actor(self, obj: ModerationLogEntry) -> str:
+        # Providers see that someone reported their listing, not who.
+        request = self.context.get("request")
+        if obj.action == ModerationLogEntry.Action.REPORT and not (request and request.user.is_staff):
+            return "A user"
+        return obj.actor.username
+
     dataset_title = serializers.CharField(source="dataset.title")
 
     class Meta:

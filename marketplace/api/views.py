@@ -31,8 +31,7 @@ from marketplace.selectors import moderation as moderation_selectors
 from marketplace.services import datasets as dataset_services
 from marketplace.services import moderation as moderation_services
 from marketplace.services.datasets import ListingFields
-from marketplace.services.mock import MOCK_DEFAULT_ROWS, mock_rows_generate
-from marketplace.services.storage import dataset_storage
+from marketplace.services.mock import MOCK_DEFAULT_ROWS, dataset_mock_csv
 
 ERRORS = {
     400: OpenApiResponse(ErrorSerializer, description="Bad input"),
@@ -49,7 +48,9 @@ def _errors(*codes: int) -> dict:
 def _paginate(view: APIView, request, queryset, serializer_class, **kwargs):
     paginator = StandardPagination()
     page = paginator.paginate_queryset(queryset, request, view=view)
-    return paginator.get_paginated_response(serializer_class(page, many=True, **kwargs).data)
+    return paginator.get_paginated_response(
+        serializer_class(page, many=True, context={"request": request}, **kwargs).data
+    )
 
 
 class ObtainTokenView(APIView):
@@ -256,31 +257,18 @@ class MockView(APIView):
         tags=["datasets"],
     )
     def get(self, request, dataset_id: int):
-        from django.conf import settings
-
         dataset = catalog.dataset_get_visible(dataset_id=dataset_id, user=request.user)
-        source = request.query_params.get("source", "auto")
-        if source not in ("auto", "synthetic", "uploaded"):
-            raise InvalidInput("source must be auto, synthetic or uploaded.", code="invalid_source")
-        filename = f"dataset-{dataset.pk}-mock.csv"
-        if source == "uploaded" or (source == "auto" and dataset.mock_storage_name):
-            if not dataset.mock_storage_name:
-                raise NotFound("The provider has not uploaded a mock file.", code="no_uploaded_mock")
-            with dataset_storage().open(dataset.mock_storage_name, "rb") as fh:
-                body = fh.read()
-        else:
-            try:
-                rows = int(request.query_params.get("rows", MOCK_DEFAULT_ROWS))
-                seed = int(request.query_params.get("seed", dataset.pk))
-            except ValueError as exc:
-                raise InvalidInput("rows and seed must be whole numbers.", code="invalid_rows") from exc
-            header, data = mock_rows_generate(
-                schema=dataset.declared_schema, rows=rows, seed=seed, max_rows=settings.DATASET_MOCK_MAX_ROWS
-            )
-            body = dataset_services.csv_bytes(header, data)
+        try:
+            rows = int(request.query_params.get("rows", MOCK_DEFAULT_ROWS))
+            seed = int(request.query_params["seed"]) if request.query_params.get("seed") else None
+        except ValueError as exc:
+            raise InvalidInput("rows and seed must be whole numbers.", code="invalid_rows") from exc
+        body, kind = dataset_mock_csv(
+            dataset=dataset, source=request.query_params.get("source", "auto"), rows=rows, seed=seed
+        )
         response = HttpResponse(body, content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="{filename}"'
-        response["X-Mock-Data"] = "synthetic" if source == "synthetic" or not dataset.mock_storage_name else "uploaded"
+        response["Content-Disposition"] = f'attachment; filename="dataset-{dataset.pk}-mock.csv"'
+        response["X-Mock-Data"] = kind
         return response
 
     @extend_schema(

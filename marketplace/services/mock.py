@@ -65,3 +65,49 @@ def mock_rows_generate(
             values = ["" if blank else v for v, blank in zip(values, blanks, strict=True)]
         columns.append(values)
     return header, [list(row) for row in zip(*columns, strict=True)]
+
+
+MOCK_SOURCES = ("auto", "synthetic", "uploaded")
+
+
+def dataset_mock_csv(
+    *, dataset, source: str = "auto", rows: int = MOCK_DEFAULT_ROWS, seed: int | None = None
+) -> tuple[bytes, str]:
+    """The mock CSV a buyer downloads and whether it is "synthetic" or "uploaded" by the provider.
+
+    ``auto`` serves the provider's mock file when there is one. Synthetic rows default to the
+    dataset's id as seed, so the page preview and the download agree."""
+    from django.conf import settings
+
+    from marketplace.errors import NotFound
+    from marketplace.services.datasets import csv_bytes
+    from marketplace.services.storage import dataset_storage
+
+    if source not in MOCK_SOURCES:
+        raise InvalidInput("source must be auto, synthetic or uploaded.", code="invalid_source")
+    if source == "uploaded" or (source == "auto" and dataset.mock_storage_name):
+        if not dataset.mock_storage_name:
+            raise NotFound("The provider has not uploaded a mock file.", code="no_uploaded_mock")
+        with dataset_storage().open(dataset.mock_storage_name, "rb") as fh:
+            return fh.read(), "uploaded"
+    header, data = mock_rows_generate(
+        schema=dataset.declared_schema,
+        rows=rows,
+        seed=dataset.pk if seed is None else seed,
+        max_rows=settings.DATASET_MOCK_MAX_ROWS,
+    )
+    return csv_bytes(header, data), "synthetic"
+
+
+def dataset_mock_preview(*, dataset, rows: int = 10) -> tuple[list[str], list[list[str]], str] | None:
+    """The first ``rows`` rows of what the mock download serves, for the dataset page."""
+    import csv
+    import io
+
+    if not dataset.declared_schema:
+        return None
+    body, kind = dataset_mock_csv(dataset=dataset)
+    lines = list(csv.reader(io.StringIO(body[: 256 * 1024].decode("utf-8", errors="replace"))))
+    if not lines:
+        return None
+    return lines[0], lines[1 : rows + 1], kind
