@@ -8,8 +8,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run_check(settings_module: str, **env) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATASET_"))}
-    return subprocess.run([sys.executable, "-c", "import django; django.setup()"], cwd=ROOT, capture_output=True,
-                          text=True, env={**clean, "DJANGO_SETTINGS_MODULE": settings_module, **env}, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**clean, "DJANGO_SETTINGS_MODULE": settings_module, **env},
+        timeout=60,
+    )
 
 
 def test_production_refuses_to_start_without_secrets():
@@ -19,7 +25,10 @@ def test_production_refuses_to_start_without_secrets():
 
 
 def test_production_starts_with_secrets_from_the_environment(tmp_path):
-    result = run_check("config.settings.production", DJANGO_SECRET_KEY="x" * 50,
-                       DATASET_ENCRYPTION_KEY="a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2U=",
-                       MARKETPLACE_DATA_DIR=str(tmp_path))
+    result = run_check(
+        "config.settings.production",
+        DJANGO_SECRET_KEY="x" * 50,
+        DATASET_ENCRYPTION_KEY="a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2U=",
+        MARKETPLACE_DATA_DIR=str(tmp_path),
+    )
     assert result.returncode == 0, result.stderr

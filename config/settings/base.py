@@ -124,9 +124,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Database: SQLite file by default, PostgreSQL (or any) via DATABASE_URL ---
 DATABASES = {
-    "default": dj_database_url.parse(
-        env("DATABASE_URL") or f"sqlite:///{DATA_DIR / 'db.sqlite3'}", conn_max_age=60
-    )
+    "default": dj_database_url.parse(env("DATABASE_URL") or f"sqlite:///{DATA_DIR / 'db.sqlite3'}", conn_max_age=60)
 }
 
 # --- Static files: served by whitenoise, no CDN anywhere ---
@@ -148,8 +146,10 @@ else:
         "querystring_auth": True,
     }
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage",
-                "OPTIONS": {"location": str(DATA_DIR / "media")}},
+    "default": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(DATA_DIR / "media")},
+    },
     "datasets": {"BACKEND": DATASET_STORAGE_BACKEND, "OPTIONS": _dataset_storage_options},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }

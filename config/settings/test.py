@@ -15,10 +15,14 @@ DATASET_ENCRYPTION_KEY = base64.b64encode(b"k" * 32).decode()
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES = {
     **STORAGES,
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage",
-                "OPTIONS": {"location": str(_data_dir / "media")}},
-    "datasets": {"BACKEND": "django.core.files.storage.FileSystemStorage",
-                 "OPTIONS": {"location": str(_data_dir / "storage"), "base_url": None}},
+    "default": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(_data_dir / "media")},
+    },
+    "datasets": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(_data_dir / "storage"), "base_url": None},
+    },
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
@@ -38,8 +42,11 @@ EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 if env("CELERY_INTEGRATION_BROKER_DIR"):
     _broker = Path(env("CELERY_INTEGRATION_BROKER_DIR"))
     CELERY_BROKER_URL = "filesystem://"
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"data_folder_in": str(_broker), "data_folder_out": str(_broker),
-                                       "polling_interval": 0.1}
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker),
+        "data_folder_out": str(_broker),
+        "polling_interval": 0.1,
+    }
     CELERY_TASK_ALWAYS_EAGER = False
     EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
     EMAIL_FILE_PATH = env("CELERY_INTEGRATION_MAIL_DIR")

@@ -49,9 +49,7 @@ REQUIRED_SECRETS = ("DJANGO_SECRET_KEY", "DATASET_ENCRYPTION_KEY")
 def compose() -> dict:
     assert COMPOSE_FILE.is_file(), f"{COMPOSE_FILE} is missing"
     data = yaml.safe_load(COMPOSE_FILE.read_text())
-    assert isinstance(data, dict) and isinstance(data.get("services"), dict), (
-        f"{COMPOSE_FILE} has no services mapping"
-    )
+    assert isinstance(data, dict) and isinstance(data.get("services"), dict), f"{COMPOSE_FILE} has no services mapping"
     return data
 
 
@@ -220,24 +218,16 @@ def _check_gunicorn(args: list[str], where: str) -> str:
         options = Config().parser().parse_args(args)
     except SystemExit:
         pytest.fail(f"{where}: gunicorn rejects the arguments {args!r}")
-    assert len(options.args) == 1, (
-        f"{where}: expected one MODULE:ATTR, got {options.args!r}"
-    )
+    assert len(options.args) == 1, f"{where}: expected one MODULE:ATTR, got {options.args!r}"
     module_name, sep, attr = options.args[0].partition(":")
-    assert sep and attr, (
-        f"{where}: gunicorn target {options.args[0]!r} is not MODULE:ATTR"
-    )
+    assert sep and attr, f"{where}: gunicorn target {options.args[0]!r} is not MODULE:ATTR"
     with warnings.catch_warnings():
         # Importing config.wsgi builds the handler; whitenoise warns that STATIC_ROOT
         # is not collected yet, which only the image build does.
-        warnings.filterwarnings(
-            "ignore", message="No directory at", category=UserWarning
-        )
+        warnings.filterwarnings("ignore", message="No directory at", category=UserWarning)
         module = importlib.import_module(module_name)
     assert hasattr(module, attr), f"{where}: {module_name} has no attribute {attr!r}"
-    assert callable(getattr(module, attr)), (
-        f"{where}: {options.args[0]} is not callable"
-    )
+    assert callable(getattr(module, attr)), f"{where}: {options.args[0]} is not callable"
     binds = options.bind or []
     assert len(binds) == 1, f"{where}: expected one --bind, got {binds!r}"
     return binds[0]
@@ -247,11 +237,7 @@ def _split_celery_args(args: list[str]) -> tuple[dict[str, str | bool], str, lis
     """Global options, sub-command and sub-command arguments of a celery command line."""
     from celery.bin.celery import celery as cli
 
-    by_opt = {
-        opt: param
-        for param in cli.params
-        for opt in (*param.opts, *param.secondary_opts)
-    }
+    by_opt = {opt: param for param in cli.params for opt in (*param.opts, *param.secondary_opts)}
     options: dict[str, str | bool] = {}
     index = 0
     while index < len(args) and args[index].startswith("-"):
@@ -280,23 +266,15 @@ def _check_celery(args: list[str], where: str) -> list[str]:
     from celery.bin.celery import celery as cli
 
     options, sub, rest = _split_celery_args(args)
-    assert options.get("app") == "config", (
-        f"{where}: expected `celery -A config`, got {args!r}"
-    )
+    assert options.get("app") == "config", f"{where}: expected `celery -A config`, got {args!r}"
 
     celery_app = importlib.import_module("config.celery_app").app
-    assert isinstance(celery_app, Celery), (
-        "config.celery_app.app is not a celery.Celery"
-    )
+    assert isinstance(celery_app, Celery), "config.celery_app.app is not a celery.Celery"
     # What `-A config` actually finds: config/__init__.py must expose the app.
     found = find_app("config")
-    assert found is celery_app, (
-        f"{where}: `celery -A config` finds {found!r}, not config.celery_app.app"
-    )
+    assert found is celery_app, f"{where}: `celery -A config` finds {found!r}, not config.celery_app.app"
 
-    assert sub in cli.commands, (
-        f"{where}: {sub!r} is not a celery sub-command ({sorted(cli.commands)})"
-    )
+    assert sub in cli.commands, f"{where}: {sub!r} is not a celery sub-command ({sorted(cli.commands)})"
     obj = CLIContext(app=celery_app, no_color=True, workdir=None, quiet=True)
     try:
         context = cli.commands[sub].make_context(sub, list(rest), obj=obj)
@@ -318,9 +296,7 @@ def _check_command(argv: list[str], where: str) -> dict[str, object]:
         return {"bind": _check_gunicorn(argv[1:], where)}
     if program == "celery":
         return {"queues": _check_celery(argv[1:], where)}
-    pytest.fail(
-        f"{where}: unrecognised command {argv!r}; teach tests/docker/test_compose.py about it"
-    )
+    pytest.fail(f"{where}: unrecognised command {argv!r}; teach tests/docker/test_compose.py about it")
 
 
 # ----------------------------------------------------------------------- compose
@@ -334,17 +310,11 @@ def test_compose_declares_every_service(compose):
 def test_app_services_build_from_the_dockerfile(compose):
     for name in APP_SERVICES:
         build = compose["services"][name].get("build")
-        assert isinstance(build, dict), (
-            f"service {name!r} must build the image (build: mapping)"
-        )
+        assert isinstance(build, dict), f"service {name!r} must build the image (build: mapping)"
         context = (COMPOSE_FILE.parent / build.get("context", ".")).resolve()
-        assert context == REPO_ROOT, (
-            f"service {name!r}: build context {context} is not the repo root"
-        )
+        assert context == REPO_ROOT, f"service {name!r}: build context {context} is not the repo root"
         dockerfile = (context / build.get("dockerfile", "Dockerfile")).resolve()
-        assert dockerfile == DOCKERFILE.resolve(), (
-            f"service {name!r} builds from {dockerfile}"
-        )
+        assert dockerfile == DOCKERFILE.resolve(), f"service {name!r} builds from {dockerfile}"
         assert dockerfile.is_file(), f"{dockerfile} is missing"
 
 
@@ -354,9 +324,7 @@ def test_app_services_share_the_environment(compose):
         missing = REQUIRED_APP_ENV - set(env)
         assert not missing, f"service {name!r} lacks environment {sorted(missing)}"
         assert env["MARKETPLACE_DATA_DIR"] == "/data"
-        assert str(env["DATABASE_URL"]).startswith(
-            "postgres://"
-        ) and "@postgres:" in str(env["DATABASE_URL"])
+        assert str(env["DATABASE_URL"]).startswith("postgres://") and "@postgres:" in str(env["DATABASE_URL"])
         assert str(env["CELERY_BROKER_URL"]).startswith("redis://redis:")
         for secret in REQUIRED_SECRETS:
             # ${NAME:?message}: compose refuses to start instead of running with an empty secret.
@@ -381,9 +349,7 @@ def test_worker_queues_are_declared_and_all_consumed(compose, settings):
         )
     consumed: set[str] = set()
     for name in APP_SERVICES:
-        facts = _check_command(
-            _command(name, compose["services"][name]), f"service {name!r}"
-        )
+        facts = _check_command(_command(name, compose["services"][name]), f"service {name!r}")
         queues = facts.get("queues") or []
         undeclared = set(queues) - set(declared)
         assert not undeclared, (
@@ -392,38 +358,30 @@ def test_worker_queues_are_declared_and_all_consumed(compose, settings):
         )
         consumed.update(queues)
     orphans = ({*declared, celery_app.conf.task_default_queue}) - consumed
-    assert not orphans, (
-        f"no compose worker consumes queues {sorted(orphans)}: their tasks would never run"
-    )
+    assert not orphans, f"no compose worker consumes queues {sorted(orphans)}: their tasks would never run"
 
 
 def test_startup_order(compose):
     services = compose["services"]
     for name in ("postgres", "redis"):
-        assert services[name].get("healthcheck", {}).get("test"), (
-            f"service {name!r} needs a healthcheck"
-        )
+        assert services[name].get("healthcheck", {}).get("test"), f"service {name!r} needs a healthcheck"
     migrate_deps = services["migrate"].get("depends_on") or {}
     assert migrate_deps.get("postgres", {}).get("condition") == "service_healthy"
     for name in ("web", "worker", "beat"):
         deps = services[name].get("depends_on") or {}
-        assert isinstance(deps, dict), (
-            f"service {name!r}: depends_on must be a mapping with conditions"
+        assert isinstance(deps, dict), f"service {name!r}: depends_on must be a mapping with conditions"
+        assert deps.get("migrate", {}).get("condition") == "service_completed_successfully", (
+            f"service {name!r} must wait for migrate to complete successfully"
         )
-        assert (
-            deps.get("migrate", {}).get("condition") == "service_completed_successfully"
-        ), f"service {name!r} must wait for migrate to complete successfully"
-        assert set(deps) <= set(services), (
-            f"service {name!r} depends on unknown services"
-        )
+        assert set(deps) <= set(services), f"service {name!r} depends on unknown services"
 
 
 def test_image_healthcheck_only_on_web(compose):
     """The image's HEALTHCHECK probes gunicorn, so the other app services turn it off."""
     for name in ("migrate", "worker", "beat"):
-        assert (
-            compose["services"][name].get("healthcheck", {}).get("disable") is True
-        ), f"service {name!r} runs no web server: set healthcheck: {{disable: true}}"
+        assert compose["services"][name].get("healthcheck", {}).get("disable") is True, (
+            f"service {name!r} runs no web server: set healthcheck: {{disable: true}}"
+        )
     assert not compose["services"]["web"].get("healthcheck", {}).get("disable")
 
 
@@ -437,9 +395,7 @@ def test_data_volume_is_shared_by_web_and_worker(compose):
 
     web, worker = data_volume("web"), data_volume("worker")
     assert web == worker, f"web mounts {web!r} but worker mounts {worker!r} at /data"
-    assert web in (compose.get("volumes") or {}), (
-        f"{web!r} must be a named volume (top-level volumes:)"
-    )
+    assert web in (compose.get("volumes") or {}), f"{web!r} must be a named volume (top-level volumes:)"
 
 
 def test_web_port_matches_gunicorn_bind(compose, dockerfile):
@@ -448,15 +404,8 @@ def test_web_port_matches_gunicorn_bind(compose, dockerfile):
     port = str(bind).rsplit(":", 1)[-1]
     published = [str(p).rsplit(":", 1)[-1] for p in web.get("ports") or []]
     assert port in published, f"web publishes {published!r}, gunicorn binds {bind}"
-    exposed = {
-        token.split("/")[0]
-        for k, rest in dockerfile
-        if k == "EXPOSE"
-        for token in rest.split()
-    }
-    assert port in exposed, (
-        f"Dockerfile EXPOSEs {sorted(exposed)}, gunicorn binds {bind}"
-    )
+    exposed = {token.split("/")[0] for k, rest in dockerfile if k == "EXPOSE" for token in rest.split()}
+    assert port in exposed, f"Dockerfile EXPOSEs {sorted(exposed)}, gunicorn binds {bind}"
 
 
 # -------------------------------------------------------------------- Dockerfile
@@ -480,37 +429,23 @@ def test_dockerfile_copies_exist_in_the_context(dockerfile):
         if "from" in flags:
             source = flags["from"]
             if not any(c in source for c in ":/"):
-                assert source in stage_names, (
-                    f"{keyword} --from={source}: no such stage"
-                )
+                assert source in stage_names, f"{keyword} --from={source}: no such stage"
             continue
         assert len(tokens) >= 2, f"{keyword} {rest}: needs a source and a destination"
         for source in tokens[:-1]:
             if source in {".", "./"} or re.match(r"^[a-z]+://", source):
                 continue
-            matches = (
-                list(REPO_ROOT.glob(source))
-                if any(c in source for c in "*?[")
-                else [REPO_ROOT / source]
-            )
-            assert matches and all(m.exists() for m in matches), (
-                f"{keyword} {source}: not in the repository"
-            )
-            assert not _is_dockerignored(source), (
-                f"{keyword} {source}: excluded by {DOCKERIGNORE.name}"
-            )
+            matches = list(REPO_ROOT.glob(source)) if any(c in source for c in "*?[") else [REPO_ROOT / source]
+            assert matches and all(m.exists() for m in matches), f"{keyword} {source}: not in the repository"
+            assert not _is_dockerignored(source), f"{keyword} {source}: excluded by {DOCKERIGNORE.name}"
 
 
 def test_dockerfile_settings_module_exists(dockerfile):
-    envs = " ".join(
-        rest for keyword, rest in _stages(dockerfile)[-1] if keyword == "ENV"
-    )
+    envs = " ".join(rest for keyword, rest in _stages(dockerfile)[-1] if keyword == "ENV")
     match = re.search(r"DJANGO_SETTINGS_MODULE[= ]([\w.]+)", envs)
     assert match, "the final stage must set DJANGO_SETTINGS_MODULE"
     assert match.group(1) == "config.settings.production"
-    assert importlib.util.find_spec(match.group(1)) is not None, (
-        f"{match.group(1)} does not exist"
-    )
+    assert importlib.util.find_spec(match.group(1)) is not None, f"{match.group(1)} does not exist"
 
 
 def test_dockerfile_default_command_is_real(dockerfile):
@@ -523,31 +458,19 @@ def test_dockerfile_default_command_is_real(dockerfile):
 def test_healthcheck_probes_healthz(dockerfile):
     from django.urls import resolve
 
-    checks = [
-        rest for keyword, rest in _stages(dockerfile)[-1] if keyword == "HEALTHCHECK"
-    ]
+    checks = [rest for keyword, rest in _stages(dockerfile)[-1] if keyword == "HEALTHCHECK"]
     assert checks, "the final stage needs a HEALTHCHECK"
     instruction = checks[-1]
     if HEALTHCHECK_PATH not in instruction:
         # The probe lives in a script copied with the code (COPY . /app): find and read it.
-        workdirs = [
-            rest for keyword, rest in _stages(dockerfile)[-1] if keyword == "WORKDIR"
-        ]
+        workdirs = [rest for keyword, rest in _stages(dockerfile)[-1] if keyword == "WORKDIR"]
         app_dir = (workdirs[-1] if workdirs else "/app").rstrip("/") + "/"
         scripts = re.findall(rf"{re.escape(app_dir)}[\w./-]+\.py", instruction)
-        assert scripts, (
-            f"HEALTHCHECK neither mentions {HEALTHCHECK_PATH} nor runs a script under {app_dir}"
-        )
+        assert scripts, f"HEALTHCHECK neither mentions {HEALTHCHECK_PATH} nor runs a script under {app_dir}"
         for script in scripts:
             relative = script[len(app_dir) :]
             path = REPO_ROOT / relative
             assert path.is_file(), f"HEALTHCHECK script {relative} is missing"
-            assert not _is_dockerignored(relative), (
-                f"{relative} is excluded by {DOCKERIGNORE.name}"
-            )
-            assert HEALTHCHECK_PATH in path.read_text(), (
-                f"{relative} does not probe {HEALTHCHECK_PATH}"
-            )
-    resolve(
-        HEALTHCHECK_PATH
-    )  # raises Resolver404 until the health-check view is routed
+            assert not _is_dockerignored(relative), f"{relative} is excluded by {DOCKERIGNORE.name}"
+            assert HEALTHCHECK_PATH in path.read_text(), f"{relative} does not probe {HEALTHCHECK_PATH}"
+    resolve(HEALTHCHECK_PATH)  # raises Resolver404 until the health-check view is routed
