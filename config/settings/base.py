@@ -162,6 +162,8 @@ DATASET_MAX_MOCK_UPLOAD_BYTES = env_int("DATASET_MAX_MOCK_UPLOAD_BYTES", 20 * 10
 DATASET_ENCRYPTION_CHUNK_BYTES = env_int("DATASET_ENCRYPTION_CHUNK_BYTES", 1024**2)
 DATASET_SCHEMA_SAMPLE_BYTES = env_int("DATASET_SCHEMA_SAMPLE_BYTES", 2 * 1024**2)
 DATASET_SCHEMA_SAMPLE_ROWS = env_int("DATASET_SCHEMA_SAMPLE_ROWS", 10_000)
+# Catalogue totals (page counts) are cached this long; 0 counts on every request.
+CATALOGUE_COUNT_CACHE_SECONDS = env_int("CATALOGUE_COUNT_CACHE_SECONDS", 30)
 DATASET_MOCK_MAX_ROWS = env_int("DATASET_MOCK_MAX_ROWS", 10_000)
 # Uploads are parsed by handlers that keep plaintext off disk and stop at the size limit.
 FILE_UPLOAD_HANDLERS = ["marketplace.uploads.EncryptedTemporaryFileUploadHandler"]

@@ -12,6 +12,7 @@ _data_dir = Path(env("MARKETPLACE_TEST_DATA_DIR") or tempfile.mkdtemp(prefix="pp
 DATA_DIR = _data_dir
 SECRET_KEY = "test-secret-key-not-for-production-0123456789abcdef"
 DATASET_ENCRYPTION_KEY = base64.b64encode(b"k" * 32).decode()
+CATALOGUE_COUNT_CACHE_SECONDS = 0  # tests change the catalogue between identical queries
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES = {
     **STORAGES,

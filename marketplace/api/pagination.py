@@ -1,7 +1,35 @@
+import hashlib
+
+from django.core.cache import cache
 from django.core.paginator import Page, Paginator
-from django.db.models import Count, Window
+from django.utils.functional import cached_property
+from django.db import connections
 from rest_framework.exceptions import NotFound
 from rest_framework.pagination import PageNumberPagination
+
+
+class CachedCountPaginator(Paginator):
+    """Caches COUNT(*) for querysets that allow it (``count_cache_seconds``): a catalogue total a
+    few seconds stale is fine, and counting tens of thousands of listings on every page is not."""
+
+    @cached_property
+    def count(self) -> int:
+        seconds = getattr(self.object_list, "count_cache_seconds", 0)
+        if not seconds:
+            return super().count
+        sql, params = self.object_list.query.sql_with_params()
+        key = "count:" + hashlib.sha256(repr((sql, params)).encode()).hexdigest()
+        total = cache.get(key)
+        if total is None:
+            total = self.object_list.count()
+            cache.set(key, total, seconds)
+        return total
+
+    def page(self, number):
+        # Never trim a page to a (possibly stale) total: the rows themselves are always live.
+        number = self.validate_number(number)
+        bottom = (number - 1) * self.per_page
+        return self._get_page(self.object_list[bottom : bottom + self.per_page], number, self)
 
 
 class StandardPagination(PageNumberPagination):
@@ -13,6 +41,7 @@ class StandardPagination(PageNumberPagination):
     page_size = 20
     page_size_query_param = "page_size"
     max_page_size = 100
+    django_paginator_class = CachedCountPaginator
 
     def paginate_queryset(self, queryset, request, view=None):
         if not getattr(queryset, "count_in_page_query", False):
@@ -26,13 +55,16 @@ class StandardPagination(PageNumberPagination):
         except (TypeError, ValueError):
             raise NotFound(f"Invalid page '{raw_number}'.")
         offset = (number - 1) * page_size
-        narrow = (
-            queryset.select_related(None)
-            .prefetch_related(None)
-            .annotate(total_matches=Window(Count("pk")))
-            .values_list("pk", "total_matches")[offset : offset + page_size]
-        )
-        id_total = list(narrow)
+        # The inner query sorts only (id, sort keys); OFFSET 0 keeps PostgreSQL from flattening it,
+        # so the window buffers ids instead of whole rows.
+        inner = queryset.select_related(None).prefetch_related(None).values_list("pk", flat=True)
+        sql, params = inner.query.sql_with_params()
+        with connections[queryset.db].cursor() as cursor:
+            cursor.execute(
+                f"SELECT ordered.id, COUNT(*) OVER () FROM ({sql} OFFSET 0) AS ordered(id) LIMIT %s OFFSET %s",  # noqa: S608
+                (*params, page_size, offset),
+            )
+            id_total = cursor.fetchall()
         if not id_total and number > 1:
             raise NotFound(f"Invalid page '{raw_number}': that page contains no results.")
         ids = [pk for pk, _ in id_total]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import connection
 from django.db.models import Q, QuerySet
 from django.db.models.expressions import RawSQL
@@ -14,6 +15,7 @@ from marketplace.models import Dataset, Licence, User
 
 SORTS = ("relevance", "newest", "oldest", "price", "-price")
 TS_CONFIG = "english"
+
 
 
 def _uses_fulltext() -> bool:
@@ -88,6 +90,7 @@ def listing_search(
     # Every full-text match is visited to rank or filter it, so the API paginator takes the total
     # from the same query (see marketplace.api.pagination).
     qs.count_in_page_query = bool(query) and _uses_fulltext()
+    qs.count_cache_seconds = settings.CATALOGUE_COUNT_CACHE_SECONDS
     return qs
 
 

@@ -274,3 +274,17 @@ def test_throttling_answers_429_with_json(provider, settings, api):
         }
         SimpleRateThrottle.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
         cache.clear()
+
+
+def test_catalogue_totals_are_cached_briefly_when_configured(provider, staff, api, settings):
+    from django.core.cache import cache
+
+    cache.clear()
+    settings.CATALOGUE_COUNT_CACHE_SECONDS = 30
+    make_dataset(owner=provider, title="First", status="listed", moderator=staff)
+    assert api.get("/api/v1/datasets/?sort=newest").json()["count"] == 1
+    make_dataset(owner=provider, title="Second", status="listed", moderator=staff)
+    body = api.get("/api/v1/datasets/?sort=newest").json()
+    assert body["count"] == 1 and len(body["results"]) == 2  # the rows are live; only the total lags
+    cache.clear()
+    assert api.get("/api/v1/datasets/?sort=newest").json()["count"] == 2
