@@ -2,8 +2,8 @@ import hashlib
 
 from django.core.cache import cache
 from django.core.paginator import Page, Paginator
-from django.utils.functional import cached_property
 from django.db import connections
+from django.utils.functional import cached_property
 from rest_framework.exceptions import NotFound
 from rest_framework.pagination import PageNumberPagination
 
