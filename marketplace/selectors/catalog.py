@@ -17,7 +17,6 @@ SORTS = ("relevance", "newest", "oldest", "price", "-price")
 TS_CONFIG = "english"
 
 
-
 def _uses_fulltext() -> bool:
     return connection.vendor == "postgresql"
 
