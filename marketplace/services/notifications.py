@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.mail import send_mail
 
-from marketplace.models import ModerationLogEntry, Report
+from marketplace.models import ModerationLogEntry, Report, User
 
 NOTIFY_ACTIONS = {"approve", "reject", "delist", "relist"}
 
@@ -30,7 +30,11 @@ def notify_moderation_entry(*, entry_id: int) -> bool:
 
 def notify_report_filed(*, report_id: int) -> bool:
     report = Report.objects.select_related("dataset", "reporter").filter(pk=report_id).first()
-    if report is None or not settings.MODERATION_NOTIFY_EMAILS:
+    # Moderators' addresses from settings, else every active staff member with an e-mail.
+    recipients = list(settings.MODERATION_NOTIFY_EMAILS) or list(
+        User.objects.filter(is_staff=True, is_active=True).exclude(email="").values_list("email", flat=True)
+    )
+    if report is None or not recipients:
         return False
     send_mail(
         subject=f"New report on \u201c{report.dataset.title}\u201d",
@@ -39,6 +43,6 @@ def notify_report_filed(*, report_id: int) -> bool:
             "Answer it from the moderation queue.\n"
         ),
         from_email=settings.DEFAULT_FROM_EMAIL,
-        recipient_list=list(settings.MODERATION_NOTIFY_EMAILS),
+        recipient_list=recipients,
     )
     return True

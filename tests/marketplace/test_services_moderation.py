@@ -104,3 +104,13 @@ def test_unlisted_datasets_cannot_be_reported(provider, buyer):
     dataset = make_dataset(owner=provider, status="pending_review")
     with pytest.raises(Conflict, match="Only listed"):
         report_create(dataset=dataset, reporter=buyer, reason="spam")
+
+
+def test_report_mail_goes_to_staff_when_no_list_is_configured(
+    provider, buyer, staff, settings, django_capture_on_commit_callbacks
+):
+    settings.MODERATION_NOTIFY_EMAILS = []
+    dataset = make_dataset(owner=provider, status="listed", moderator=staff)
+    with django_capture_on_commit_callbacks(execute=True):
+        report_create(dataset=dataset, reporter=buyer, reason="Looks like scraped data")
+    assert mail.outbox[-1].to == ["mod@example.org"]
