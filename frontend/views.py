@@ -11,7 +11,6 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import redirect, render
 from django.template import loader
@@ -36,6 +35,7 @@ from frontend.forms import (
     SignUpForm,
     TransitionForm,
 )
+from marketplace.api.pagination import CachedCountPaginator
 from marketplace.errors import DomainError, FileTooLarge, NotFound, PermissionDenied
 from marketplace.models import Dataset, Report
 from marketplace.selectors import catalog
@@ -91,7 +91,8 @@ def _require_staff(request: HttpRequest) -> None:
 
 
 def _page(request: HttpRequest, queryset, size: int):
-    return Paginator(queryset, size).get_page(request.GET.get("page"))
+    # Same paginator as the API: catalogue totals are cached briefly, rows are always live.
+    return CachedCountPaginator(queryset, size).get_page(request.GET.get("page"))
 
 
 def upload_view(view):

@@ -124,7 +124,7 @@ class DatasetListCreateView(APIView):
         prices = {}
         for key in ("price_min", "price_max"):
             if params.get(key):
-                prices[key] = dataset_services._decimal(params[key], field=key)
+                prices[key] = dataset_services.decimal_parse(params[key], field=key)
         qs = catalog.listing_search(
             query=params.get("q", ""),
             tags=[t for t in params.get("tags", "").split(",") if t.strip()],

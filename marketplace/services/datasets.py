@@ -51,7 +51,8 @@ class ListingFields:
     delta: float | str | None = None
 
 
-def _decimal(value: Any, *, field: str) -> Decimal:
+def decimal_parse(value: Any, *, field: str) -> Decimal:
+    """Parse a user-supplied number, raising ``InvalidInput`` with code ``invalid_<field>``."""
     try:
         number = Decimal(str(value))
     except (InvalidOperation, ValueError) as exc:
@@ -98,7 +99,7 @@ def _apply_fields(dataset: Dataset, fields: ListingFields, *, creating: bool) ->
             )
         dataset.licence = fields.licence
     if fields.price is not None:
-        price = _decimal(fields.price, field="price")
+        price = decimal_parse(fields.price, field="price")
         if price < 0:
             raise InvalidInput("The price cannot be negative.", code="invalid_price")
         if price >= Decimal("1e12"):
@@ -110,9 +111,9 @@ def _apply_fields(dataset: Dataset, fields: ListingFields, *, creating: bool) ->
             raise InvalidInput("The payment token symbol must be 1-12 letters or digits.", code="invalid_price_token")
         dataset.price_token = token
     if fields.epsilon_total is not None:
-        dataset.epsilon_total = _decimal(fields.epsilon_total, field="epsilon_total")
+        dataset.epsilon_total = decimal_parse(fields.epsilon_total, field="epsilon_total")
     if fields.epsilon_per_job is not None:
-        dataset.epsilon_per_job = _decimal(fields.epsilon_per_job, field="epsilon_per_job")
+        dataset.epsilon_per_job = decimal_parse(fields.epsilon_per_job, field="epsilon_per_job")
     if fields.delta is not None:
         try:
             dataset.delta = float(fields.delta)

@@ -242,10 +242,9 @@ class Command(BaseCommand):
         for spec in DATASETS:
             spec = dict(spec)
             build = spec.pop("build")
-            data = build(rng)
             if Dataset.objects.filter(owner=provider, title=spec["title"]).exists():
-                continue
-            self._publish(provider, admin, buyer, data, spec)
+                continue  # seeded on an earlier start; skip generating its data again
+            self._publish(provider, admin, buyer, build(rng), spec)
         base = f"http://127.0.0.1:{options['port']}/"
         self.stdout.write(self.style.SUCCESS("\nDemo marketplace ready."))
         self.stdout.write(f"  Open:      {base}")
