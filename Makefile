@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test test-fast lint format bench venv dev-venv system-deps migrate seed clean
+.PHONY: run test test-fast lint format bench venv dev-venv npm-deps contracts system-deps migrate seed clean
 
 $(VENV)/.runtime: requirements.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required (found %s)" % sys.version.split()[0]'
@@ -18,6 +18,13 @@ $(VENV)/.runtime: requirements.txt
 $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
+
+## npm packages: the embedded chain (anvil) and the contract compiler (solc, OpenZeppelin).
+node_modules/.installed: package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+npm-deps: node_modules/.installed
 
 venv: $(VENV)/.runtime
 dev-venv: $(VENV)/.dev
@@ -31,12 +38,12 @@ migrate: venv
 seed: migrate
 	$(PY) manage.py seed_demo --port $(PORT)
 
-## Everything on embedded defaults: SQLite, filesystem Celery broker, demo data; Ctrl-C stops it all.
-run: seed
-	MARKETPLACE_PORT=$(PORT) $(VENV)/bin/honcho start -f Procfile
+## Everything on embedded defaults: SQLite, filesystem Celery broker, anvil, demo data; Ctrl-C stops it all.
+run: migrate npm-deps
+	$(PY) manage.py run_embedded --port $(PORT)
 
 ## The whole suite. DATABASE_URL selects the database (CI: PostgreSQL); default SQLite.
-test: dev-venv system-deps
+test: dev-venv npm-deps system-deps
 	$(VENV)/bin/pytest
 
 lint: dev-venv
@@ -47,9 +54,15 @@ format: dev-venv
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-bench: dev-venv
+bench: dev-venv npm-deps
 	$(PY) bench/upload.py
 	$(PY) bench/catalog_search.py
+	$(PY) bench/gas.py
+	$(PY) bench/indexer.py
+
+## Recompile the Solidity contracts into chain/artifacts/ (committed; a test catches stale ones).
+contracts: npm-deps
+	node chain/build.mjs
 
 clean:
 	rm -rf .local staticfiles test-artifacts

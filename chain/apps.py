@@ -1,6 +1,24 @@
+"""The chain: contracts, artifacts, web3 client, typed wrappers, wallets, orders, indexer, embedded node.
+
+Seams used from the marketplace core: ``Dataset.price / price_token`` become the on-chain fixed
+price, moderation transitions (``marketplace.signals.dataset_status_changed``) flip the operator's
+ordering flag, and ``Dataset.file_sha256`` is the dataset hash for receipts."""
+
 from django.apps import AppConfig
 
 
 class ChainConfig(AppConfig):
     name = "chain"
     verbose_name = "Chain"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from django.db.models.signals import post_save
+
+        from chain import receivers
+        from chain.services import orders, publishing  # noqa: F401  (registers settlement handlers)
+        from marketplace.models import User
+        from marketplace.signals import dataset_status_changed
+
+        dataset_status_changed.connect(receivers.dataset_status_changed, dispatch_uid="chain-ordering-flag")
+        post_save.connect(receivers.user_created, sender=User, dispatch_uid="chain-managed-wallet")

@@ -7,7 +7,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_check(settings_module: str, **env) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATASET_"))}
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATASET_", "WALLET_"))}
     return subprocess.run(
         [sys.executable, "-c", "import django; django.setup()"],
         cwd=ROOT,
@@ -29,6 +29,7 @@ def test_production_starts_with_secrets_from_the_environment(tmp_path):
         "config.settings.production",
         DJANGO_SECRET_KEY="x" * 50,
         DATASET_ENCRYPTION_KEY="a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2U=",
+        WALLET_ENCRYPTION_KEY="d2FsbGV0d2FsbGV0d2FsbGV0d2FsbGV0d2FsbGV0d2E=",
         MARKETPLACE_DATA_DIR=str(tmp_path),
     )
     assert result.returncode == 0, result.stderr

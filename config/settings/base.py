@@ -219,12 +219,13 @@ CELERY_BROKER_URL = env("CELERY_BROKER_URL", "filesystem://")
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {}
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = DATA_DIR / "broker"
-    for _sub in ("queue", "processed"):
+    for _sub in ("queue", "processed", "control"):
         (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),
         "processed_folder": str(_broker_dir / "processed"),
+        "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
         "polling_interval": 0.2,
     }
@@ -242,6 +243,14 @@ CELERY_TASK_DEFAULT_QUEUE = "celery"
 # Queues the workers of this project consume; docker/compose.yml is checked against it.
 CELERY_TASK_QUEUES_DECLARED = ["celery", "compute"]
 CELERY_BEAT_SCHEDULE = {
+    "chain-indexer": {
+        "task": "chain.tasks.indexer_run_task",
+        "schedule": float(env("CHAIN_INDEXER_INTERVAL_SECONDS", "5")),
+    },
+    "chain-transactions-resume": {
+        "task": "chain.tasks.transactions_resume_task",
+        "schedule": 60.0,
+    },
     "storage-orphans-sweep": {
         "task": "marketplace.tasks.storage_orphans_sweep_task",
         "schedule": 3600.0,
@@ -251,6 +260,30 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 300.0,
     },
 }
+
+# Public base URL of the site (data NFT metadata URIs, SIWE domain and URI in e-mails).
+SITE_URL = env("SITE_URL", "http://127.0.0.1:8000")
+
+# --- Chain: EVM node, deployment file, operator key; the embedded launcher fills these for anvil ---
+# JSON-RPC endpoint of the node. Empty: the chain is not configured (the Web2 half still works).
+CHAIN_RPC_URL = env("CHAIN_RPC_URL", "")
+# Chain id the node must report; 0 accepts whatever the deployment file lists for the node's id.
+CHAIN_ID = env_int("CHAIN_ID", 0)
+# Contract addresses per chain id, written by `manage.py chain_deploy` (and the embedded launcher).
+CHAIN_DEPLOYMENT_FILE = env("CHAIN_DEPLOYMENT_FILE", str(DATA_DIR / "chain" / "deployments.json"))
+# Hex private key of the marketplace operator (receipts, refunds, the ordering flag). Secret.
+CHAIN_OPERATOR_KEY = env("CHAIN_OPERATOR_KEY", "")
+# Blocks an order or an event must be buried under before the marketplace trusts it.
+CHAIN_CONFIRMATIONS = env_int("CHAIN_CONFIRMATIONS", 2)
+# Largest block range one indexer query covers.
+CHAIN_INDEXER_BATCH_BLOCKS = env_int("CHAIN_INDEXER_BATCH_BLOCKS", 2000)
+# Seconds between polls of a sent transaction's receipt, and how many polls before giving up.
+CHAIN_RECEIPT_POLL_SECONDS = float(env("CHAIN_RECEIPT_POLL_SECONDS", "1.0"))
+CHAIN_RECEIPT_MAX_POLLS = env_int("CHAIN_RECEIPT_MAX_POLLS", 600)
+# Seconds an EIP-4361 (Sign-In with Ethereum) nonce stays valid.
+SIWE_NONCE_TTL_SECONDS = env_int("SIWE_NONCE_TTL_SECONDS", 600)
+# 32 bytes, base64: encrypts managed wallets' private keys at rest. Required in production.
+WALLET_ENCRYPTION_KEY = env("WALLET_ENCRYPTION_KEY", "")
 
 # --- E-mail: console by default ---
 EMAIL_BACKEND = env("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")

@@ -9,3 +9,4 @@ SECRET_KEY = env("DJANGO_SECRET_KEY") or persistent_secret("django_secret_key", 
 DATASET_ENCRYPTION_KEY = env("DATASET_ENCRYPTION_KEY") or persistent_secret("dataset_encryption_key")
 WHITENOISE_AUTOREFRESH = True
 WHITENOISE_USE_FINDERS = True
+WALLET_ENCRYPTION_KEY = env("WALLET_ENCRYPTION_KEY") or persistent_secret("wallet_encryption_key")

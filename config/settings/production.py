@@ -8,7 +8,12 @@ from .base import env, env_bool, env_int
 DEBUG = False
 SECRET_KEY = env("DJANGO_SECRET_KEY", "")
 DATASET_ENCRYPTION_KEY = env("DATASET_ENCRYPTION_KEY", "")
-for _name, _value in {"DJANGO_SECRET_KEY": SECRET_KEY, "DATASET_ENCRYPTION_KEY": DATASET_ENCRYPTION_KEY}.items():
+WALLET_ENCRYPTION_KEY = env("WALLET_ENCRYPTION_KEY", "")
+for _name, _value in {
+    "DJANGO_SECRET_KEY": SECRET_KEY,
+    "DATASET_ENCRYPTION_KEY": DATASET_ENCRYPTION_KEY,
+    "WALLET_ENCRYPTION_KEY": WALLET_ENCRYPTION_KEY,
+}.items():
     if not _value:
         raise ImproperlyConfigured(f"{_name} must be set in the environment in production.")
 

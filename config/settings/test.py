@@ -12,6 +12,10 @@ _data_dir = Path(env("MARKETPLACE_TEST_DATA_DIR") or tempfile.mkdtemp(prefix="pp
 DATA_DIR = _data_dir
 SECRET_KEY = "test-secret-key-not-for-production-0123456789abcdef"
 DATASET_ENCRYPTION_KEY = base64.b64encode(b"k" * 32).decode()
+WALLET_ENCRYPTION_KEY = base64.b64encode(b"w" * 32).decode()
+CHAIN_RPC_URL = ""  # chain tests start their own anvil and set it
+CHAIN_CONFIRMATIONS = 1
+CHAIN_RECEIPT_POLL_SECONDS = 0.05
 CATALOGUE_COUNT_CACHE_SECONDS = 0  # tests change the catalogue between identical queries
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES = {
@@ -46,6 +50,7 @@ if env("CELERY_INTEGRATION_BROKER_DIR"):
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker),
         "data_folder_out": str(_broker),
+        "control_folder": str(_broker / "control"),
         "polling_interval": 0.1,
     }
     CELERY_TASK_ALWAYS_EAGER = False

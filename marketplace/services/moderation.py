@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from marketplace.errors import Conflict, IllegalTransition, InvalidInput, PermissionDenied
 from marketplace.models import Dataset, ModerationLogEntry, Report, User
+from marketplace.signals import dataset_status_changed
 
 STAFF_ACTIONS = {"approve", "reject", "delist", "relist"}
 REASON_REQUIRED = STAFF_ACTIONS
@@ -60,6 +61,11 @@ def dataset_transition(*, dataset: Dataset, actor: User, action: str, reason: st
         )
         entry_id = entry.pk
         transaction.on_commit(lambda: _notify("notify_moderation_entry_task", entry_id))
+        # Receivers (the chain's operator ordering flag) act once the new status is committed.
+        dataset_id = locked.pk
+        transaction.on_commit(
+            lambda: dataset_status_changed.send(sender=Dataset, dataset_id=dataset_id, status=to_status)
+        )
     return locked
 
 

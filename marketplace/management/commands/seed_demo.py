@@ -4,11 +4,14 @@ through the real services (encrypted, validated, schema declared, moderated). Id
 from __future__ import annotations
 
 import io
+import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
@@ -245,6 +248,8 @@ class Command(BaseCommand):
             if Dataset.objects.filter(owner=provider, title=spec["title"]).exists():
                 continue  # seeded on an earlier start; skip generating its data again
             self._publish(provider, admin, buyer, build(rng), spec)
+        if settings.CHAIN_RPC_URL:
+            self._seed_chain([u for u, _ in users.values()], provider)
         base = f"http://127.0.0.1:{options['port']}/"
         self.stdout.write(self.style.SUCCESS("\nDemo marketplace ready."))
         self.stdout.write(f"  Open:      {base}")
@@ -253,6 +258,37 @@ class Command(BaseCommand):
             role = "moderator (staff)" if user.is_staff else ("data provider" if username == "provider" else "buyer")
             self.stdout.write(f"  {role:<18} username: {username:<9} password: {password}")
         self.stdout.write("")
+
+    def _seed_chain(self, users: list[User], provider: User) -> None:
+        """Fund the demo users' managed wallets and publish the provider's datasets on chain.
+        Runs the chain tasks inline so the demo is ready when the server starts."""
+        from chain import client
+        from chain.embedded import fund_address
+        from chain.models import ChainListing
+        from chain.services.publishing import dataset_publish, listing_ordering_sync_for_dataset
+        from chain.services.wallets import wallet_managed_get_or_create
+        from config.celery_app import app
+
+        eager = app.conf.task_always_eager
+        app.conf.task_always_eager = True
+        try:
+            w3 = client.web3()
+            deployment = json.loads(Path(settings.CHAIN_DEPLOYMENT_FILE).read_text())[str(client.chain_id())]
+            for user in users:
+                wallet = wallet_managed_get_or_create(user=user)
+                fund_address(w3, deployment, wallet.address)
+                self.stdout.write(f"  wallet: {user.username:<9} {wallet.address} (funded with test ether and USDC)")
+            for dataset in Dataset.objects.filter(owner=provider, validation=Dataset.Validation.VALID).exclude(
+                status__in=[Dataset.Status.REJECTED, Dataset.Status.DELISTED]
+            ):
+                listing = ChainListing.objects.filter(dataset=dataset).first()
+                if listing is None or listing.state == ChainListing.State.FAILED:
+                    listing = dataset_publish(dataset=dataset, user=provider)
+                    listing.refresh_from_db()
+                    self.stdout.write(f"  on chain: {dataset.title}: {listing.get_state_display()} {listing.error}")
+                listing_ordering_sync_for_dataset(dataset.pk)
+        finally:
+            app.conf.task_always_eager = eager
 
     def _publish(self, provider, admin, buyer, data: bytes, spec: dict) -> None:
         status = spec.pop("status")

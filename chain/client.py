@@ -1,0 +1,147 @@
+"""The one place that builds ``Web3``, reads the deployment file and holds the operator's key.
+
+Everything chain-facing goes through :func:`web3`, :func:`deployment` and :func:`operator_account`.
+:func:`chain_preflight` is what start-up calls: a wrong chain id or an unreachable RPC stops the
+process with a message that says what to fix."""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+from web3.providers.rpc import HTTPProvider
+
+from marketplace.errors import DomainError
+
+
+class ChainUnavailable(DomainError):
+    """The chain is not configured, not reachable, or not the one the deployment file describes."""
+
+    code = "chain_unavailable"
+    status = 503
+
+
+@dataclass(frozen=True)
+class Deployment:
+    chain_id: int
+    genesis_hash: str
+    deployed_at_block: int
+    contracts: dict[str, str]
+    operator: str
+    fee_collector: str
+    fee_bps: int
+
+    def address(self, name: str) -> str:
+        try:
+            return Web3.to_checksum_address(self.contracts[name])
+        except KeyError as exc:
+            raise ChainUnavailable(f"The deployment for chain {self.chain_id} has no {name} contract.") from exc
+
+
+_local = threading.local()
+
+
+def web3() -> Web3:
+    """A ``Web3`` for ``CHAIN_RPC_URL``, one per thread (HTTP sessions are not shared across threads)."""
+    url = settings.CHAIN_RPC_URL
+    if not url:
+        raise ChainUnavailable(
+            "The chain is not configured: set CHAIN_RPC_URL (make run starts an embedded anvil and sets it)."
+        )
+    cached = getattr(_local, "w3", None)
+    if cached is not None and cached[0] == url:
+        return cached[1]
+    w3 = Web3(HTTPProvider(url, request_kwargs={"timeout": 15}))
+    _local.w3 = (url, w3)
+    return w3
+
+
+def chain_id() -> int:
+    cached = getattr(_local, "chain_id", None)
+    if cached is not None and cached[0] == settings.CHAIN_RPC_URL:
+        return cached[1]
+    try:
+        value = int(web3().eth.chain_id)
+    except ChainUnavailable:
+        raise
+    except Exception as exc:  # requests/connection errors of every flavour
+        raise ChainUnavailable(f"Cannot reach the chain at {settings.CHAIN_RPC_URL}: {exc}") from exc
+    _local.chain_id = (settings.CHAIN_RPC_URL, value)
+    return value
+
+
+def deployment() -> Deployment:
+    """The contracts deployed on the chain ``CHAIN_RPC_URL`` points at, from ``CHAIN_DEPLOYMENT_FILE``."""
+    cid = chain_id()
+    path = Path(settings.CHAIN_DEPLOYMENT_FILE)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise ChainUnavailable(
+            f"No deployment file at {path}: run `manage.py chain_deploy` (make run does it for the embedded chain)."
+        ) from exc
+    except json.JSONDecodeError as exc:
+        raise ChainUnavailable(f"The deployment file {path} is not valid JSON: {exc}") from exc
+    entry = data.get(str(cid))
+    if entry is None:
+        known = ", ".join(sorted(data)) or "none"
+        raise ChainUnavailable(
+            f"The node at {settings.CHAIN_RPC_URL} reports chain id {cid}, but {path} has deployments for: {known}."
+        )
+    return Deployment(
+        chain_id=cid,
+        genesis_hash=entry.get("genesis_hash", ""),
+        deployed_at_block=int(entry.get("deployed_at_block", 0)),
+        contracts={k: Web3.to_checksum_address(v) for k, v in entry["contracts"].items()},
+        operator=Web3.to_checksum_address(entry["operator"]),
+        fee_collector=Web3.to_checksum_address(entry["fee_collector"]),
+        fee_bps=int(entry["fee_bps"]),
+    )
+
+
+def operator_account() -> LocalAccount:
+    key = settings.CHAIN_OPERATOR_KEY
+    if not key:
+        raise ChainUnavailable("CHAIN_OPERATOR_KEY is not set; the marketplace cannot sign operator transactions.")
+    return Account.from_key(key)
+
+
+def chain_preflight() -> Deployment:
+    """Check at start-up that the node answers, has the expected chain id, is the chain the
+    deployment was made on, and that the operator key matches it. Raises ``ChainUnavailable``."""
+    cid = chain_id()
+    if settings.CHAIN_ID and cid != settings.CHAIN_ID:
+        raise ChainUnavailable(
+            f"Wrong chain: the node at {settings.CHAIN_RPC_URL} reports chain id {cid}, "
+            f"but CHAIN_ID is {settings.CHAIN_ID}."
+        )
+    dep = deployment()
+    w3 = web3()
+    if dep.genesis_hash:
+        genesis = w3.eth.get_block(0)["hash"].to_0x_hex()
+        if genesis != dep.genesis_hash:
+            raise ChainUnavailable(
+                f"The chain at {settings.CHAIN_RPC_URL} is not the one the contracts were deployed on "
+                f"(genesis {genesis}, deployment file says {dep.genesis_hash}); redeploy with `manage.py chain_deploy`."
+            )
+    factory = dep.address("DataFactory")
+    if w3.eth.get_code(factory) in (b"", b"\x00"):
+        raise ChainUnavailable(f"No contract code at the DataFactory address {factory} on chain {cid}.")
+    if settings.CHAIN_OPERATOR_KEY and operator_account().address != dep.operator:
+        raise ChainUnavailable(
+            f"CHAIN_OPERATOR_KEY is for {operator_account().address}, but the factory's operator is {dep.operator}."
+        )
+    return dep
+
+
+def reset_caches() -> None:
+    """Forget the cached client and chain id (tests switch nodes; the indexer sees a new genesis)."""
+    for name in ("w3", "chain_id"):
+        if hasattr(_local, name):
+            delattr(_local, name)

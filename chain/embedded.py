@@ -1,0 +1,101 @@
+"""The embedded development chain for ``make run``: anvil on a free loopback port with a state
+file (the chain survives a restart), the contracts deployed on first start, and the environment
+the web server and the worker need to use it."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+
+from chain.deploy import deploy_contracts, read_deployment_file, send_signed, write_deployment_file
+from chain.node import DEFAULT_MNEMONIC, AnvilNode
+from chain.wrappers import MockStablecoin
+
+logger = logging.getLogger(__name__)
+
+Account.enable_unaudited_hdwallet_features()
+
+# anvil's well-known development accounts (test ether only): 0 deploys and operates, 1 collects fees.
+DEV_OPERATOR_PATH = "m/44'/60'/0'/0/0"
+DEV_FEE_COLLECTOR_PATH = "m/44'/60'/0'/0/1"
+
+
+def dev_account(path: str) -> LocalAccount:
+    return Account.from_mnemonic(DEFAULT_MNEMONIC, account_path=path)
+
+
+@dataclass
+class EmbeddedChain:
+    node: AnvilNode
+    deployment: dict
+    deployed_now: bool
+
+    def environment(self, deployment_file: Path) -> dict[str, str]:
+        """What the web server and the worker need in their environment to use this chain."""
+        return {
+            "CHAIN_RPC_URL": self.node.rpc_url or "",
+            "CHAIN_ID": str(self.deployment["chain_id"]),
+            "CHAIN_DEPLOYMENT_FILE": str(deployment_file),
+            "CHAIN_OPERATOR_KEY": dev_account(DEV_OPERATOR_PATH).key.hex(),
+            "CHAIN_CONFIRMATIONS": "1",
+        }
+
+
+def _deployment_is_live(w3: Web3, deployment: dict | None) -> bool:
+    if not deployment:
+        return False
+    if deployment.get("genesis_hash") != w3.eth.get_block(0)["hash"].to_0x_hex():
+        return False
+    factory = deployment.get("contracts", {}).get("DataFactory")
+    return bool(factory) and w3.eth.get_code(Web3.to_checksum_address(factory)) not in (b"", b"\x00")
+
+
+def start_embedded_chain(data_dir: Path, *, port: int | None = None) -> EmbeddedChain:
+    """Start anvil (one block a second, state in ``data_dir/chain``) and deploy when needed."""
+    chain_dir = data_dir / "chain"
+    chain_dir.mkdir(parents=True, exist_ok=True)
+    node = AnvilNode(
+        port=port,
+        state_path=chain_dir / "anvil-state.json",
+        block_time=1,
+        # Dump the state every 10 s as well, so a killed launcher loses at most 10 s of chain.
+        extra_args=("--state-interval", "10"),
+    )
+    node.start()
+    try:
+        w3 = Web3(Web3.HTTPProvider(node.rpc_url))
+        deployment_file = chain_dir / "deployments.json"
+        existing = read_deployment_file(deployment_file, w3.eth.chain_id)
+        if _deployment_is_live(w3, existing):
+            return EmbeddedChain(node=node, deployment=existing, deployed_now=False)
+        operator = dev_account(DEV_OPERATOR_PATH)
+        deployment = deploy_contracts(
+            w3, operator, operator=operator.address, fee_collector=dev_account(DEV_FEE_COLLECTOR_PATH).address
+        )
+        write_deployment_file(deployment_file, deployment)
+        return EmbeddedChain(node=node, deployment=deployment, deployed_now=True)
+    except BaseException:
+        node.stop()
+        raise
+
+
+def fund_address(
+    w3: Web3, deployment: dict, address: str, *, ether: float = 1.0, stablecoin: int = 1_000, minimum_ether: float = 0.2
+) -> None:
+    """Development chains only: give ``address`` ether for gas (from the operator's test ether)
+    and stablecoin from the faucet, unless it already has them. Waits for the receipts."""
+    operator = dev_account(DEV_OPERATOR_PATH)
+    address = Web3.to_checksum_address(address)
+    if w3.eth.get_balance(address) < Web3.to_wei(minimum_ether, "ether"):
+        send_signed(w3, operator, {"to": address, "value": Web3.to_wei(ether, "ether")})
+    token_address = deployment["contracts"].get("MockStablecoin")
+    if token_address:
+        token = MockStablecoin(w3, token_address)
+        units = stablecoin * 10 ** token.decimals()
+        if token.balance_of(address) < units // 2:
+            send_signed(w3, operator, {"to": token.address, "data": token.faucet_data(address, units)})

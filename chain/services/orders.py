@@ -1,0 +1,502 @@
+"""Compute orders: quoted, paid on chain in one transaction (buy + order), verified, settled.
+
+An order is accepted only after the chain says so: the transaction is mined under
+``CHAIN_CONFIRMATIONS`` blocks, its ``OrderStarted`` event comes from this dataset's datatoken,
+the consumer is one of the buyer's wallets, (epsilon, delta) and the algorithm hash match the
+request, and the on-chain order id was never accepted before. Balance and budget are checked
+before anything is sent."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from eth_account.signers.local import LocalAccount
+from web3.exceptions import TransactionNotFound
+
+from chain import client
+from chain.models import ChainListing, ChainTransaction, Order, Wallet
+from chain.services.transactions import on_settled, prepare, transaction_enqueue
+from chain.services.wallets import user_addresses, wallet_primary
+from chain.units import delta_to_units, epsilon_to_units, units_to_epsilon, units_to_price
+from chain.wrappers import Datatoken, MockStablecoin
+from marketplace.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from marketplace.models import Dataset, User
+
+logger = logging.getLogger(__name__)
+
+_HASH = re.compile(r"^0x[0-9a-fA-F]{64}$")
+# Gas a buy+order needs at most, for the "enough ether for gas" check on managed wallets.
+ORDER_GAS_ALLOWANCE = 300_000
+PERMIT_LIFETIME_SECONDS = 3600
+
+
+def algorithm_hash(algorithm: str, parameters: dict | None = None) -> str:
+    """SHA-256 of the canonical JSON of the algorithm and its parameters: what an order commits to."""
+    canonical = json.dumps(
+        {"algorithm": algorithm, "parameters": parameters or {}}, sort_keys=True, separators=(",", ":")
+    )
+    return "0x" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _hash_bytes(value: str, what: str) -> bytes:
+    if not isinstance(value, str) or not _HASH.match(value):
+        raise InvalidInput(f"{what} must be 0x followed by 64 hex digits.", code="invalid_hash")
+    return bytes.fromhex(value[2:])
+
+
+@dataclass(frozen=True)
+class Quote:
+    dataset_id: int
+    price: Decimal
+    price_units: int
+    fee: Decimal
+    payment_token: str
+    payment_token_symbol: str
+    datatoken: str
+    epsilon: Decimal
+    delta: float
+    epsilon_left: Decimal
+    algorithm_hash: str
+    wallet: str
+    balance: Decimal
+    allowance: Decimal
+    permit_nonce: int
+    chain_id: int
+    problems: list[dict[str, str]]
+
+
+def _published_listing(dataset: Dataset) -> ChainListing:
+    listing = ChainListing.objects.filter(dataset=dataset).first()
+    if listing is None or listing.state != ChainListing.State.PUBLISHED:
+        raise Conflict("This dataset is not published on chain yet.", code="not_on_chain")
+    return listing
+
+
+def _budget_checks(
+    dataset: Dataset, listing: ChainListing, datatoken: Datatoken, epsilon: Decimal, delta: float
+) -> int:
+    """Refusals for the request itself; returns the epsilon left on chain (units)."""
+    if epsilon <= 0:
+        raise InvalidInput("Epsilon must be greater than 0.", code="invalid_epsilon")
+    if epsilon > dataset.epsilon_per_job:
+        raise Conflict(
+            f"At most epsilon {dataset.epsilon_per_job} per job on this dataset.",
+            code="epsilon_per_job_exceeded",
+            extra={"epsilon_per_job": str(dataset.epsilon_per_job)},
+        )
+    if delta <= 0 or delta > dataset.delta:
+        raise Conflict(f"Delta must be above 0 and at most {dataset.delta}.", code="delta_exceeded")
+    left = datatoken.epsilon_left()
+    if epsilon_to_units(epsilon) > left:
+        raise Conflict(
+            f"The dataset's privacy budget has epsilon {units_to_epsilon(left)} left; this job asks for {epsilon}.",
+            code="budget_exhausted",
+            extra={"epsilon_left": str(units_to_epsilon(left))},
+        )
+    return left
+
+
+def order_quote(
+    *, user: User, dataset: Dataset, epsilon: Decimal, delta: float, algorithm_hash_hex: str, wallet_address: str | None
+) -> Quote:
+    """What an order would cost and whether the wallet can pay it, before anything is sent."""
+    listing = _published_listing(dataset)
+    w3 = client.web3()
+    datatoken = Datatoken(w3, listing.datatoken_address)
+    problems: list[dict[str, str]] = []
+    epsilon_left = datatoken.epsilon_left()
+    try:
+        _budget_checks(dataset, listing, datatoken, epsilon, delta)
+    except (Conflict, InvalidInput) as exc:
+        problems.append({"code": exc.code, "detail": exc.detail})
+    if dataset.status != Dataset.Status.LISTED or not datatoken.ordering_open():
+        problems.append({"code": "ordering_closed", "detail": "This dataset cannot be ordered now."})
+    addresses = user_addresses(user=user)
+    address = wallet_address or wallet_primary(user=user).address
+    if address not in addresses:
+        raise PermissionDenied("That wallet is not one of yours (link it with Sign-In with Ethereum first).")
+    token = MockStablecoin(w3, listing.payment_token)
+    price_units = datatoken.price()
+    balance = token.balance_of(address)
+    allowance = token.allowance(address, datatoken.address)
+    if balance < price_units:
+        problems.append(
+            {
+                "code": "insufficient_balance",
+                "detail": f"The wallet holds {units_to_price(balance)} {dataset.price_token}; "
+                f"the job costs {units_to_price(price_units)}.",
+            }
+        )
+    is_managed = Wallet.objects.filter(address=address, kind=Wallet.Kind.MANAGED).exists()
+    if is_managed and price_units and w3.eth.get_balance(address) < ORDER_GAS_ALLOWANCE * w3.eth.gas_price:
+        problems.append({"code": "insufficient_gas", "detail": "The wallet has too little ether to pay for gas."})
+    fee_units = price_units * client.deployment().fee_bps // 10_000
+    return Quote(
+        dataset_id=dataset.pk,
+        price=units_to_price(price_units),
+        price_units=price_units,
+        fee=units_to_price(fee_units),
+        payment_token=listing.payment_token,
+        payment_token_symbol=dataset.price_token,
+        datatoken=listing.datatoken_address,
+        epsilon=epsilon,
+        delta=delta,
+        epsilon_left=units_to_epsilon(epsilon_left),
+        algorithm_hash=algorithm_hash_hex,
+        wallet=address,
+        balance=units_to_price(balance),
+        allowance=units_to_price(allowance),
+        permit_nonce=token.contract.functions.nonces(address).call(),
+        chain_id=client.chain_id(),
+        problems=problems,
+    )
+
+
+def order_create(
+    *,
+    user: User,
+    dataset: Dataset,
+    epsilon: Decimal,
+    delta: float,
+    algorithm_hash_hex: str,
+    tx_hash: str | None = None,
+) -> Order:
+    """Place an order. Without ``tx_hash`` the marketplace sends buy+order from the buyer's managed
+    wallet (one transaction with an EIP-2612 permit); with it, the buyer's own wallet already sent
+    it and the marketplace verifies it. Returns at once with the order pending or confirming."""
+    algo = _hash_bytes(algorithm_hash_hex, "algorithm_hash")
+    if dataset.status != Dataset.Status.LISTED:
+        raise Conflict("Only listed datasets can be ordered.", code="not_listed")
+    if dataset.owner_id == user.pk:
+        raise Conflict("You cannot order compute on your own dataset.", code="own_dataset")
+    listing = _published_listing(dataset)
+    w3 = client.web3()
+    datatoken = Datatoken(w3, listing.datatoken_address)
+    epsilon = Decimal(epsilon)
+    delta = float(delta)
+    common = {
+        "buyer": user,
+        "dataset": dataset,
+        "listing": listing,
+        "epsilon": epsilon,
+        "delta": delta,
+        "algorithm_hash": algorithm_hash_hex.lower(),
+    }
+    if tx_hash:
+        _hash_bytes(tx_hash, "tx_hash")
+        try:
+            with transaction.atomic():
+                order = Order.objects.create(
+                    **common,
+                    source=Order.Source.EXTERNAL,
+                    status=Order.Status.CONFIRMING,
+                    tx_hash=tx_hash.lower(),
+                    consumer_address="",
+                )
+        except IntegrityError as exc:
+            raise Conflict("This transaction was already registered as an order.", code="order_replayed") from exc
+        from chain.tasks import order_verify_task
+
+        order_id = order.pk
+        transaction.on_commit(lambda: order_verify_task.delay(order_id))
+        return order
+
+    if not datatoken.ordering_open():
+        raise Conflict("Ordering of this dataset is closed on chain.", code="ordering_closed")
+    _budget_checks(dataset, listing, datatoken, epsilon, delta)
+    wallet = Wallet.objects.filter(user=user, kind=Wallet.Kind.MANAGED).first()
+    if wallet is None:
+        raise Conflict(
+            "You have no managed wallet: send the order from your own wallet and register its transaction hash.",
+            code="no_managed_wallet",
+        )
+    price_units = datatoken.price()
+    token = MockStablecoin(w3, listing.payment_token)
+    balance = token.balance_of(wallet.address)
+    if balance < price_units:
+        raise Conflict(
+            f"Your wallet holds {units_to_price(balance)} {dataset.price_token}; this job costs "
+            f"{units_to_price(price_units)}.",
+            code="insufficient_balance",
+            extra={"balance": str(units_to_price(balance)), "price": str(units_to_price(price_units))},
+        )
+    if w3.eth.get_balance(wallet.address) < ORDER_GAS_ALLOWANCE * w3.eth.gas_price:
+        raise Conflict("Your wallet has too little ether to pay for gas.", code="insufficient_gas")
+    with transaction.atomic():
+        order = Order.objects.create(
+            **common,
+            source=Order.Source.MANAGED,
+            status=Order.Status.PENDING,
+            consumer_address=wallet.address,
+            amount_units=price_units,
+        )
+        context = {"epsilon": epsilon_to_units(epsilon), "delta": delta_to_units(delta), "algo": "0x" + algo.hex()}
+        if price_units:
+            context.update({"max_price": price_units, "token": listing.payment_token})
+            data = "0x"  # built with a fresh permit just before signing
+        else:
+            data = datatoken.dispense_and_order_data(
+                epsilon=context["epsilon"], delta=context["delta"], algorithm_hash=algo
+            )
+        transaction_enqueue(
+            purpose=ChainTransaction.Purpose.ORDER,
+            sender=wallet.address,
+            to=datatoken.address,
+            data=data,
+            dataset=dataset,
+            order=order,
+            context=context,
+        )
+    return order
+
+
+@prepare(ChainTransaction.Purpose.ORDER)
+def _order_prepare(tx: ChainTransaction, signer: LocalAccount) -> str:
+    """buyAndOrder call data with a permit signed now, against the pending permit nonce."""
+    ctx = tx.context
+    w3 = client.web3()
+    datatoken = Datatoken(w3, tx.to)
+    algo = bytes.fromhex(ctx["algo"][2:])
+    if "max_price" not in ctx:
+        return datatoken.dispense_and_order_data(epsilon=ctx["epsilon"], delta=ctx["delta"], algorithm_hash=algo)
+    token = MockStablecoin(w3, ctx["token"])
+    deadline = int(time.time()) + PERMIT_LIFETIME_SECONDS
+    v, r, s = token.permit_signature(signer, tx.to, ctx["max_price"], deadline, chain_id=tx.chain_id)
+    return datatoken.buy_and_order_data(
+        epsilon=ctx["epsilon"],
+        delta=ctx["delta"],
+        algorithm_hash=algo,
+        max_price=ctx["max_price"],
+        permit=(deadline, v, r, s),
+    )
+
+
+def _reject(order: Order, reason: str) -> Order:
+    order.status = Order.Status.REJECTED
+    order.error = reason[:2000]
+    order.save(update_fields=["status", "error"])
+    return order
+
+
+def _accept(order: Order, receipt: Any) -> Order:
+    """Accept ``order`` from a mined receipt, or reject it saying which check failed."""
+    if receipt["status"] != 1:
+        return _reject(order, "The order transaction reverted on chain.")
+    listing = order.listing
+    events = Datatoken(client.web3(), listing.datatoken_address).order_started_events(receipt)
+    if not events:
+        return _reject(order, "The transaction placed no order on this dataset's datatoken.")
+    event = events[0]
+    consumer = event["consumer"]
+    if order.buyer is None or consumer not in user_addresses(user=order.buyer):
+        return _reject(order, f"The order's consumer {consumer} is not one of your wallets.")
+    mismatches = []
+    if int(event["epsilon"]) != epsilon_to_units(order.epsilon):
+        mismatches.append(f"epsilon {units_to_epsilon(event['epsilon'])} on chain, {order.epsilon} requested")
+    if int(event["delta"]) != delta_to_units(order.delta):
+        mismatches.append("delta differs from the request")
+    if event["algorithmHash"].lower() != order.algorithm_hash.lower():
+        mismatches.append("the algorithm hash differs from the request")
+    if mismatches:
+        return _reject(order, "The on-chain order does not match the request: " + "; ".join(mismatches) + ".")
+    order.consumer_address = consumer
+    order.chain_order_id = int(event["orderId"])
+    order.amount_units = int(event["amount"])
+    order.block_number = receipt["blockNumber"]
+    order.status = Order.Status.CONFIRMED
+    order.confirmed_at = timezone.now()
+    try:
+        with transaction.atomic():
+            order.save(
+                update_fields=[
+                    "consumer_address",
+                    "chain_order_id",
+                    "amount_units",
+                    "block_number",
+                    "status",
+                    "confirmed_at",
+                ]
+            )
+    except IntegrityError:
+        order.refresh_from_db()
+        return _reject(order, "This on-chain order was already used for another job.")
+    ChainListing.objects.filter(pk=listing.pk).update(
+        epsilon_ordered_units=Datatoken(client.web3(), listing.datatoken_address).epsilon_ordered()
+    )
+    return order
+
+
+@on_settled(ChainTransaction.Purpose.ORDER)
+def _order_settled(tx: ChainTransaction, receipt: Any) -> None:
+    order = Order.objects.select_for_update().select_related("listing", "buyer").filter(pk=tx.order_id).first()
+    if order is None or order.status != Order.Status.PENDING:
+        return
+    order.tx_hash = tx.tx_hash.lower()
+    order.save(update_fields=["tx_hash"])
+    if receipt is None:
+        _reject(order, tx.error or "The order transaction failed.")
+        return
+    _accept(order, receipt)
+
+
+def order_verify(order_id: int, *, max_wait_seconds: float = 20) -> bool:
+    """Verify an order whose transaction the buyer sent. True once decided (confirmed or rejected)."""
+    w3 = client.web3()
+    deadline = time.monotonic() + max_wait_seconds
+    while True:
+        order = Order.objects.select_related("listing", "buyer").get(pk=order_id)
+        if order.status != Order.Status.CONFIRMING:
+            return True
+        try:
+            receipt = w3.eth.get_transaction_receipt(order.tx_hash)
+        except TransactionNotFound:
+            receipt = None
+        if receipt is None and order.created_at < timezone.now() - timedelta(hours=1):
+            _reject(order, "The transaction was not found on chain within an hour.")
+            return True
+        if receipt is not None and w3.eth.block_number - receipt["blockNumber"] + 1 >= settings.CHAIN_CONFIRMATIONS:
+            with transaction.atomic():
+                locked = Order.objects.select_for_update().select_related("listing", "buyer").get(pk=order_id)
+                if locked.status == Order.Status.CONFIRMING:
+                    _accept(locked, receipt)
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(settings.CHAIN_RECEIPT_POLL_SECONDS)
+
+
+def order_get_visible(*, order_id: int, user: User) -> Order:
+    order = Order.objects.select_related("dataset", "listing").filter(pk=order_id).first()
+    if order is None or not (user.is_staff or order.buyer_id == user.pk or order.dataset.owner_id == user.pk):
+        raise NotFound("No such order.")
+    return order
+
+
+# --- Settlement by the operator (compute jobs call these) ---
+
+
+def _settlement_in_flight(order: Order) -> ChainTransaction | None:
+    return ChainTransaction.objects.filter(
+        order=order,
+        purpose__in=[ChainTransaction.Purpose.RECEIPT, ChainTransaction.Purpose.REFUND],
+        status__in=[ChainTransaction.Status.PENDING, ChainTransaction.Status.SENT],
+    ).first()
+
+
+def order_receipt_record(
+    *,
+    order: Order,
+    dataset_hash: str,
+    algorithm_hash_hex: str,
+    params_hash: str,
+    result_hash: str,
+    epsilon_spent: Decimal,
+) -> ChainTransaction:
+    """Record a finished job's receipt on chain: releases the escrowed payment to the provider and
+    the marketplace, and gives back the epsilon the job did not spend."""
+    hashes = {
+        "dataset_hash": dataset_hash,
+        "algorithm_hash": algorithm_hash_hex,
+        "params_hash": params_hash,
+        "result_hash": result_hash,
+    }
+    raw = {k: _hash_bytes(v, k) for k, v in hashes.items()}
+    if Decimal(epsilon_spent) < 0 or Decimal(epsilon_spent) > order.epsilon:
+        raise InvalidInput("Epsilon spent must be between 0 and the epsilon ordered.", code="invalid_epsilon")
+    with transaction.atomic():
+        locked = Order.objects.select_for_update().select_related("listing").get(pk=order.pk)
+        if locked.status != Order.Status.CONFIRMED:
+            raise Conflict(f"Only a confirmed order can be settled; this one is {locked.status}.", code="not_confirmed")
+        existing = _settlement_in_flight(locked)
+        if existing:
+            return existing
+        datatoken = Datatoken(client.web3(), locked.listing.datatoken_address)
+        return transaction_enqueue(
+            purpose=ChainTransaction.Purpose.RECEIPT,
+            sender=client.operator_account().address,
+            to=datatoken.address,
+            data=datatoken.record_receipt_data(
+                order_id=locked.chain_order_id,
+                dataset_hash=raw["dataset_hash"],
+                algorithm_hash=raw["algorithm_hash"],
+                params_hash=raw["params_hash"],
+                result_hash=raw["result_hash"],
+                epsilon_spent=epsilon_to_units(epsilon_spent),
+            ),
+            order=locked,
+            dataset=locked.dataset,
+            context={**hashes, "epsilon_spent": str(epsilon_spent)},
+        )
+
+
+def order_refund(*, order: Order) -> ChainTransaction:
+    """Refund a job that failed before touching data: payment back to the buyer, budget released."""
+    with transaction.atomic():
+        locked = Order.objects.select_for_update().select_related("listing").get(pk=order.pk)
+        if locked.status != Order.Status.CONFIRMED:
+            raise Conflict(
+                f"Only a confirmed order can be refunded; this one is {locked.status}.", code="not_confirmed"
+            )
+        existing = _settlement_in_flight(locked)
+        if existing:
+            return existing
+        datatoken = Datatoken(client.web3(), locked.listing.datatoken_address)
+        return transaction_enqueue(
+            purpose=ChainTransaction.Purpose.REFUND,
+            sender=client.operator_account().address,
+            to=datatoken.address,
+            data=datatoken.refund_data(locked.chain_order_id),
+            order=locked,
+            dataset=locked.dataset,
+        )
+
+
+@on_settled(ChainTransaction.Purpose.RECEIPT)
+def _receipt_settled(tx: ChainTransaction, receipt: Any) -> None:
+    if receipt is None:
+        Order.objects.filter(pk=tx.order_id).update(error=f"Recording the receipt failed: {tx.error}"[:2000])
+        return
+    order = Order.objects.select_for_update().select_related("listing").get(pk=tx.order_id)
+    events = Datatoken(client.web3(), order.listing.datatoken_address).receipt_events(receipt)
+    event = events[0] if events else {}
+    order.status = Order.Status.RECEIPTED
+    order.epsilon_spent = Decimal(tx.context["epsilon_spent"])
+    order.receipt = {
+        **{k: tx.context[k] for k in ("dataset_hash", "algorithm_hash", "params_hash", "result_hash")},
+        "tx_hash": tx.tx_hash,
+        "block_number": tx.block_number,
+        "provider_amount": str(units_to_price(event.get("providerAmount", 0))),
+        "fee_amount": str(units_to_price(event.get("feeAmount", 0))),
+    }
+    order.settled_at = timezone.now()
+    order.save(update_fields=["status", "epsilon_spent", "receipt", "settled_at"])
+    _sync_budget(order.listing)
+
+
+@on_settled(ChainTransaction.Purpose.REFUND)
+def _refund_settled(tx: ChainTransaction, receipt: Any) -> None:
+    if receipt is None:
+        Order.objects.filter(pk=tx.order_id).update(error=f"The refund failed: {tx.error}"[:2000])
+        return
+    order = Order.objects.select_for_update().select_related("listing").get(pk=tx.order_id)
+    order.status = Order.Status.REFUNDED
+    order.settled_at = timezone.now()
+    order.save(update_fields=["status", "settled_at"])
+    _sync_budget(order.listing)
+
+
+def _sync_budget(listing: ChainListing) -> None:
+    ChainListing.objects.filter(pk=listing.pk).update(
+        epsilon_ordered_units=Datatoken(client.web3(), listing.datatoken_address).epsilon_ordered()
+    )

@@ -1,0 +1,223 @@
+"""Publishing a dataset on chain (data NFT + datatoken + price + budget caps, one transaction) and
+keeping the operator's ordering flag in step with moderation."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from web3 import Web3
+
+from chain import client
+from chain.models import ChainListing, ChainTransaction, Wallet
+from chain.services.transactions import on_settled, transaction_enqueue
+from chain.services.wallets import wallet_primary
+from chain.units import delta_to_units, epsilon_to_units, price_to_units
+from chain.wrappers import DataFactory, Datatoken, MockStablecoin, PublishParams
+from marketplace.errors import Conflict, InvalidInput, PermissionDenied
+from marketplace.models import Dataset, User
+
+logger = logging.getLogger(__name__)
+
+
+def payment_token_address(symbol: str) -> str:
+    """The payment token contract for a price symbol on this chain (the deployment's stablecoin)."""
+    dep = client.deployment()
+    name = "PaymentToken" if "PaymentToken" in dep.contracts else "MockStablecoin"
+    address = dep.address(name)
+    on_chain = _token_symbol(address)
+    if symbol.upper() != on_chain.upper():
+        raise InvalidInput(
+            f"Prices on this chain are settled in {on_chain}; set the dataset's price token to {on_chain}.",
+            code="unsupported_price_token",
+        )
+    return address
+
+
+_SYMBOLS: dict[str, str] = {}
+
+
+def _token_symbol(address: str) -> str:
+    if address not in _SYMBOLS:
+        _SYMBOLS[address] = MockStablecoin(client.web3(), address).symbol()
+    return _SYMBOLS[address]
+
+
+def metadata_document(dataset: Dataset) -> dict[str, Any]:
+    """The public metadata the data NFT commits to (its hash is stored on chain)."""
+    return {
+        "id": dataset.pk,
+        "title": dataset.title,
+        "licence": dataset.licence,
+        "declared_schema": dataset.declared_schema,
+        "file_sha256": dataset.file_sha256,
+        "price": str(dataset.price),
+        "price_token": dataset.price_token,
+        "epsilon_total": str(dataset.epsilon_total),
+        "epsilon_per_job": str(dataset.epsilon_per_job),
+        "delta": dataset.delta,
+    }
+
+
+def metadata_hash(dataset: Dataset) -> bytes:
+    canonical = json.dumps(metadata_document(dataset), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).digest()
+
+
+def dataset_publish(*, dataset: Dataset, user: User) -> ChainListing:
+    """Mint the dataset's data NFT and datatoken with its price and budget caps, from the owner's
+    managed wallet, in one transaction. Returns at once; the listing turns ``published`` when the
+    transaction is mined."""
+    if dataset.owner_id != user.pk:
+        raise PermissionDenied("Only the dataset's owner can publish it on chain.")
+    if not dataset.declared_schema:
+        raise Conflict("Confirm the schema before publishing on chain.", code="schema_not_declared")
+    if dataset.validation != Dataset.Validation.VALID:
+        raise Conflict("The file must pass validation before it is published on chain.", code="validation_pending")
+    if dataset.status in (Dataset.Status.REJECTED, Dataset.Status.DELISTED):
+        raise Conflict(f"A {dataset.get_status_display().lower()} dataset cannot be published.", code="not_publishable")
+    wallet = wallet_primary(user=user)
+    if wallet.kind != Wallet.Kind.MANAGED:
+        raise Conflict(
+            "Your primary wallet is your own: publish from the browser with it, or make the managed wallet primary.",
+            code="external_wallet_publish",
+        )
+    dep = client.deployment()
+    token = payment_token_address(dataset.price_token)
+    try:
+        price_units = price_to_units(dataset.price)
+    except ValueError as exc:
+        raise InvalidInput(str(exc), code="invalid_price") from exc
+    params = PublishParams(
+        name=f"PPDX dataset {dataset.pk}",
+        symbol=f"PPDX{dataset.pk}",
+        metadata_uri=f"{settings.SITE_URL.rstrip('/')}/api/v1/datasets/{dataset.pk}/",
+        metadata_hash=metadata_hash(dataset),
+        payment_token=token,
+        price=price_units,
+        epsilon_cap=epsilon_to_units(dataset.epsilon_total),
+        epsilon_per_job_cap=epsilon_to_units(dataset.epsilon_per_job),
+        delta_cap=delta_to_units(dataset.delta),
+    )
+    factory = DataFactory(client.web3(), dep.address("DataFactory"))
+    with transaction.atomic():
+        locked = Dataset.objects.select_for_update().get(pk=dataset.pk)
+        listing = ChainListing.objects.filter(dataset=locked).first()
+        if listing and listing.state != ChainListing.State.FAILED:
+            raise Conflict(f"This dataset is already {listing.get_state_display().lower()} on chain.", code="published")
+        fields = {
+            "chain_id": dep.chain_id,
+            "state": ChainListing.State.PUBLISHING,
+            "owner_address": wallet.address,
+            "payment_token": token,
+            "price_units": price_units,
+            "epsilon_cap_units": params.epsilon_cap,
+            "epsilon_per_job_units": params.epsilon_per_job_cap,
+            "delta_units": params.delta_cap,
+            "metadata_hash": "0x" + params.metadata_hash.hex(),
+            "error": "",
+        }
+        if listing is None:
+            listing = ChainListing.objects.create(dataset=locked, **fields)
+        else:
+            for key, value in fields.items():
+                setattr(listing, key, value)
+            listing.save()
+        tx = transaction_enqueue(
+            purpose=ChainTransaction.Purpose.PUBLISH,
+            sender=wallet.address,
+            to=factory.address,
+            data=factory.publish_data(params),
+            dataset=locked,
+        )
+        listing.publish_tx = tx
+        listing.save(update_fields=["publish_tx"])
+    return listing
+
+
+@on_settled(ChainTransaction.Purpose.PUBLISH)
+def _publish_settled(tx: ChainTransaction, receipt: Any) -> None:
+    listing = ChainListing.objects.select_for_update().filter(publish_tx=tx).first()
+    if listing is None:
+        return
+    if receipt is None:
+        listing.state = ChainListing.State.FAILED
+        listing.error = tx.error or "The publish transaction failed."
+        listing.save(update_fields=["state", "error"])
+        return
+    events = DataFactory(client.web3(), tx.to).published_events(receipt)
+    if not events:
+        listing.state = ChainListing.State.FAILED
+        listing.error = "The publish transaction emitted no DatasetPublished event."
+        listing.save(update_fields=["state", "error"])
+        return
+    event = events[0]
+    listing.nft_address = Web3.to_checksum_address(event["nft"])
+    listing.datatoken_address = Web3.to_checksum_address(event["datatoken"])
+    listing.state = ChainListing.State.PUBLISHED
+    listing.published_at = listing.published_at or timezone.now()
+    listing.save(update_fields=["nft_address", "datatoken_address", "state", "published_at"])
+    listing_id = listing.pk
+    # Ordering stays closed on chain until moderators list the dataset.
+    transaction.on_commit(lambda: listing_ordering_sync(listing_id=listing_id))
+
+
+def listing_ordering_sync(*, listing_id: int) -> ChainTransaction | None:
+    """Make the operator's on-chain ordering flag match moderation: only listed datasets can be
+    ordered. Sends one operator transaction when they differ and none is on its way."""
+    if not settings.CHAIN_OPERATOR_KEY:
+        logger.warning("CHAIN_OPERATOR_KEY is not set; the ordering flag of listing %s is not synced", listing_id)
+        return None
+    with transaction.atomic():
+        listing = ChainListing.objects.select_for_update().select_related("dataset").get(pk=listing_id)
+        if listing.state != ChainListing.State.PUBLISHED:
+            return None
+        disabled = listing.dataset.status != Dataset.Status.LISTED
+        in_flight = ChainTransaction.objects.filter(
+            purpose=ChainTransaction.Purpose.ORDERING_FLAG,
+            dataset_id=listing.dataset_id,
+            status__in=[ChainTransaction.Status.PENDING, ChainTransaction.Status.SENT],
+        ).first()
+        if in_flight is not None:
+            # The flag transaction on its way re-checks when it settles.
+            return in_flight
+        if listing.operator_ordering_disabled == disabled:
+            return None
+        datatoken = Datatoken(client.web3(), listing.datatoken_address)
+        return transaction_enqueue(
+            purpose=ChainTransaction.Purpose.ORDERING_FLAG,
+            sender=client.operator_account().address,
+            to=datatoken.address,
+            data=datatoken.set_operator_ordering_disabled_data(disabled),
+            dataset=listing.dataset,
+            context={"disabled": disabled},
+        )
+
+
+@on_settled(ChainTransaction.Purpose.ORDERING_FLAG)
+def _flag_settled(tx: ChainTransaction, receipt: Any) -> None:
+    listing = ChainListing.objects.filter(dataset_id=tx.dataset_id).first()
+    if listing is None:
+        return
+    if receipt is None:
+        logger.error("ordering flag transaction %s failed: %s", tx.pk, tx.error)
+        return
+    listing.operator_ordering_disabled = bool(tx.context.get("disabled"))
+    listing.save(update_fields=["operator_ordering_disabled"])
+    listing_id = listing.pk
+    # Moderation may have moved again while this one was in flight.
+    transaction.on_commit(lambda: listing_ordering_sync(listing_id=listing_id))
+
+
+def listing_ordering_sync_for_dataset(dataset_id: int) -> None:
+    listing = ChainListing.objects.filter(dataset_id=dataset_id, state=ChainListing.State.PUBLISHED).first()
+    if listing is not None:
+        try:
+            listing_ordering_sync(listing_id=listing.pk)
+        except client.ChainUnavailable as exc:
+            logger.warning("ordering flag of dataset %s not synced: %s", dataset_id, exc.detail)

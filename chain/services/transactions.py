@@ -1,0 +1,237 @@
+"""Outgoing transactions: recorded as rows, then signed, sent and followed by Celery tasks.
+
+A web request only calls :func:`transaction_enqueue`; it never waits for a receipt. The sender
+hands out nonces per account under a row lock (so two workers never reuse one), estimates gas
+before taking a nonce (a call that would revert fails with the contract's reason and leaves no
+nonce gap), and retries transient node errors. :func:`transaction_follow` waits for the receipt
+and the configured confirmations, then tells the service that asked for the transaction."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+from web3.exceptions import ContractCustomError, ContractLogicError, TransactionNotFound, Web3RPCError
+
+from chain import client
+from chain.models import AccountNonce, ChainTransaction
+from chain.revert import revert_message
+from chain.services.wallets import wallet_signer
+
+logger = logging.getLogger(__name__)
+
+# purpose -> callable(tx, receipt) run once the transaction is mined (or failed) and confirmed.
+_ON_SETTLED: dict[str, Callable[[ChainTransaction, Any], None]] = {}
+# purpose -> callable(tx, signer) returning fresh call data just before signing (e.g. a permit).
+_PREPARE: dict[str, Callable[[ChainTransaction, LocalAccount], str]] = {}
+
+
+class TransientChainError(Exception):
+    """The node could not be reached or answered oddly; the task retries later."""
+
+
+def on_settled(purpose: str) -> Callable:
+    def register(fn: Callable[[ChainTransaction, Any], None]) -> Callable[[ChainTransaction, Any], None]:
+        _ON_SETTLED[purpose] = fn
+        return fn
+
+    return register
+
+
+def prepare(purpose: str) -> Callable:
+    def register(fn: Callable[[ChainTransaction, LocalAccount], str]) -> Callable:
+        _PREPARE[purpose] = fn
+        return fn
+
+    return register
+
+
+def transaction_enqueue(
+    *,
+    purpose: str,
+    sender: str,
+    to: str,
+    data: str = "0x",
+    value: int = 0,
+    dataset: Any = None,
+    order: Any = None,
+    context: dict | None = None,
+) -> ChainTransaction:
+    """Record a transaction to send; a task sends it after the surrounding DB transaction commits."""
+    tx = ChainTransaction.objects.create(
+        chain_id=client.chain_id(),
+        purpose=purpose,
+        sender=Web3.to_checksum_address(sender),
+        to=Web3.to_checksum_address(to),
+        data=data,
+        value=value,
+        dataset=dataset,
+        order=order,
+        context=context or {},
+    )
+    from chain.tasks import transaction_send_task
+
+    tx_id = tx.pk
+    transaction.on_commit(lambda: transaction_send_task.delay(tx_id))
+    return tx
+
+
+def _signer(address: str) -> LocalAccount:
+    operator = client.operator_account() if settings.CHAIN_OPERATOR_KEY else None
+    if operator is not None and operator.address == address:
+        return operator
+    return wallet_signer(address=address)
+
+
+def _fail(tx: ChainTransaction, error: str) -> None:
+    tx.status = ChainTransaction.Status.FAILED
+    tx.error = error[:2000]
+    tx.save(update_fields=["status", "error", "updated_at"])
+    handler = _ON_SETTLED.get(tx.purpose)
+    if handler:
+        handler(tx, None)
+
+
+def _next_nonce(w3: Web3, chain_id: int, address: str) -> int:
+    """Reserve the next nonce for ``address``; the caller holds a transaction."""
+    row, _ = AccountNonce.objects.select_for_update().get_or_create(chain_id=chain_id, address=address)
+    on_chain = w3.eth.get_transaction_count(address, "pending")
+    nonce = max(row.next_nonce, on_chain)
+    row.next_nonce = nonce + 1
+    row.save(update_fields=["next_nonce"])
+    return nonce
+
+
+def _resync_nonce(w3: Web3, chain_id: int, address: str) -> None:
+    AccountNonce.objects.filter(chain_id=chain_id, address=address).update(
+        next_nonce=w3.eth.get_transaction_count(address, "pending")
+    )
+
+
+def transaction_send(tx_id: int) -> ChainTransaction:
+    """Sign and broadcast a pending transaction. Safe to run twice: a sent one is left alone."""
+    w3 = client.web3()
+    with transaction.atomic():
+        tx = ChainTransaction.objects.select_for_update().get(pk=tx_id)
+        if tx.status != ChainTransaction.Status.PENDING:
+            return tx
+        try:
+            signer = _signer(tx.sender)
+            if tx.purpose in _PREPARE and tx.nonce is None:
+                tx.data = _PREPARE[tx.purpose](tx, signer)
+            call = {"from": tx.sender, "to": tx.to, "data": tx.data, "value": int(tx.value)}
+            if tx.gas is None:
+                try:
+                    # Estimated before a nonce is taken: a call that would revert leaves no gap.
+                    tx.gas = int(w3.eth.estimate_gas(call) * 1.25) + 10_000
+                except (ContractCustomError, ContractLogicError) as exc:
+                    _fail(tx, revert_message(exc))
+                    return tx
+            if tx.nonce is None:
+                tx.nonce = _next_nonce(w3, tx.chain_id, tx.sender)
+            block = w3.eth.get_block("latest")
+            base_fee = int(block.get("baseFeePerGas") or 0)
+            priority = int(w3.eth.max_priority_fee)
+            signed = signer.sign_transaction(
+                {
+                    **call,
+                    "chainId": tx.chain_id,
+                    "nonce": tx.nonce,
+                    "gas": tx.gas,
+                    "maxFeePerGas": 2 * base_fee + priority,
+                    "maxPriorityFeePerGas": priority,
+                }
+            )
+            tx.tx_hash = signed.hash.to_0x_hex()
+            tx.attempts += 1
+            # Saved before broadcasting: if the process dies now, the resume task re-sends the same nonce.
+            tx.save(update_fields=["data", "gas", "nonce", "tx_hash", "attempts", "updated_at"])
+            try:
+                w3.eth.send_raw_transaction(signed.raw_transaction)
+            except (ValueError, Web3RPCError) as exc:
+                message = str(exc).lower()
+                if "already known" in message or "already imported" in message:
+                    pass
+                elif "nonce too low" in message:
+                    _resync_nonce(w3, tx.chain_id, tx.sender)
+                    tx.nonce = None
+                    tx.tx_hash = ""
+                    tx.save(update_fields=["nonce", "tx_hash", "updated_at"])
+                    raise TransientChainError(f"nonce too low for {tx.sender}; resynced") from exc
+                elif "insufficient funds" in message:
+                    _fail(tx, f"The wallet {tx.sender} has too little ether to pay for gas.")
+                    return tx
+                else:
+                    raise
+            tx.status = ChainTransaction.Status.SENT
+            tx.save(update_fields=["status", "updated_at"])
+        except (ConnectionError, OSError, TimeoutError) as exc:
+            raise TransientChainError(str(exc)) from exc
+    from chain.tasks import transaction_follow_task
+
+    transaction.on_commit(lambda: transaction_follow_task.delay(tx.pk))
+    return tx
+
+
+def transaction_follow(tx_id: int, *, max_wait_seconds: float | None = None) -> bool:
+    """Wait for a sent transaction's receipt and ``CHAIN_CONFIRMATIONS`` blocks, then settle it.
+
+    Returns True once settled (mined or failed), False if it is still waiting after
+    ``max_wait_seconds`` (the task then schedules another look)."""
+    tx = ChainTransaction.objects.get(pk=tx_id)
+    if tx.status in (ChainTransaction.Status.MINED, ChainTransaction.Status.FAILED):
+        return True
+    if tx.status != ChainTransaction.Status.SENT:
+        return False
+    w3 = client.web3()
+    deadline = time.monotonic() + (max_wait_seconds if max_wait_seconds is not None else 30.0)
+    while True:
+        try:
+            receipt = w3.eth.get_transaction_receipt(tx.tx_hash)
+        except TransactionNotFound:
+            receipt = None
+        if receipt is not None:
+            confirmations = w3.eth.block_number - receipt["blockNumber"] + 1
+            if confirmations >= settings.CHAIN_CONFIRMATIONS:
+                _settle(tx, receipt)
+                return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(settings.CHAIN_RECEIPT_POLL_SECONDS)
+
+
+def _settle(tx: ChainTransaction, receipt: Any) -> None:
+    with transaction.atomic():
+        locked = ChainTransaction.objects.select_for_update().get(pk=tx.pk)
+        if locked.status != ChainTransaction.Status.SENT:
+            return
+        locked.block_number = receipt["blockNumber"]
+        locked.gas_used = receipt["gasUsed"]
+        if receipt["status"] == 1:
+            locked.status = ChainTransaction.Status.MINED
+        else:
+            locked.status = ChainTransaction.Status.FAILED
+            locked.error = _revert_reason(locked, receipt)
+        locked.save(update_fields=["block_number", "gas_used", "status", "error", "updated_at"])
+        handler = _ON_SETTLED.get(locked.purpose)
+        if handler:
+            handler(locked, receipt if locked.status == ChainTransaction.Status.MINED else None)
+
+
+def _revert_reason(tx: ChainTransaction, receipt: Any) -> str:
+    """Replay the call at its block to learn why it reverted."""
+    try:
+        client.web3().eth.call(
+            {"from": tx.sender, "to": tx.to, "data": tx.data, "value": int(tx.value)}, receipt["blockNumber"] - 1
+        )
+    except (ContractCustomError, ContractLogicError) as exc:
+        return revert_message(exc)
+    except Exception as exc:  # the replay is best effort
+        logger.info("could not replay reverted transaction %s: %s", tx.tx_hash, exc)
+    return "The transaction reverted on chain."

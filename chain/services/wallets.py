@@ -1,0 +1,284 @@
+"""Wallets: managed keys encrypted at rest, external wallets proven by Sign-In with Ethereum (EIP-4361)."""
+
+from __future__ import annotations
+
+import base64
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from eth_account import Account
+from eth_account.messages import encode_defunct
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+
+from chain.models import SiweNonce, Wallet
+from marketplace.errors import Conflict, InvalidInput, PermissionDenied
+from marketplace.models import User
+
+_KEY_VERSION = b"\x01"
+
+
+def _wallet_cipher() -> AESGCM:
+    raw = settings.WALLET_ENCRYPTION_KEY
+    try:
+        key = base64.b64decode(raw, validate=True)
+    except (ValueError, TypeError) as exc:
+        raise ImproperlyConfigured("WALLET_ENCRYPTION_KEY must be base64.") from exc
+    if len(key) != 32:
+        raise ImproperlyConfigured("WALLET_ENCRYPTION_KEY must decode to exactly 32 bytes.")
+    return AESGCM(key)
+
+
+def _seal(private_key: bytes, address: str) -> bytes:
+    nonce = secrets.token_bytes(12)
+    # The address is authenticated data: a sealed key moved onto another wallet row will not open.
+    return _KEY_VERSION + nonce + _wallet_cipher().encrypt(nonce, private_key, address.encode())
+
+
+def _open(sealed: bytes, address: str) -> bytes:
+    sealed = bytes(sealed)
+    if sealed[:1] != _KEY_VERSION:
+        raise ImproperlyConfigured("Unknown wallet key format.")
+    return _wallet_cipher().decrypt(sealed[1:13], sealed[13:], address.encode())
+
+
+def wallet_managed_get_or_create(*, user: User) -> Wallet:
+    """The user's managed wallet, generating its key on first use. It becomes the primary wallet
+    when the user has none."""
+    existing = Wallet.objects.filter(user=user, kind=Wallet.Kind.MANAGED).first()
+    if existing:
+        return existing
+    account = Account.create()
+    with transaction.atomic():
+        has_primary = Wallet.objects.select_for_update().filter(user=user, is_primary=True).exists()
+        try:
+            with transaction.atomic():
+                return Wallet.objects.create(
+                    user=user,
+                    address=account.address,
+                    kind=Wallet.Kind.MANAGED,
+                    encrypted_key=_seal(bytes(account.key), account.address),
+                    is_primary=not has_primary,
+                )
+        except IntegrityError:
+            return Wallet.objects.get(user=user, kind=Wallet.Kind.MANAGED)
+
+
+def wallet_signer(*, address: str) -> LocalAccount:
+    """The key of a managed wallet, for the transaction sender only. External wallets have none."""
+    wallet = Wallet.objects.filter(address=Web3.to_checksum_address(address), kind=Wallet.Kind.MANAGED).first()
+    if wallet is None or not wallet.encrypted_key:
+        raise PermissionDenied(f"The marketplace holds no key for {address}.")
+    return Account.from_key(_open(wallet.encrypted_key, wallet.address))
+
+
+def wallet_primary(*, user: User) -> Wallet:
+    wallet = Wallet.objects.filter(user=user, is_primary=True).first()
+    return wallet or wallet_managed_get_or_create(user=user)
+
+
+def wallet_set_primary(*, user: User, wallet: Wallet) -> Wallet:
+    if wallet.user_id != user.pk:
+        raise PermissionDenied("That wallet is not yours.")
+    with transaction.atomic():
+        Wallet.objects.filter(user=user, is_primary=True).exclude(pk=wallet.pk).update(is_primary=False)
+        wallet.is_primary = True
+        wallet.save(update_fields=["is_primary"])
+    return wallet
+
+
+def user_addresses(*, user: User) -> set[str]:
+    """Addresses the user may act from: the managed wallet and SIWE-verified external wallets."""
+    return set(
+        Wallet.objects.filter(user=user)
+        .exclude(kind=Wallet.Kind.EXTERNAL, verified_at__isnull=True)
+        .values_list("address", flat=True)
+    )
+
+
+# --- Sign-In with Ethereum (EIP-4361) ---
+
+SIWE_STATEMENT = "Sign in to the privacy-preserving data exchange."
+_SIWE = re.compile(
+    r"^(?P<domain>[^\s]+) wants you to sign in with your Ethereum account:\n"
+    r"(?P<address>0x[a-fA-F0-9]{40})\n\n"
+    r"(?:(?P<statement>[^\n]*)\n)?\n"
+    r"URI: (?P<uri>[^\n]+)\n"
+    r"Version: (?P<version>[^\n]+)\n"
+    r"Chain ID: (?P<chain_id>\d+)\n"
+    r"Nonce: (?P<nonce>[a-zA-Z0-9]{8,})\n"
+    r"Issued At: (?P<issued_at>[^\n]+)"
+    r"(?:\nExpiration Time: (?P<expiration_time>[^\n]+))?"
+    r"(?:\nNot Before: (?P<not_before>[^\n]+))?"
+    r"(?:\nRequest ID: (?P<request_id>[^\n]*))?"
+    r"(?:\nResources:(?P<resources>(?:\n- [^\n]+)*))?$"
+)
+
+
+@dataclass(frozen=True)
+class SiweMessage:
+    domain: str
+    address: str
+    statement: str
+    uri: str
+    version: str
+    chain_id: int
+    nonce: str
+    issued_at: str
+    expiration_time: str | None = None
+
+    def text(self) -> str:
+        lines = [
+            f"{self.domain} wants you to sign in with your Ethereum account:",
+            self.address,
+            "",
+            self.statement,
+            "",
+            f"URI: {self.uri}",
+            f"Version: {self.version}",
+            f"Chain ID: {self.chain_id}",
+            f"Nonce: {self.nonce}",
+            f"Issued At: {self.issued_at}",
+        ]
+        if self.expiration_time:
+            lines.append(f"Expiration Time: {self.expiration_time}")
+        return "\n".join(lines)
+
+
+def siwe_parse(message: str) -> SiweMessage:
+    match = _SIWE.match(message.replace("\r\n", "\n").strip())
+    if not match:
+        raise InvalidInput("That is not an EIP-4361 (Sign-In with Ethereum) message.", code="siwe_malformed")
+    g = match.groupdict()
+    return SiweMessage(
+        domain=g["domain"],
+        address=g["address"],
+        statement=g["statement"] or "",
+        uri=g["uri"],
+        version=g["version"],
+        chain_id=int(g["chain_id"]),
+        nonce=g["nonce"],
+        issued_at=g["issued_at"],
+        expiration_time=g["expiration_time"],
+    )
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def siwe_nonce_issue(*, user: User | None, domain: str, uri: str, chain_id: int, address: str | None) -> dict:
+    """A fresh single-use nonce and, when the address is known, the exact message to sign."""
+    now = timezone.now()
+    nonce = SiweNonce.objects.create(
+        nonce=secrets.token_hex(12),
+        user=user if user and user.is_authenticated else None,
+        expires_at=now + timedelta(seconds=settings.SIWE_NONCE_TTL_SECONDS),
+    )
+    out = {
+        "nonce": nonce.nonce,
+        "domain": domain,
+        "uri": uri,
+        "chain_id": chain_id,
+        "statement": SIWE_STATEMENT,
+        "issued_at": _iso(now),
+        "expiration_time": _iso(nonce.expires_at),
+        "message": None,
+    }
+    if address:
+        try:
+            checksummed = Web3.to_checksum_address(address)
+        except ValueError as exc:
+            raise InvalidInput("That is not an Ethereum address.", code="invalid_address") from exc
+        out["message"] = SiweMessage(
+            domain=domain,
+            address=checksummed,
+            statement=SIWE_STATEMENT,
+            uri=uri,
+            version="1",
+            chain_id=chain_id,
+            nonce=nonce.nonce,
+            issued_at=out["issued_at"],
+            expiration_time=out["expiration_time"],
+        ).text()
+    return out
+
+
+def _parse_time(value: str) -> datetime:
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise InvalidInput(f"Bad timestamp in the message: {value}", code="siwe_malformed") from exc
+
+
+def siwe_verify(*, message: str, signature: str, domain: str, chain_id: int) -> SiweMessage:
+    """Check an EIP-4361 message and its signature; consume its nonce. Returns the parsed message.
+
+    Refuses another site's domain, another chain, an unknown, used or expired nonce, an expired
+    message and a signature by any other key than the message's address."""
+    parsed = siwe_parse(message)
+    if parsed.domain != domain:
+        raise PermissionDenied(f"The message is for {parsed.domain}, not {domain}.", code="siwe_wrong_domain")
+    if parsed.version != "1":
+        raise InvalidInput("Only SIWE version 1 is supported.", code="siwe_malformed")
+    if parsed.chain_id != chain_id:
+        raise InvalidInput(f"The message is for chain {parsed.chain_id}, not {chain_id}.", code="siwe_wrong_chain")
+    now = timezone.now()
+    if parsed.expiration_time and _parse_time(parsed.expiration_time) < now:
+        raise PermissionDenied("The sign-in message has expired; ask for a new one.", code="siwe_expired")
+    try:
+        recovered = Account.recover_message(
+            encode_defunct(text=message.replace("\r\n", "\n").strip()), signature=signature
+        )
+    except Exception as exc:
+        raise InvalidInput("The signature is malformed.", code="siwe_bad_signature") from exc
+    if recovered != Web3.to_checksum_address(parsed.address):
+        raise PermissionDenied("The signature was not made by the message's address.", code="siwe_bad_signature")
+    with transaction.atomic():
+        row = SiweNonce.objects.select_for_update().filter(nonce=parsed.nonce).first()
+        if row is None:
+            raise PermissionDenied("Unknown nonce; ask for a new one.", code="siwe_bad_nonce")
+        if row.used_at is not None:
+            raise PermissionDenied("This sign-in message was already used.", code="siwe_nonce_used")
+        if row.expires_at < now:
+            raise PermissionDenied("The nonce has expired; ask for a new one.", code="siwe_expired")
+        row.used_at = now
+        row.save(update_fields=["used_at"])
+    return parsed
+
+
+def wallet_link_external(*, user: User, message: SiweMessage) -> Wallet:
+    """Link a SIWE-verified address to ``user`` (idempotent for the same user)."""
+    address = Web3.to_checksum_address(message.address)
+    existing = Wallet.objects.filter(address=address).first()
+    if existing and existing.user_id != user.pk:
+        raise Conflict("That wallet is already linked to another account.", code="wallet_taken")
+    if existing:
+        existing.verified_at = timezone.now()
+        existing.save(update_fields=["verified_at"])
+        return existing
+    return Wallet.objects.create(user=user, address=address, kind=Wallet.Kind.EXTERNAL, verified_at=timezone.now())
+
+
+def wallet_login_user(*, message: SiweMessage) -> User:
+    """The user a verified external wallet signs in as."""
+    wallet = (
+        Wallet.objects.select_related("user")
+        .filter(address=Web3.to_checksum_address(message.address), kind=Wallet.Kind.EXTERNAL)
+        .first()
+    )
+    if wallet is None or not wallet.user.is_active:
+        raise PermissionDenied(
+            "No account is linked to this wallet; sign in with a password and link it on your profile first.",
+            code="wallet_unknown",
+        )
+    wallet.verified_at = timezone.now()
+    wallet.save(update_fields=["verified_at"])
+    return wallet.user
