@@ -145,3 +145,13 @@ def reset_caches() -> None:
     for name in ("w3", "chain_id"):
         if hasattr(_local, name):
             delattr(_local, name)
+
+
+def fail_fast_preflight(process: str) -> None:
+    """Run :func:`chain_preflight` when a chain is configured; exit with its message when it fails."""
+    if not settings.CHAIN_RPC_URL:
+        return
+    try:
+        chain_preflight()
+    except ChainUnavailable as exc:
+        raise SystemExit(f"The {process} cannot start: {exc.detail}") from None

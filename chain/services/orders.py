@@ -205,6 +205,9 @@ def order_create(
                     consumer_address="",
                 )
         except IntegrityError as exc:
+            claimed = _claim_indexed_order(user=user, tx_hash=tx_hash.lower(), common=common)
+            if claimed is not None:
+                return claimed
             raise Conflict("This transaction was already registered as an order.", code="order_replayed") from exc
         from chain.tasks import order_verify_task
 
@@ -259,6 +262,28 @@ def order_create(
             context=context,
         )
     return order
+
+
+def _claim_indexed_order(*, user: User, tx_hash: str, common: dict) -> Order | None:
+    """The indexer may have seen the buyer's transaction before the buyer registered it (an order
+    row with no buyer, source ``chain``). The buyer claims it when the consumer is one of their
+    wallets and the order matches the request; anything else stays a replay."""
+    with transaction.atomic():
+        order = Order.objects.select_for_update().filter(tx_hash=tx_hash, source=Order.Source.CHAIN).first()
+        if order is None or order.buyer_id not in (None, user.pk) or order.listing_id != common["listing"].pk:
+            return None
+        matches = (
+            order.consumer_address in user_addresses(user=user)
+            and epsilon_to_units(order.epsilon) == epsilon_to_units(common["epsilon"])
+            and delta_to_units(order.delta) == delta_to_units(common["delta"])
+            and order.algorithm_hash.lower() == common["algorithm_hash"]
+        )
+        if not matches:
+            return None
+        order.buyer = user
+        order.source = Order.Source.EXTERNAL
+        order.save(update_fields=["buyer", "source"])
+        return order
 
 
 @prepare(ChainTransaction.Purpose.ORDER)

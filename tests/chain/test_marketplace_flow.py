@@ -399,3 +399,35 @@ def test_publishing_needs_the_owner_and_a_confirmed_schema(api, people, on_chain
     _login(api, provider).post(f"/api/v1/datasets/{listed.pk}/publish/")
     again = api.post(f"/api/v1/datasets/{listed.pk}/publish/")
     assert again.status_code == 409 and again.json()["code"] == "published"
+
+
+def test_buyer_claims_an_order_the_indexer_saw_first(api, people, on_chain, deployment):
+    from chain.services.indexer import indexer_run
+
+    provider, buyer, staff = people
+    dataset = _publish(api, provider, staff)
+    listing = ChainListing.objects.get(dataset=dataset)
+    own = Account.create()
+    fund_address(on_chain.w3, deployment, own.address)
+    algo = order_services.algorithm_hash("dp-statistics", {})
+    tx_hash = _own_order_tx(
+        on_chain,
+        deployment,
+        own,
+        listing.datatoken_address,
+        epsilon=epsilon_to_units("0.5"),
+        delta=delta_to_units(1e-6),
+        algorithm_hash=bytes.fromhex(algo[2:]),
+    )
+    indexer_run()
+    seen = Order.objects.get(tx_hash=tx_hash)
+    assert seen.buyer is None and seen.source == "chain"  # the wallet was not linked yet
+    _siwe_link(api, buyer, own)
+    request = {"dataset": dataset.pk, "epsilon": "0.5", "delta": 1e-6, "algorithm": "dp-statistics"}
+    response = api.post("/api/v1/orders/", {**request, "tx_hash": tx_hash}, format="json")
+    assert response.status_code == 202, response.content
+    assert response.json()["id"] == seen.pk and response.json()["buyer"] == "buyer"
+    # Nobody else can claim it afterwards.
+    other = UserFactory(username="other")
+    again = _login(api, other).post("/api/v1/orders/", {**request, "tx_hash": tx_hash}, format="json")
+    assert again.status_code == 409 and again.json()["code"] == "order_replayed"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -271,6 +272,7 @@ class Command(BaseCommand):
 
         eager = app.conf.task_always_eager
         app.conf.task_always_eager = True
+        logging.getLogger("celery.app.trace").setLevel(logging.WARNING)
         try:
             w3 = client.web3()
             deployment = json.loads(Path(settings.CHAIN_DEPLOYMENT_FILE).read_text())[str(client.chain_id())]

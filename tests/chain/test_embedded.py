@@ -1,0 +1,78 @@
+"""The embedded chain of `make run` and `manage.py chain_deploy`, against real anvil processes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+from web3 import Web3
+
+from chain.embedded import dev_account, fund_address, start_embedded_chain
+from chain.node import AnvilNode
+from chain.wrappers import MockStablecoin
+
+pytestmark = pytest.mark.chain
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_embedded_chain_deploys_once_and_survives_a_restart(tmp_path):
+    first = start_embedded_chain(tmp_path)
+    try:
+        assert first.deployed_now
+        w3 = Web3(Web3.HTTPProvider(first.node.rpc_url))
+        buyer = "0x000000000000000000000000000000000000bEEF"
+        fund_address(w3, first.deployment, buyer)
+        token = MockStablecoin(w3, first.deployment["contracts"]["MockStablecoin"])
+        assert token.balance_of(buyer) == 1_000 * 10**6
+        env = first.environment(tmp_path / "chain" / "deployments.json")
+        assert env["CHAIN_RPC_URL"] == first.node.rpc_url and env["CHAIN_ID"] == "31337"
+    finally:
+        first.node.stop()
+    second = start_embedded_chain(tmp_path)
+    try:
+        assert not second.deployed_now, "the contracts were deployed again after a restart"
+        assert second.deployment["contracts"] == first.deployment["contracts"]
+        w3 = Web3(Web3.HTTPProvider(second.node.rpc_url))
+        token = MockStablecoin(w3, second.deployment["contracts"]["MockStablecoin"])
+        assert token.balance_of(buyer) == 1_000 * 10**6  # balances survived too
+    finally:
+        second.node.stop()
+
+
+def test_chain_deploy_command_writes_the_deployment_file_and_checks_the_chain_id(tmp_path, monkeypatch):
+    with AnvilNode(chain_id=4242) as node:
+        monkeypatch.setenv("CHAIN_DEPLOYER_KEY", dev_account("m/44'/60'/0'/0/0").key.hex())
+        path = tmp_path / "deployments.json"
+        with pytest.raises(CommandError, match="Wrong chain: the node reports chain id 4242, expected 1"):
+            call_command("chain_deploy", rpc_url=node.rpc_url, deployment_file=str(path), expect_chain_id=1)
+        call_command("chain_deploy", rpc_url=node.rpc_url, deployment_file=str(path), fee_bps=100)
+        entry = json.loads(path.read_text())["4242"]
+        assert entry["fee_bps"] == 100 and "MockStablecoin" not in entry["contracts"]
+        w3 = Web3(Web3.HTTPProvider(node.rpc_url))
+        assert w3.eth.get_code(entry["contracts"]["DataFactory"]) not in (b"", b"\x00")
+    with pytest.raises(CommandError, match="Cannot reach the chain at http://127.0.0.1:9"):
+        call_command("chain_deploy", rpc_url="http://127.0.0.1:9", deployment_file=str(path))
+
+
+def test_worker_refuses_to_start_on_an_unreachable_chain(tmp_path):
+    """The Celery worker stops at start with a message naming the RPC it could not reach."""
+    result = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "solo", "--loglevel", "ERROR"],
+        cwd=ROOT,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "DJANGO_SETTINGS_MODULE": "config.settings.local",
+            "MARKETPLACE_DATA_DIR": str(tmp_path),
+            "CHAIN_RPC_URL": "http://127.0.0.1:9",
+            "CELERY_BROKER_URL": "memory://",
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "cannot start: Cannot reach the chain at http://127.0.0.1:9" in result.stderr + result.stdout
