@@ -304,3 +304,56 @@ class ReportForm(NoColonMixin, forms.Form):
 class ResolveReportForm(forms.Form):
     decision = forms.ChoiceField(choices=[("resolve", "Resolve"), ("dismiss", "Dismiss")])
     resolution = forms.CharField(required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 2}))
+
+
+# --- chain: compute orders ------------------------------------------------------------------
+
+ALGORITHM_CHOICES = [
+    ("dp-logistic-regression", "DP logistic regression"),
+    ("dp-mlp-classifier", "DP neural network classifier (MLP)"),
+    ("dp-linear-regression", "DP linear regression"),
+    ("dp-statistics", "DP summary statistics"),
+]
+
+
+class OrderForm(NoColonMixin, forms.Form):
+    """A compute order on one dataset. Only the dataset's own caps are checked here; the budget
+    left on chain, the price and the wallet are the order service's and the chain's to check."""
+
+    epsilon = forms.DecimalField(
+        label="Epsilon (ε)",
+        max_digits=10,
+        decimal_places=4,
+        help_text="Privacy budget this job spends. Smaller means stronger privacy and noisier results.",
+    )
+    delta = forms.FloatField(label="Delta (δ)")
+    algorithm = forms.ChoiceField(choices=ALGORITHM_CHOICES, initial="dp-logistic-regression")
+
+    def __init__(self, *args, dataset: Dataset, epsilon_left: Decimal | None = None, **kwargs):
+        self.dataset = dataset
+        per_job = dataset.epsilon_per_job
+        default = per_job if epsilon_left is None or epsilon_left <= 0 else min(per_job, epsilon_left)
+        kwargs.setdefault(
+            "initial", {"epsilon": default.normalize(), "delta": format(Decimal(repr(dataset.delta)), "f")}
+        )
+        super().__init__(*args, **kwargs)
+        self.fields["epsilon"].help_text += f" At most {format(per_job.normalize(), 'f')} per job."
+        self.fields["epsilon"].widget.attrs.update({"min": "0.0001", "max": str(per_job), "step": "0.0001"})
+        self.fields["delta"].help_text = f"Above 0, at most {format(Decimal(repr(dataset.delta)), 'f')}."
+
+    def clean_epsilon(self) -> Decimal:
+        epsilon = self.cleaned_data["epsilon"]
+        if epsilon <= 0:
+            raise forms.ValidationError("Epsilon must be greater than 0.")
+        if epsilon > self.dataset.epsilon_per_job:
+            cap = format(self.dataset.epsilon_per_job.normalize(), "f")
+            raise forms.ValidationError(f"At most ε {cap} per job on this dataset.")
+        return epsilon
+
+    def clean_delta(self) -> float:
+        delta = self.cleaned_data["delta"]
+        if delta <= 0:
+            raise forms.ValidationError("Delta must be greater than 0.")
+        if delta > self.dataset.delta:
+            raise forms.ValidationError(f"At most δ {format(Decimal(repr(self.dataset.delta)), 'f')} on this dataset.")
+        return delta

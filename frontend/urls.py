@@ -13,6 +13,9 @@ urlpatterns = [
     path("me/", views.profile, name="profile"),
     path("me/token/", views.token_regenerate, name="token-regenerate"),
     path("me/datasets/", views.my_datasets, name="my-datasets"),
+    path("me/orders/", views.my_orders, name="my-orders"),
+    path("me/wallets/faucet/", views.wallet_faucet, name="wallet-faucet"),
+    path("me/wallets/<int:wallet_id>/primary/", views.wallet_primary, name="wallet-primary"),
     # datasets
     path("datasets/new/", views.dataset_new, name="dataset-new"),
     path("datasets/<int:dataset_id>/", views.dataset_detail, name="dataset"),
@@ -23,6 +26,10 @@ urlpatterns = [
     path("datasets/<int:dataset_id>/delete/", views.dataset_delete, name="dataset-delete"),
     path("datasets/<int:dataset_id>/status/", views.dataset_transition, name="dataset-transition"),
     path("datasets/<int:dataset_id>/report/", views.dataset_report, name="dataset-report"),
+    # chain
+    path("datasets/<int:dataset_id>/publish/", views.dataset_publish, name="dataset-publish"),
+    path("datasets/<int:dataset_id>/order/", views.dataset_order, name="dataset-order"),
+    path("orders/<int:order_id>/", views.order_detail, name="order"),
     # moderation
     path("moderation/", views.moderation_queue, name="moderation"),
     path("moderation/log/", views.moderation_log, name="moderation-log"),

@@ -3,9 +3,14 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from decimal import Decimal
 from functools import wraps
 from typing import Any
 
+import requests
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
@@ -20,6 +25,14 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_POST
 from rest_framework.authtoken.models import Token
 
+from chain import client as chain_client
+from chain.api.views import RELEASE_TEXT, _balances
+from chain.embedded import fund_address
+from chain.models import ChainListing, ChainTransaction, Order, Wallet
+from chain.services import orders as order_services
+from chain.services import publishing as publishing_services
+from chain.services import wallets as wallet_services
+from chain.units import units_to_epsilon
 from frontend.forms import (
     CatalogueFilterForm,
     DatasetUploadForm,
@@ -27,6 +40,7 @@ from frontend.forms import (
     LoginForm,
     MockUploadForm,
     ModerationFilterForm,
+    OrderForm,
     ProfileForm,
     ReportForm,
     ResolveReportForm,
@@ -44,6 +58,8 @@ from marketplace.services import datasets as dataset_services
 from marketplace.services import moderation as moderation_services
 from marketplace.services.accounts import api_token_regenerate, user_profile_update
 from marketplace.services.mock import dataset_mock_preview
+
+logger = logging.getLogger(__name__)
 
 CATALOGUE_PAGE_SIZE = 20
 TABLE_PAGE_SIZE = 50
@@ -179,7 +195,12 @@ def profile(request: HttpRequest) -> HttpResponse:
         messages.success(request, "Profile saved.")
         return redirect("frontend:profile")
     token = Token.objects.filter(user=request.user).first()
-    return render(request, "frontend/profile.html", {"form": form, "token": token}, status=400 if form.errors else 200)
+    return render(
+        request,
+        "frontend/profile.html",
+        {"form": form, "token": token, **_wallets_context(request.user)},
+        status=400 if form.errors else 200,
+    )
 
 
 @require_POST
@@ -215,7 +236,11 @@ def catalogue(request: HttpRequest) -> HttpResponse:
 
 
 def dataset_detail(request: HttpRequest, dataset_id: int) -> HttpResponse:
-    dataset = _dataset_visible(request, dataset_id)
+    return _dataset_page(request, _dataset_visible(request, dataset_id))
+
+
+def _dataset_page(request: HttpRequest, dataset: Dataset, *, status: int = 200, **order) -> HttpResponse:
+    """The dataset page; ``order`` carries the buy form's state (bound form, quote, error) after a POST."""
     user = request.user
     is_owner = catalog.can_edit(dataset=dataset, user=user)
     is_staff = user.is_authenticated and user.is_staff
@@ -243,8 +268,9 @@ def dataset_detail(request: HttpRequest, dataset_id: int) -> HttpResponse:
         "can_report": user.is_authenticated and not is_owner and dataset.status == Dataset.Status.LISTED,
         "report_form": ReportForm(),
         "auto_refresh": is_owner and dataset.validation == Dataset.Validation.PENDING,
+        **_chain_context(request, dataset, is_owner=is_owner, **order),
     }
-    return render(request, "frontend/dataset_detail.html", context)
+    return render(request, "frontend/dataset_detail.html", context, status=status)
 
 
 # --- publishing ----------------------------------------------------------------------------
@@ -442,8 +468,237 @@ def dataset_report(request: HttpRequest, dataset_id: int) -> HttpResponse:
 
 @login_required
 def my_datasets(request: HttpRequest) -> HttpResponse:
-    page = _page(request, catalog.datasets_of_owner(owner=request.user), TABLE_PAGE_SIZE)
-    return render(request, "frontend/my_datasets.html", {"page": page})
+    # The chain state rides along in the same query (a LEFT JOIN on the listing).
+    datasets = catalog.datasets_of_owner(owner=request.user).select_related("chain_listing")
+    return render(request, "frontend/my_datasets.html", {"page": _page(request, datasets, TABLE_PAGE_SIZE)})
+
+
+# --- chain: wallets, publishing, orders -------------------------------------------------------
+
+
+def _chain_deployment() -> tuple[chain_client.Deployment | None, str]:
+    """The contracts on the configured chain, or why the chain cannot be used now: pages say so
+    instead of failing."""
+    try:
+        return chain_client.deployment(), ""
+    except chain_client.ChainUnavailable as exc:
+        return None, exc.detail
+
+
+@contextmanager
+def _chain_calls() -> Iterator[None]:
+    """A node that stops answering after the first call raises connection errors from deep inside
+    web3; the pages show them like any other ``ChainUnavailable``."""
+    try:
+        yield
+    except requests.RequestException as exc:
+        raise chain_client.ChainUnavailable(
+            f"Cannot reach the chain at {settings.CHAIN_RPC_URL}; please try again in a moment."
+        ) from exc
+
+
+def _wallets_context(user) -> dict[str, Any]:
+    """The user's wallets with their balances, best effort as in the wallet API."""
+    wallet_services.wallet_managed_get_or_create(user=user)
+    wallets = list(Wallet.objects.filter(user=user))
+    deployment, chain_error = _chain_deployment()
+    balances: dict[str, dict[str, Decimal | None]] = {}
+    if deployment is not None:
+        try:
+            raw = _balances(wallets)
+        except Exception:  # the node stopped answering after the first call: show the page anyway
+            logger.warning("wallet balances unavailable", exc_info=True)
+            chain_error = f"The chain at {settings.CHAIN_RPC_URL} is not reachable right now."
+        else:
+            balances = {
+                address: {
+                    "ether": Decimal(b["ether"]),
+                    "token": None if b["payment_token"] is None else Decimal(b["payment_token"]),
+                }
+                for address, b in raw.items()
+            }
+    return {
+        "wallets": [(wallet, balances.get(wallet.address)) for wallet in wallets],
+        "chain_error": chain_error,
+        "faucet": deployment is not None
+        and "MockStablecoin" in deployment.contracts
+        and bool(settings.CHAIN_OPERATOR_KEY),
+    }
+
+
+@require_POST
+@login_required
+def wallet_primary(request: HttpRequest, wallet_id: int) -> HttpResponse:
+    wallet = Wallet.objects.filter(pk=wallet_id, user=request.user).first()
+    if wallet is None:
+        raise NotFound("No such wallet.")
+    try:
+        wallet_services.wallet_set_primary(user=request.user, wallet=wallet)
+    except DomainError as exc:
+        messages.error(request, exc.detail)
+    else:
+        messages.success(request, f"{wallet.address} is now your primary wallet.")
+    return redirect(reverse("frontend:profile") + "#wallets")
+
+
+@require_POST
+@login_required
+def wallet_faucet(request: HttpRequest) -> HttpResponse:
+    """Development chains only, like the API's faucet: test ether for gas and test USDC."""
+    try:
+        with _chain_calls():
+            deployment = chain_client.deployment()
+            if "MockStablecoin" not in deployment.contracts or not settings.CHAIN_OPERATOR_KEY:
+                raise PermissionDenied("The faucet exists only on development chains.", code="no_faucet")
+            wallet = wallet_services.wallet_managed_get_or_create(user=request.user)
+            fund_address(chain_client.web3(), {"contracts": deployment.contracts}, wallet.address)
+    except DomainError as exc:
+        messages.error(request, exc.detail)
+    except Exception:  # a dev-only convenience: say it failed rather than show a 500
+        logger.exception("faucet top-up failed")
+        messages.error(request, "The top-up transaction failed; see the server log.")
+    else:
+        messages.success(request, "Test funds sent to your managed wallet: ether for gas and USDC, where it ran low.")
+    return redirect(reverse("frontend:profile") + "#wallets")
+
+
+def _chain_context(
+    request: HttpRequest,
+    dataset: Dataset,
+    *,
+    is_owner: bool,
+    order_form: OrderForm | None = None,
+    quote: order_services.Quote | None = None,
+    order_error: str | None = None,
+) -> dict[str, Any]:
+    """The dataset page's "On chain" panel and buy form. Database only: no call to the node."""
+    user = request.user
+    listing = ChainListing.objects.select_related("publish_tx").filter(dataset=dataset).first()
+    configured = bool(settings.CHAIN_RPC_URL)
+    published = listing is not None and listing.state == ChainListing.State.PUBLISHED
+    orderable = published and dataset.status == Dataset.Status.LISTED and not listing.operator_ordering_disabled
+    can_buy = configured and orderable and user.is_authenticated and not is_owner
+    if can_buy and order_form is None:
+        order_form = OrderForm(dataset=dataset, epsilon_left=units_to_epsilon(listing.epsilon_left_units))
+    return {
+        "listing": listing,
+        "chain_configured": configured,
+        "can_publish": is_owner and configured and (listing is None or listing.state == ChainListing.State.FAILED),
+        "can_buy": can_buy,
+        "login_to_buy": configured and orderable and not user.is_authenticated,
+        "order_form": order_form if can_buy else None,
+        "quote": quote if can_buy else None,
+        "quote_left_after": max(quote.epsilon_left - quote.epsilon, Decimal(0)) if quote else None,
+        "order_error": order_error,
+        "release_text": RELEASE_TEXT,
+        "chain_polling": listing is not None and listing.state == ChainListing.State.PUBLISHING,
+    }
+
+
+@require_POST
+@login_required
+def dataset_publish(request: HttpRequest, dataset_id: int) -> HttpResponse:
+    dataset = _dataset_owned(request, dataset_id)
+    try:
+        with _chain_calls():
+            listing = publishing_services.dataset_publish(dataset=dataset, user=request.user)
+    except DomainError as exc:
+        messages.error(request, exc.detail)
+    else:
+        listing.refresh_from_db()  # the transaction may already be mined (a fast chain, an eager worker)
+        if listing.state == ChainListing.State.PUBLISHED:
+            messages.success(request, "Published on chain: the data NFT and the datatoken are minted.")
+        elif listing.state == ChainListing.State.FAILED:
+            messages.error(request, f"Publishing failed: {listing.error}")
+        else:
+            messages.success(request, "Publishing on chain. This page shows the result when the transaction is mined.")
+    return redirect(reverse("frontend:dataset", args=[dataset.pk]) + "#chain")
+
+
+def _order_refusal(request: HttpRequest, dataset: Dataset) -> str | None:
+    """Why the buy form does not apply to this user and dataset, or None."""
+    if catalog.can_edit(dataset=dataset, user=request.user):
+        return "You cannot order compute on your own dataset."
+    if dataset.status != Dataset.Status.LISTED:
+        return "Only listed datasets can be ordered."
+    listing = ChainListing.objects.filter(dataset=dataset).first()
+    if listing is None or listing.state != ChainListing.State.PUBLISHED:
+        return "This dataset is not published on chain yet."
+    if listing.operator_ordering_disabled:
+        return "Ordering of this dataset is closed on chain."
+    return None
+
+
+@require_POST
+@login_required
+def dataset_order(request: HttpRequest, dataset_id: int) -> HttpResponse:
+    """The buy form: "Get a quote" re-renders the page with the quote; "Pay and order" places the
+    order from the buyer's managed wallet (one transaction) and goes to the order page."""
+    dataset = _dataset_visible(request, dataset_id)
+    refusal = _order_refusal(request, dataset)
+    if refusal:
+        messages.error(request, refusal)
+        return redirect(reverse("frontend:dataset", args=[dataset.pk]) + "#chain")
+    form = OrderForm(request.POST, dataset=dataset)
+    if not form.is_valid():
+        return _dataset_page(request, dataset, order_form=form, status=400)
+    data = form.cleaned_data
+    algorithm_hash = order_services.algorithm_hash(data["algorithm"], {})
+    try:
+        with _chain_calls():
+            # Orders from the page are paid by the managed wallet, so that is the wallet quoted.
+            wallet = wallet_services.wallet_managed_get_or_create(user=request.user)
+            if request.POST.get("intent") == "pay":
+                order = order_services.order_create(
+                    user=request.user,
+                    dataset=dataset,
+                    epsilon=data["epsilon"],
+                    delta=data["delta"],
+                    algorithm_hash_hex=algorithm_hash,
+                )
+            else:
+                quote = order_services.order_quote(
+                    user=request.user,
+                    dataset=dataset,
+                    epsilon=data["epsilon"],
+                    delta=data["delta"],
+                    algorithm_hash_hex=algorithm_hash,
+                    wallet_address=wallet.address,
+                )
+    except DomainError as exc:
+        return _dataset_page(request, dataset, order_form=form, order_error=exc.detail, status=exc.status)
+    if request.POST.get("intent") == "pay":
+        messages.success(request, "Order placed. It is accepted once the payment is confirmed on chain.")
+        # Its own fragment: a redirect would otherwise keep the form's "#buy".
+        return redirect(reverse("frontend:order", args=[order.pk]) + "#order-status")
+    return _dataset_page(request, dataset, order_form=form, quote=quote)
+
+
+@login_required
+def my_orders(request: HttpRequest) -> HttpResponse:
+    orders = Order.objects.filter(buyer=request.user).select_related("dataset")
+    return render(request, "frontend/my_orders.html", {"page": _page(request, orders, TABLE_PAGE_SIZE)})
+
+
+@login_required
+def order_detail(request: HttpRequest, order_id: int) -> HttpResponse:
+    order = order_services.order_get_visible(order_id=order_id, user=request.user)
+    tx_hash = order.tx_hash
+    if not tx_hash:
+        # A managed-wallet order learns its hash when mined; the outgoing transaction has it once sent.
+        tx_hash = (
+            ChainTransaction.objects.filter(order=order, purpose=ChainTransaction.Purpose.ORDER)
+            .exclude(tx_hash="")
+            .values_list("tx_hash", flat=True)
+            .first()
+            or ""
+        )
+    waiting = order.status in (Order.Status.PENDING, Order.Status.CONFIRMING)
+    return render(
+        request,
+        "frontend/order_detail.html",
+        {"order": order, "tx_hash": tx_hash, "waiting": waiting, "is_buyer": order.buyer_id == request.user.pk},
+    )
 
 
 # --- moderation ----------------------------------------------------------------------------

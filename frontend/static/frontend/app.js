@@ -110,7 +110,59 @@
     update();
   }
 
+  /* Pending chain state (publishing, an order waiting for confirmations): ask the page again
+     every 2 seconds and swap in the fresh page once the state changes. Without JavaScript a
+     <noscript> meta refresh does the same. */
+  var POLL_MS = 2000;
+  var POLL_FOR_MS = 30 * 60 * 1000;
+
+  function bindPoll(el) {
+    var url = el.getAttribute("data-poll");
+    var state = el.getAttribute("data-poll-state");
+    var started = Date.now();
+    if (!url || !el.id || !window.fetch || !window.DOMParser) { return; }
+
+    function later() {
+      if (Date.now() - started < POLL_FOR_MS) { window.setTimeout(poll, POLL_MS); }
+    }
+
+    function poll() {
+      if (!document.body.contains(el)) { return; } // the page was swapped: its own poller runs
+      if (document.hidden) { later(); return; }
+      fetch(url, { credentials: "same-origin", headers: { "X-Requested-With": "XMLHttpRequest" } })
+        .then(function (response) {
+          if (!response.ok) { throw new Error("HTTP " + response.status); }
+          return response.text();
+        })
+        .then(function (html) {
+          var doc = new DOMParser().parseFromString(html, "text/html");
+          var fresh = doc.getElementById(el.id);
+          var freshMain = doc.querySelector("main");
+          if (!fresh || !freshMain || fresh.getAttribute("data-poll-state") === state) { later(); return; }
+          var active = document.activeElement;
+          var main = document.querySelector("main");
+          if (active && main.contains(active) && /^(INPUT|TEXTAREA|SELECT)$/.test(active.tagName)) {
+            later(); // someone is typing here: do not replace the form under them
+            return;
+          }
+          if (new URL(url, window.location.href).pathname !== window.location.pathname && window.history.replaceState) {
+            window.history.replaceState(null, "", url);
+          }
+          var hadFocus = active && el.contains(active); // keep keyboard users where they were
+          main.replaceWith(freshMain);
+          document.title = doc.title;
+          init(freshMain);
+          var heading = freshMain.querySelector("#" + el.id + " h2");
+          if (heading && hadFocus) { heading.setAttribute("tabindex", "-1"); heading.focus({ preventScroll: true }); }
+        })
+        .catch(later);
+    }
+
+    later();
+  }
+
   function init(root) {
+    root.querySelectorAll("[data-poll]").forEach(bindPoll);
     root.querySelectorAll("form[data-upload-form]").forEach(bindUpload);
     root.querySelectorAll("[data-schema-row]").forEach(bindSchemaRow);
     root.querySelectorAll("[data-select-on-focus]").forEach(function (input) {
