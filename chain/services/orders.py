@@ -364,7 +364,7 @@ def _accept(order: Order, receipt: Any) -> Order:
 
 @on_settled(ChainTransaction.Purpose.ORDER)
 def _order_settled(tx: ChainTransaction, receipt: Any) -> None:
-    order = Order.objects.select_for_update().select_related("listing", "buyer").filter(pk=tx.order_id).first()
+    order = Order.objects.select_for_update(of=("self",)).select_related("listing", "buyer").filter(pk=tx.order_id).first()
     if order is None or order.status != Order.Status.PENDING:
         return
     order.tx_hash = tx.tx_hash.lower()
@@ -392,7 +392,7 @@ def order_verify(order_id: int, *, max_wait_seconds: float = 20) -> bool:
             return True
         if receipt is not None and w3.eth.block_number - receipt["blockNumber"] + 1 >= settings.CHAIN_CONFIRMATIONS:
             with transaction.atomic():
-                locked = Order.objects.select_for_update().select_related("listing", "buyer").get(pk=order_id)
+                locked = Order.objects.select_for_update(of=("self",)).select_related("listing", "buyer").get(pk=order_id)
                 if locked.status == Order.Status.CONFIRMING:
                     _accept(locked, receipt)
             return True
@@ -440,7 +440,7 @@ def order_receipt_record(
     if Decimal(epsilon_spent) < 0 or Decimal(epsilon_spent) > order.epsilon:
         raise InvalidInput("Epsilon spent must be between 0 and the epsilon ordered.", code="invalid_epsilon")
     with transaction.atomic():
-        locked = Order.objects.select_for_update().select_related("listing").get(pk=order.pk)
+        locked = Order.objects.select_for_update(of=("self",)).select_related("listing").get(pk=order.pk)
         if locked.status != Order.Status.CONFIRMED:
             raise Conflict(f"Only a confirmed order can be settled; this one is {locked.status}.", code="not_confirmed")
         existing = _settlement_in_flight(locked)
@@ -468,7 +468,7 @@ def order_receipt_record(
 def order_refund(*, order: Order) -> ChainTransaction:
     """Refund a job that failed before touching data: payment back to the buyer, budget released."""
     with transaction.atomic():
-        locked = Order.objects.select_for_update().select_related("listing").get(pk=order.pk)
+        locked = Order.objects.select_for_update(of=("self",)).select_related("listing").get(pk=order.pk)
         if locked.status != Order.Status.CONFIRMED:
             raise Conflict(
                 f"Only a confirmed order can be refunded; this one is {locked.status}.", code="not_confirmed"
@@ -492,7 +492,7 @@ def _receipt_settled(tx: ChainTransaction, receipt: Any) -> None:
     if receipt is None:
         Order.objects.filter(pk=tx.order_id).update(error=f"Recording the receipt failed: {tx.error}"[:2000])
         return
-    order = Order.objects.select_for_update().select_related("listing").get(pk=tx.order_id)
+    order = Order.objects.select_for_update(of=("self",)).select_related("listing").get(pk=tx.order_id)
     events = Datatoken(client.web3(), order.listing.datatoken_address).receipt_events(receipt)
     event = events[0] if events else {}
     order.status = Order.Status.RECEIPTED
@@ -514,7 +514,7 @@ def _refund_settled(tx: ChainTransaction, receipt: Any) -> None:
     if receipt is None:
         Order.objects.filter(pk=tx.order_id).update(error=f"The refund failed: {tx.error}"[:2000])
         return
-    order = Order.objects.select_for_update().select_related("listing").get(pk=tx.order_id)
+    order = Order.objects.select_for_update(of=("self",)).select_related("listing").get(pk=tx.order_id)
     order.status = Order.Status.REFUNDED
     order.settled_at = timezone.now()
     order.save(update_fields=["status", "settled_at"])

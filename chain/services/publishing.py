@@ -174,7 +174,7 @@ def listing_ordering_sync(*, listing_id: int) -> ChainTransaction | None:
         logger.warning("CHAIN_OPERATOR_KEY is not set; the ordering flag of listing %s is not synced", listing_id)
         return None
     with transaction.atomic():
-        listing = ChainListing.objects.select_for_update().select_related("dataset").get(pk=listing_id)
+        listing = ChainListing.objects.select_for_update(of=("self",)).select_related("dataset").get(pk=listing_id)
         if listing.state != ChainListing.State.PUBLISHED:
             return None
         disabled = listing.dataset.status != Dataset.Status.LISTED
