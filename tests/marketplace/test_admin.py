@@ -14,7 +14,8 @@ def test_every_model_has_a_working_admin(provider, staff):
     superuser = UserFactory(username="root", is_staff=True, is_superuser=True)
     client = Client()
     client.force_login(superuser)
-    for model in apps.get_app_config("marketplace").get_models():
+    models = [*apps.get_app_config("marketplace").get_models(), *apps.get_app_config("chain").get_models()]
+    for model in models:
         assert admin.site.is_registered(model), model
         meta = model._meta
         changelist = client.get(f"/admin/{meta.app_label}/{meta.model_name}/")
