@@ -76,3 +76,33 @@ def test_worker_refuses_to_start_on_an_unreachable_chain(tmp_path):
     )
     assert result.returncode != 0
     assert "cannot start: Cannot reach the chain at http://127.0.0.1:9" in result.stderr + result.stdout
+
+
+@pytest.mark.integration
+def test_make_run_setup_deploys_funds_the_demo_wallets_and_publishes_the_demo_datasets(tmp_path):
+    """What `make run` does before serving, in a fresh data folder: chain, demo users, their funded
+    managed wallets, and the provider's datasets on chain."""
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "DJANGO_SETTINGS_MODULE": "config.settings.local",
+        "MARKETPLACE_DATA_DIR": str(tmp_path),
+    }
+    manage = [sys.executable, "manage.py"]
+    subprocess.run([*manage, "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=300)
+    result = subprocess.run(
+        [*manage, "run_embedded", "--no-serve", "--port", "8765"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert "deployed the contracts" in out
+    assert out.count("(funded with test ether and USDC)") == 3
+    assert out.count(": Published") == 5, out
+    assert "password: buyer-demo-2026" in out
+    deployments = json.loads((tmp_path / "chain" / "deployments.json").read_text())
+    assert set(deployments["31337"]["contracts"]) == {"MockStablecoin", "DataNFT", "Datatoken", "DataFactory"}
+    assert (tmp_path / "chain" / "anvil-state.json").exists()  # saved on the way out

@@ -20,6 +20,10 @@ from chain.embedded import start_embedded_chain
 from chain.node import AnvilError
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 class Command(BaseCommand):
     help = "Start the embedded chain, seed the demo and run the web server and worker (make run)."
 
@@ -28,6 +32,8 @@ class Command(BaseCommand):
         parser.add_argument("--no-serve", action="store_true", help="Set up the chain and demo data, then stop.")
 
     def handle(self, *args, **options):
+        # `kill` (SIGTERM) stops everything as cleanly as Ctrl-C does: anvil must save its state.
+        signal.signal(signal.SIGTERM, _interrupt)
         try:
             chain = start_embedded_chain(settings.DATA_DIR)
         except AnvilError as exc:
@@ -52,6 +58,10 @@ class Command(BaseCommand):
             except KeyboardInterrupt:
                 process.send_signal(signal.SIGINT)
                 process.wait(timeout=30)
+        except KeyboardInterrupt:
+            pass
+        except client.ChainUnavailable as exc:
+            raise CommandError(exc.detail) from exc
         finally:
             chain.node.stop()
             self.stdout.write("Embedded chain stopped; its state is saved for the next start.")
