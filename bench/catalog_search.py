@@ -516,6 +516,7 @@ def seed(rows: int, *, seed_value: int = 20240601) -> None:
     with connection.cursor() as cur:
         cur.execute("VACUUM ANALYZE marketplace_dataset")
         cur.execute("VACUUM ANALYZE marketplace_dataset_tags")
+        cur.execute("VACUUM ANALYZE marketplace_datasetsearch")  # filled by triggers (migration 0004)
         cur.execute("ANALYZE marketplace_tag")
         cur.execute("ANALYZE marketplace_user")
 

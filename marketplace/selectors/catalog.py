@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, connections
 from django.db.models import Q, QuerySet
 from django.db.models.expressions import RawSQL
 
@@ -21,6 +22,88 @@ def _uses_fulltext() -> bool:
     return connection.vendor == "postgresql"
 
 
+# PostgreSQL only (migration 0004): one row per *listed* dataset with the columns a catalogue search
+# reads, kept in step with marketplace_dataset by triggers.
+SEARCH_TABLE = "marketplace_datasetsearch"
+TS_QUERY = f"websearch_to_tsquery('{TS_CONFIG}', %s)"
+SEARCH_ORDER = {
+    "relevance": f"ts_rank(s.search_vector, {TS_QUERY}) DESC, s.created_at DESC, s.dataset_id DESC",
+    "newest": "s.created_at DESC, s.dataset_id DESC",
+    "oldest": "s.created_at ASC, s.dataset_id ASC",
+    "price": "s.price ASC, s.created_at DESC, s.dataset_id DESC",
+    "-price": "s.price DESC, s.created_at DESC, s.dataset_id DESC",
+}
+
+
+@dataclass(frozen=True)
+class FullTextSearch:
+    """A full-text catalogue search in its narrow form: the same matches, in the same order, as the
+    ``Dataset`` queryset it is attached to (``queryset.full_text_search``), but read from the
+    search table alone, so ranking thousands of matches never touches the wide dataset rows.
+    Paginators use it for a page's ids and the total (see marketplace.api.pagination)."""
+
+    where: str
+    params: tuple
+    order_by: str
+    order_params: tuple
+    using: str = "default"
+
+    def count_sql(self) -> tuple[str, tuple]:
+        return f"SELECT COUNT(*) FROM {SEARCH_TABLE} s WHERE {self.where}", self.params  # noqa: S608
+
+    def count(self) -> int:
+        with connections[self.using].cursor() as cursor:
+            cursor.execute(*self.count_sql())
+            return cursor.fetchone()[0]
+
+    def page(self, *, limit: int, offset: int, with_total: bool) -> tuple[list[int], int | None]:
+        """The ids of one page, in order, and with ``with_total`` the number of matches (None when
+        the page is empty: past the last one, or no matches at all, then 0 on the first page)."""
+        ranked = f"SELECT s.dataset_id FROM {SEARCH_TABLE} s WHERE {self.where} ORDER BY {self.order_by}"  # noqa: S608
+        params = (*self.params, *self.order_params)
+        if with_total:
+            # One pass over the matches for both; OFFSET 0 keeps PostgreSQL from flattening the
+            # subquery, so the window counts the sorted ids.
+            sql = f"SELECT ordered.id, COUNT(*) OVER () FROM ({ranked} OFFSET 0) AS ordered(id) LIMIT %s OFFSET %s"  # noqa: S608
+        else:
+            sql = f"{ranked} LIMIT %s OFFSET %s"
+        with connections[self.using].cursor() as cursor:
+            cursor.execute(sql, (*params, limit, offset))
+            rows = cursor.fetchall()
+        ids = [row[0] for row in rows]
+        if not with_total:
+            return ids, None
+        return ids, rows[0][1] if rows else (0 if offset == 0 else None)
+
+
+def _full_text_search(
+    *, query: str, tags: list[str], licence: str | None, price_min, price_max, sort: str, using: str
+) -> FullTextSearch:
+    where, params = [f"s.search_vector @@ {TS_QUERY}"], [query]
+    for tag in tags:
+        sub_sql, sub_params = (
+            Dataset.tags.through.objects.filter(tag__name=tag).values("dataset_id").query.sql_with_params()
+        )
+        where.append(f"s.dataset_id IN ({sub_sql})")
+        params.extend(sub_params)
+    if licence:
+        where.append("s.licence = %s")
+        params.append(licence)
+    if price_min is not None:
+        where.append("s.price >= %s")
+        params.append(price_min)
+    if price_max is not None:
+        where.append("s.price <= %s")
+        params.append(price_max)
+    return FullTextSearch(
+        where=" AND ".join(where),
+        params=tuple(params),
+        order_by=SEARCH_ORDER[sort],
+        order_params=(query,) if sort == "relevance" else (),
+        using=using,
+    )
+
+
 def listing_search(
     *,
     query: str = "",
@@ -32,10 +115,11 @@ def listing_search(
 ) -> QuerySet[Dataset]:
     """Listed datasets matching the query and filters.
 
-    On PostgreSQL the query is full-text (``websearch_to_tsquery`` over a generated, GIN-indexed
-    tsvector of title and description, ranked); on SQLite every word must appear in the title,
-    description or tags. Tags combine with AND. ``sort`` defaults to relevance with a query and
-    newest without."""
+    On PostgreSQL the query is full-text (``websearch_to_tsquery`` over the weighted tsvector of
+    title and description in the search table, GIN-indexed, ranked with ``ts_rank``); on SQLite
+    every word must appear in the title, description or tags. Tags combine with AND. ``sort``
+    defaults to relevance with a query and newest without. A full-text result also carries its
+    narrow form, ``full_text_search``, which the paginators use."""
     query = (query or "").strip()[:200]
     sort = sort or ("relevance" if query else "newest")
     if sort not in SORTS:
@@ -46,19 +130,21 @@ def listing_search(
         )
     if price_min is not None and price_max is not None and price_min > price_max:
         raise InvalidInput("price_min must not be above price_max.", code="invalid_price_range")
+    tags = [tag for tag in (tag.strip().lower() for tag in tags) if tag]
 
     qs = Dataset.objects.filter(status=Dataset.Status.LISTED).select_related("owner").prefetch_related("tags")
+    full_text = bool(query) and _uses_fulltext()
     ranked = False
     if query:
-        if _uses_fulltext():
-            qs = qs.extra(
-                where=[f"marketplace_dataset.search_vector @@ websearch_to_tsquery('{TS_CONFIG}', %s)"],
-                params=[query],
+        if full_text:
+            qs = qs.filter(
+                pk__in=RawSQL(f"SELECT dataset_id FROM {SEARCH_TABLE} WHERE search_vector @@ {TS_QUERY}", (query,))  # noqa: S608
             )
             if sort == "relevance":
                 qs = qs.annotate(
                     rank=RawSQL(
-                        f"ts_rank(marketplace_dataset.search_vector, websearch_to_tsquery('{TS_CONFIG}', %s))",
+                        f"SELECT ts_rank(s.search_vector, {TS_QUERY}) FROM {SEARCH_TABLE} s"  # noqa: S608
+                        f" WHERE s.dataset_id = {Dataset._meta.db_table}.id",
                         (query,),
                     )
                 )
@@ -68,9 +154,7 @@ def listing_search(
                 qs = qs.filter(Q(title__icontains=word) | Q(description__icontains=word) | Q(tags__name=word.lower()))
             qs = qs.distinct()
     for tag in tags:
-        tag = tag.strip().lower()
-        if tag:
-            qs = qs.filter(tags__name=tag)
+        qs = qs.filter(tags__name=tag)
     if licence:
         qs = qs.filter(licence=licence)
     if price_min is not None:
@@ -86,9 +170,19 @@ def listing_search(
         "relevance": ("-rank", "-created_at", "-id") if ranked else ("-created_at", "-id"),
     }[sort]
     qs = qs.order_by(*order)
-    # Every full-text match is visited to rank or filter it, so the API paginator takes the total
-    # from the same query (see marketplace.api.pagination).
-    qs.count_in_page_query = bool(query) and _uses_fulltext()
+    qs.full_text_search = (
+        _full_text_search(
+            query=query,
+            tags=tags,
+            licence=licence,
+            price_min=price_min,
+            price_max=price_max,
+            sort=sort,
+            using=qs.db,
+        )
+        if full_text
+        else None
+    )
     qs.count_cache_seconds = settings.CATALOGUE_COUNT_CACHE_SECONDS
     return qs
 
