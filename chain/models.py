@@ -136,6 +136,8 @@ class ChainListing(models.Model):
     epsilon_ordered_units = models.BigIntegerField(default=0)
     operator_ordering_disabled = models.BooleanField(default=False)
     publish_tx = models.ForeignKey(ChainTransaction, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # Set when the owner's own wallet sent the publish transaction (the marketplace verifies it).
+    publish_tx_hash = models.CharField(max_length=66, blank=True, db_index=True)
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     published_at = models.DateTimeField(null=True, blank=True)

@@ -9,7 +9,7 @@ from celery import shared_task
 from django.utils import timezone
 
 from chain.client import ChainUnavailable
-from chain.models import ChainTransaction, Order
+from chain.models import ChainListing, ChainTransaction, Order
 from chain.services import transactions as tx_services
 from chain.services.transactions import TransientChainError
 
@@ -41,6 +41,14 @@ def order_verify_task(self, order_id: int) -> None:
         raise self.retry(countdown=5)
 
 
+@shared_task(bind=True, max_retries=None, **_RETRY)
+def listing_verify_task(self, listing_id: int) -> None:
+    from chain.services.publishing import listing_verify
+
+    if not listing_verify(listing_id, max_wait_seconds=20):
+        raise self.retry(countdown=5)
+
+
 @shared_task(**_RETRY, max_retries=3)
 def indexer_run_task() -> None:
     from chain.services.indexer import indexer_run
@@ -60,6 +68,13 @@ def transactions_resume_task() -> int:
         status__in=[ChainTransaction.Status.PENDING, ChainTransaction.Status.SENT], updated_at__lt=stale
     ).values_list("id", "status"):
         (transaction_send_task if status == ChainTransaction.Status.PENDING else transaction_follow_task).delay(tx_id)
+        count += 1
+    for listing_id in (
+        ChainListing.objects.filter(state=ChainListing.State.PUBLISHING, created_at__lt=stale)
+        .exclude(publish_tx_hash="")
+        .values_list("id", flat=True)
+    ):
+        listing_verify_task.delay(listing_id)
         count += 1
     for order_id in Order.objects.filter(
         status=Order.Status.CONFIRMING, source=Order.Source.EXTERNAL, created_at__lt=stale

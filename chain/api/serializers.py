@@ -53,6 +53,7 @@ class ListingSerializer(serializers.ModelSerializer):
             "metadata_hash",
             "operator_ordering_disabled",
             "publish_tx",
+            "publish_tx_hash",
             "error",
             "published_at",
         )

@@ -275,17 +275,62 @@ class DatasetPublishView(APIView):
     permission_classes = [IsAuthenticated]
     parser_classes = [JSONParser, FormParser]
 
+    class PublishInput(serializers.Serializer):
+        tx_hash = serializers.RegexField(
+            r"^0x[0-9a-fA-F]{64}$",
+            required=False,
+            help_text="Your own wallet sent DataFactory.publish (arguments from GET): its transaction hash. "
+            "Without it the marketplace publishes from your managed wallet.",
+        )
+
+    class PublishParamsOutput(serializers.Serializer):
+        chain_id = serializers.IntegerField()
+        factory = serializers.CharField(help_text="Send DataFactory.publish(params) to this address.")
+        params = serializers.DictField(help_text="The PublishParams tuple, field by field (docs/chain.md).")
+
     @extend_schema(
-        request=None,
+        responses={200: PublishParamsOutput, **_errors(401, 403, 404, 409, 503)},
+        tags=["chain"],
+        summary="The exact DataFactory.publish arguments for my dataset (to send from my own wallet)",
+    )
+    def get(self, request, dataset_id: int):
+        dataset = catalog.dataset_get_visible(dataset_id=dataset_id, user=request.user)
+        if dataset.owner_id != request.user.pk:
+            raise PermissionDenied("Only the dataset's owner can publish it on chain.")
+        factory, params = publishing_services.publish_params(dataset)
+        return Response(
+            {
+                "chain_id": client.chain_id(),
+                "factory": factory,
+                "params": {
+                    "name": params.name,
+                    "symbol": params.symbol,
+                    "metadataURI": params.metadata_uri,
+                    "metadataHash": "0x" + params.metadata_hash.hex(),
+                    "paymentToken": params.payment_token,
+                    "price": params.price,
+                    "epsilonCap": params.epsilon_cap,
+                    "epsilonPerJobCap": params.epsilon_per_job_cap,
+                    "deltaCap": params.delta_cap,
+                },
+            }
+        )
+
+    @extend_schema(
+        request=PublishInput,
         responses={202: ListingSerializer, **_errors(400, 401, 403, 404, 409, 503)},
         tags=["chain"],
         summary="Publish my dataset on chain (data NFT + datatoken + price + budget caps, one transaction)",
         description="Answers at once with the listing `publishing`; it turns `published` when the transaction is "
-        "mined (poll `GET datasets/{id}/chain/`).",
+        "mined and checked (poll `GET datasets/{id}/chain/`), or `failed` with the reason.",
     )
     def post(self, request, dataset_id: int):
+        data = self.PublishInput(data=request.data)
+        data.is_valid(raise_exception=True)
         dataset = catalog.dataset_get_visible(dataset_id=dataset_id, user=request.user)
-        listing = publishing_services.dataset_publish(dataset=dataset, user=request.user)
+        listing = publishing_services.dataset_publish(
+            dataset=dataset, user=request.user, tx_hash=data.validated_data.get("tx_hash")
+        )
         return Response(ListingSerializer(listing).data, status=status.HTTP_202_ACCEPTED)
 
 

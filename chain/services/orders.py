@@ -364,7 +364,9 @@ def _accept(order: Order, receipt: Any) -> Order:
 
 @on_settled(ChainTransaction.Purpose.ORDER)
 def _order_settled(tx: ChainTransaction, receipt: Any) -> None:
-    order = Order.objects.select_for_update(of=("self",)).select_related("listing", "buyer").filter(pk=tx.order_id).first()
+    order = (
+        Order.objects.select_for_update(of=("self",)).select_related("listing", "buyer").filter(pk=tx.order_id).first()
+    )
     if order is None or order.status != Order.Status.PENDING:
         return
     order.tx_hash = tx.tx_hash.lower()
@@ -392,7 +394,9 @@ def order_verify(order_id: int, *, max_wait_seconds: float = 20) -> bool:
             return True
         if receipt is not None and w3.eth.block_number - receipt["blockNumber"] + 1 >= settings.CHAIN_CONFIRMATIONS:
             with transaction.atomic():
-                locked = Order.objects.select_for_update(of=("self",)).select_related("listing", "buyer").get(pk=order_id)
+                locked = (
+                    Order.objects.select_for_update(of=("self",)).select_related("listing", "buyer").get(pk=order_id)
+                )
                 if locked.status == Order.Status.CONFIRMING:
                     _accept(locked, receipt)
             return True

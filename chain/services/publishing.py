@@ -6,17 +6,21 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
+import time
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from web3 import Web3
+from web3.exceptions import TransactionNotFound
 
 from chain import client
 from chain.models import ChainListing, ChainTransaction, Wallet
 from chain.services.transactions import on_settled, transaction_enqueue
-from chain.services.wallets import wallet_primary
+from chain.services.wallets import user_addresses, wallet_primary
 from chain.units import delta_to_units, epsilon_to_units, price_to_units
 from chain.wrappers import DataFactory, Datatoken, MockStablecoin, PublishParams
 from marketplace.errors import Conflict, InvalidInput, PermissionDenied
@@ -69,10 +73,7 @@ def metadata_hash(dataset: Dataset) -> bytes:
     return hashlib.sha256(canonical.encode()).digest()
 
 
-def dataset_publish(*, dataset: Dataset, user: User) -> ChainListing:
-    """Mint the dataset's data NFT and datatoken with its price and budget caps, from the owner's
-    managed wallet, in one transaction. Returns at once; the listing turns ``published`` when the
-    transaction is mined."""
+def _publishable(dataset: Dataset, user: User) -> None:
     if dataset.owner_id != user.pk:
         raise PermissionDenied("Only the dataset's owner can publish it on chain.")
     if not dataset.declared_schema:
@@ -81,14 +82,12 @@ def dataset_publish(*, dataset: Dataset, user: User) -> ChainListing:
         raise Conflict("The file must pass validation before it is published on chain.", code="validation_pending")
     if dataset.status in (Dataset.Status.REJECTED, Dataset.Status.DELISTED):
         raise Conflict(f"A {dataset.get_status_display().lower()} dataset cannot be published.", code="not_publishable")
-    wallet = wallet_primary(user=user)
-    if wallet.kind != Wallet.Kind.MANAGED:
-        raise Conflict(
-            "Your primary wallet is your own: publish from the browser with it, or make the managed wallet primary.",
-            code="external_wallet_publish",
-        )
+
+
+def publish_params(dataset: Dataset) -> tuple[str, PublishParams]:
+    """The factory address and the exact ``publish`` arguments for ``dataset``: what the managed
+    wallet sends, and what an integrator's own wallet must send for the marketplace to accept it."""
     dep = client.deployment()
-    token = payment_token_address(dataset.price_token)
     try:
         price_units = price_to_units(dataset.price)
     except ValueError as exc:
@@ -98,36 +97,77 @@ def dataset_publish(*, dataset: Dataset, user: User) -> ChainListing:
         symbol=f"PPDX{dataset.pk}",
         metadata_uri=f"{settings.SITE_URL.rstrip('/')}/api/v1/datasets/{dataset.pk}/",
         metadata_hash=metadata_hash(dataset),
-        payment_token=token,
+        payment_token=payment_token_address(dataset.price_token),
         price=price_units,
         epsilon_cap=epsilon_to_units(dataset.epsilon_total),
         epsilon_per_job_cap=epsilon_to_units(dataset.epsilon_per_job),
         delta_cap=delta_to_units(dataset.delta),
     )
-    factory = DataFactory(client.web3(), dep.address("DataFactory"))
+    return dep.address("DataFactory"), params
+
+
+def _listing_start(dataset: Dataset, params: PublishParams, owner_address: str, tx_hash: str = "") -> ChainListing:
+    """Create (or reset a failed) listing in state ``publishing``; the caller holds the dataset lock."""
+    listing = ChainListing.objects.filter(dataset=dataset).first()
+    if listing and listing.state != ChainListing.State.FAILED:
+        raise Conflict(f"This dataset is already {listing.get_state_display().lower()} on chain.", code="published")
+    fields = {
+        "chain_id": client.chain_id(),
+        "state": ChainListing.State.PUBLISHING,
+        "owner_address": owner_address,
+        "payment_token": Web3.to_checksum_address(params.payment_token),
+        "price_units": params.price,
+        "epsilon_cap_units": params.epsilon_cap,
+        "epsilon_per_job_units": params.epsilon_per_job_cap,
+        "delta_units": params.delta_cap,
+        "metadata_hash": "0x" + params.metadata_hash.hex(),
+        "publish_tx_hash": tx_hash,
+        "publish_tx": None,
+        "nft_address": "",
+        "datatoken_address": "",
+        "error": "",
+    }
+    if listing is None:
+        return ChainListing.objects.create(dataset=dataset, **fields)
+    for key, value in fields.items():
+        setattr(listing, key, value)
+    listing.save()
+    return listing
+
+
+def dataset_publish(*, dataset: Dataset, user: User, tx_hash: str | None = None) -> ChainListing:
+    """Mint the dataset's data NFT and datatoken with its price and budget caps in one transaction.
+
+    Without ``tx_hash`` the owner's managed wallet sends it. With ``tx_hash`` the owner's own
+    (SIWE-linked) wallet already sent ``DataFactory.publish`` with :func:`publish_params`, and the
+    marketplace verifies it. Returns at once; the listing turns ``published`` (or ``failed``, with
+    the reason) when the transaction is mined and checked."""
+    _publishable(dataset, user)
+    factory_address, params = publish_params(dataset)
+    if tx_hash:
+        if not re.match(r"^0x[0-9a-fA-F]{64}$", tx_hash):
+            raise InvalidInput("tx_hash must be 0x followed by 64 hex digits.", code="invalid_hash")
+        with transaction.atomic():
+            locked = Dataset.objects.select_for_update().get(pk=dataset.pk)
+            if ChainListing.objects.filter(publish_tx_hash=tx_hash.lower()).exclude(dataset=locked).exists():
+                raise Conflict("That transaction published another dataset.", code="publish_replayed")
+            listing = _listing_start(locked, params, owner_address="", tx_hash=tx_hash.lower())
+            from chain.tasks import listing_verify_task
+
+            listing_id = listing.pk
+            transaction.on_commit(lambda: listing_verify_task.delay(listing_id))
+        return listing
+    wallet = wallet_primary(user=user)
+    if wallet.kind != Wallet.Kind.MANAGED:
+        raise Conflict(
+            "Your primary wallet is your own: send DataFactory.publish with it and register the transaction "
+            "hash, or make the managed wallet primary.",
+            code="external_wallet_publish",
+        )
+    factory = DataFactory(client.web3(), factory_address)
     with transaction.atomic():
         locked = Dataset.objects.select_for_update().get(pk=dataset.pk)
-        listing = ChainListing.objects.filter(dataset=locked).first()
-        if listing and listing.state != ChainListing.State.FAILED:
-            raise Conflict(f"This dataset is already {listing.get_state_display().lower()} on chain.", code="published")
-        fields = {
-            "chain_id": dep.chain_id,
-            "state": ChainListing.State.PUBLISHING,
-            "owner_address": wallet.address,
-            "payment_token": token,
-            "price_units": price_units,
-            "epsilon_cap_units": params.epsilon_cap,
-            "epsilon_per_job_units": params.epsilon_per_job_cap,
-            "delta_units": params.delta_cap,
-            "metadata_hash": "0x" + params.metadata_hash.hex(),
-            "error": "",
-        }
-        if listing is None:
-            listing = ChainListing.objects.create(dataset=locked, **fields)
-        else:
-            for key, value in fields.items():
-                setattr(listing, key, value)
-            listing.save()
+        listing = _listing_start(locked, params, owner_address=wallet.address)
         tx = transaction_enqueue(
             purpose=ChainTransaction.Purpose.PUBLISH,
             sender=wallet.address,
@@ -136,35 +176,101 @@ def dataset_publish(*, dataset: Dataset, user: User) -> ChainListing:
             dataset=locked,
         )
         listing.publish_tx = tx
-        listing.save(update_fields=["publish_tx"])
+        listing.publish_tx_hash = ""
+        listing.save(update_fields=["publish_tx", "publish_tx_hash"])
     return listing
+
+
+def _accept_published(listing: ChainListing, receipt: Any, *, owners: set[str] | None) -> None:
+    """Fill the listing from the factory's ``DatasetPublished`` in ``receipt``, or fail it saying why.
+    ``owners``: the addresses allowed to own the NFT (None: the one already on the listing)."""
+    if receipt["status"] != 1:
+        listing.state, listing.error = ChainListing.State.FAILED, "The publish transaction reverted."
+        listing.save(update_fields=["state", "error"])
+        return
+    events = DataFactory(client.web3(), client.deployment().address("DataFactory")).published_events(receipt)
+    if not events:
+        listing.state = ChainListing.State.FAILED
+        listing.error = "The transaction published nothing through the marketplace's factory."
+        listing.save(update_fields=["state", "error"])
+        return
+    event = events[0]
+    problems = []
+    owner = Web3.to_checksum_address(event["owner"])
+    if owners is not None and owner not in owners:
+        problems.append(f"the NFT owner {owner} is not one of your wallets")
+    expected = {
+        "metadataHash": listing.metadata_hash.lower(),
+        "price": int(listing.price_units),
+        "epsilonCap": listing.epsilon_cap_units,
+        "epsilonPerJobCap": listing.epsilon_per_job_units,
+        "deltaCap": listing.delta_units,
+        "paymentToken": listing.payment_token,
+    }
+    for key, want in expected.items():
+        got = event[key]
+        got = (
+            got.lower()
+            if key == "metadataHash"
+            else (Web3.to_checksum_address(got) if key == "paymentToken" else int(got))
+        )
+        if got != want:
+            problems.append(f"{key} is {got} on chain, the listing says {want}")
+    if problems:
+        listing.state = ChainListing.State.FAILED
+        listing.error = "The published contracts do not match the listing: " + "; ".join(problems) + "."
+        listing.save(update_fields=["state", "error"])
+        return
+    listing.owner_address = owner
+    listing.nft_address = Web3.to_checksum_address(event["nft"])
+    listing.datatoken_address = Web3.to_checksum_address(event["datatoken"])
+    listing.state = ChainListing.State.PUBLISHED
+    listing.published_at = listing.published_at or timezone.now()
+    listing.save(update_fields=["owner_address", "nft_address", "datatoken_address", "state", "published_at"])
+    listing_id = listing.pk
+    # Ordering stays closed on chain until moderators list the dataset.
+    transaction.on_commit(lambda: listing_ordering_sync(listing_id=listing_id))
+
+
+def listing_verify(listing_id: int, *, max_wait_seconds: float = 20) -> bool:
+    """Verify a publish transaction the owner's own wallet sent. True once decided."""
+    w3 = client.web3()
+    deadline = time.monotonic() + max_wait_seconds
+    while True:
+        listing = ChainListing.objects.select_related("dataset").get(pk=listing_id)
+        if listing.state != ChainListing.State.PUBLISHING or not listing.publish_tx_hash:
+            return True
+        try:
+            receipt = w3.eth.get_transaction_receipt(listing.publish_tx_hash)
+        except TransactionNotFound:
+            receipt = None
+        if receipt is not None and w3.eth.block_number - receipt["blockNumber"] + 1 >= settings.CHAIN_CONFIRMATIONS:
+            with transaction.atomic():
+                locked = ChainListing.objects.select_for_update().get(pk=listing_id)
+                if locked.state == ChainListing.State.PUBLISHING:
+                    _accept_published(locked, receipt, owners=user_addresses(user=listing.dataset.owner))
+            return True
+        if receipt is None and listing.created_at < timezone.now() - timedelta(hours=1):
+            ChainListing.objects.filter(pk=listing_id).update(
+                state=ChainListing.State.FAILED, error="The publish transaction was not found on chain within an hour."
+            )
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(settings.CHAIN_RECEIPT_POLL_SECONDS)
 
 
 @on_settled(ChainTransaction.Purpose.PUBLISH)
 def _publish_settled(tx: ChainTransaction, receipt: Any) -> None:
     listing = ChainListing.objects.select_for_update().filter(publish_tx=tx).first()
-    if listing is None:
+    if listing is None or listing.state != ChainListing.State.PUBLISHING:
         return
     if receipt is None:
         listing.state = ChainListing.State.FAILED
         listing.error = tx.error or "The publish transaction failed."
         listing.save(update_fields=["state", "error"])
         return
-    events = DataFactory(client.web3(), tx.to).published_events(receipt)
-    if not events:
-        listing.state = ChainListing.State.FAILED
-        listing.error = "The publish transaction emitted no DatasetPublished event."
-        listing.save(update_fields=["state", "error"])
-        return
-    event = events[0]
-    listing.nft_address = Web3.to_checksum_address(event["nft"])
-    listing.datatoken_address = Web3.to_checksum_address(event["datatoken"])
-    listing.state = ChainListing.State.PUBLISHED
-    listing.published_at = listing.published_at or timezone.now()
-    listing.save(update_fields=["nft_address", "datatoken_address", "state", "published_at"])
-    listing_id = listing.pk
-    # Ordering stays closed on chain until moderators list the dataset.
-    transaction.on_commit(lambda: listing_ordering_sync(listing_id=listing_id))
+    _accept_published(listing, receipt, owners={listing.owner_address})
 
 
 def listing_ordering_sync(*, listing_id: int) -> ChainTransaction | None:

@@ -431,3 +431,49 @@ def test_buyer_claims_an_order_the_indexer_saw_first(api, people, on_chain, depl
     other = UserFactory(username="other")
     again = _login(api, other).post("/api/v1/orders/", {**request, "tx_hash": tx_hash}, format="json")
     assert again.status_code == 409 and again.json()["code"] == "order_replayed"
+
+
+def _own_publish_tx(on_chain, account, body: dict, **override) -> str:
+    """The integrator's side: send DataFactory.publish with the arguments the API gave, signed by their key."""
+    from chain.wrappers import DataFactory, PublishParams
+
+    p = {**body["params"], **override}
+    params = PublishParams(
+        name=p["name"],
+        symbol=p["symbol"],
+        metadata_uri=p["metadataURI"],
+        metadata_hash=bytes.fromhex(p["metadataHash"][2:]),
+        payment_token=p["paymentToken"],
+        price=p["price"],
+        epsilon_cap=p["epsilonCap"],
+        epsilon_per_job_cap=p["epsilonPerJobCap"],
+        delta_cap=p["deltaCap"],
+    )
+    factory = DataFactory(on_chain.w3, body["factory"])
+    receipt = send_signed(on_chain.w3, account, {"to": factory.address, "data": factory.publish_data(params)})
+    return receipt["transactionHash"].to_0x_hex()
+
+
+def test_integrator_publishes_with_their_own_key_and_the_server_verifies_it(api, people, on_chain, deployment):
+    provider, buyer, staff = people
+    own = Account.create()
+    fund_address(on_chain.w3, deployment, own.address)
+    _siwe_link(api, provider, own)
+    dataset = make_dataset(owner=provider, status=Dataset.Status.LISTED, moderator=staff)
+    body = api.get(f"/api/v1/datasets/{dataset.pk}/publish/").json()
+    assert body["params"]["price"] == 5 * USDC and body["factory"] == deployment["contracts"]["DataFactory"]
+    tx_hash = _own_publish_tx(on_chain, own, body)
+    response = api.post(f"/api/v1/datasets/{dataset.pk}/publish/", {"tx_hash": tx_hash}, format="json")
+    assert response.status_code == 202, response.content
+    listing = api.get(f"/api/v1/datasets/{dataset.pk}/chain/").json()
+    assert listing["state"] == "published", listing
+    assert listing["owner_address"] == own.address
+    assert Datatoken(on_chain.w3, listing["datatoken_address"]).price() == 5 * USDC
+
+    # A publish whose caps differ from the listing's is not accepted.
+    other = make_dataset(owner=provider, status=Dataset.Status.LISTED, moderator=staff, title="Second")
+    body = api.get(f"/api/v1/datasets/{other.pk}/publish/").json()
+    tx_hash = _own_publish_tx(on_chain, own, body, epsilonCap=body["params"]["epsilonCap"] * 10)
+    api.post(f"/api/v1/datasets/{other.pk}/publish/", {"tx_hash": tx_hash}, format="json")
+    listing = api.get(f"/api/v1/datasets/{other.pk}/chain/").json()
+    assert listing["state"] == "failed" and "epsilonCap is 100000000 on chain" in listing["error"]
