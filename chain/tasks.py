@@ -20,7 +20,14 @@ _RETRY = {"autoretry_for": (TransientChainError, ChainUnavailable), "retry_backo
 
 @shared_task(max_retries=20, **_RETRY)
 def transaction_send_task(tx_id: int) -> None:
-    tx_services.transaction_send(tx_id)
+    try:
+        tx_services.transaction_send(tx_id)
+    except (TransientChainError, ChainUnavailable):
+        raise  # retried with backoff
+    except Exception as exc:
+        # Anything else will not get better by retrying: fail the transaction (and what waits on it) loudly.
+        logger.exception("sending transaction %s failed", tx_id)
+        tx_services.transaction_give_up(tx_id, f"Could not send the transaction: {exc}")
 
 
 @shared_task(bind=True, max_retries=None, **_RETRY)

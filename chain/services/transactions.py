@@ -98,6 +98,14 @@ def _fail(tx: ChainTransaction, error: str) -> None:
         handler(tx, None)
 
 
+def transaction_give_up(tx_id: int, error: str) -> None:
+    """Fail a transaction that was never broadcast; one that may have been is left to the follower."""
+    with transaction.atomic():
+        tx = ChainTransaction.objects.select_for_update().get(pk=tx_id)
+        if tx.status == ChainTransaction.Status.PENDING and not tx.tx_hash:
+            _fail(tx, error)
+
+
 def _next_nonce(w3: Web3, chain_id: int, address: str) -> int:
     """Reserve the next nonce for ``address``; the caller holds a transaction."""
     row, _ = AccountNonce.objects.select_for_update().get_or_create(chain_id=chain_id, address=address)

@@ -477,3 +477,16 @@ def test_integrator_publishes_with_their_own_key_and_the_server_verifies_it(api,
     api.post(f"/api/v1/datasets/{other.pk}/publish/", {"tx_hash": tx_hash}, format="json")
     listing = api.get(f"/api/v1/datasets/{other.pk}/chain/").json()
     assert listing["state"] == "failed" and "epsilonCap is 100000000 on chain" in listing["error"]
+
+
+def test_a_transaction_that_cannot_be_sent_fails_with_its_reason_instead_of_hanging(api, people, on_chain):
+    from chain.tasks import transaction_send_task
+
+    stranger = "0x000000000000000000000000000000000000dEaD"  # nobody holds its key
+    tx = ChainTransaction.objects.create(
+        chain_id=31337, purpose="faucet", sender=stranger, to=stranger, data="0x", context={}
+    )
+    transaction_send_task.delay(tx.pk)
+    tx.refresh_from_db()
+    assert tx.status == "failed"
+    assert "holds no key" in tx.error
