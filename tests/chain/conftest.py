@@ -344,3 +344,36 @@ def state_dir(tmp_path):
     path = tmp_path / "anvil"
     path.mkdir()
     return path
+
+
+@pytest.fixture
+def on_chain(chain, settings, tmp_path, deployment, accounts):
+    """The marketplace pointed at the test anvil, with the session's deployment and operator key."""
+    from chain import client
+    from chain.deploy import write_deployment_file
+
+    path = tmp_path / "deployments.json"
+    write_deployment_file(path, deployment)
+    settings.CHAIN_RPC_URL = chain.node.rpc_url
+    settings.CHAIN_DEPLOYMENT_FILE = str(path)
+    settings.CHAIN_OPERATOR_KEY = accounts.operator.key.hex()
+    settings.CHAIN_CONFIRMATIONS = 1
+    settings.CHAIN_ID = 0
+    client.reset_caches()
+    yield chain
+    client.reset_caches()
+
+
+@pytest.fixture
+def people(on_chain, deployment):
+    """Marketplace users (provider, buyer, staff); provider and buyer hold funded managed wallets."""
+    from chain.embedded import fund_address
+    from chain.services.wallets import wallet_managed_get_or_create
+    from tests.factories import UserFactory
+
+    provider = UserFactory(username="provider")
+    buyer = UserFactory(username="buyer")
+    staff = UserFactory(username="moderator", is_staff=True)
+    for user in (provider, buyer):
+        fund_address(on_chain.w3, deployment, wallet_managed_get_or_create(user=user).address)
+    return provider, buyer, staff

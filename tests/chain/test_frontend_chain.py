@@ -11,41 +11,13 @@ from eth_account import Account
 
 from chain import client
 from chain.api.views import RELEASE_TEXT
-from chain.deploy import write_deployment_file
-from chain.embedded import fund_address
 from chain.models import ChainListing, ChainTransaction, Order, Wallet
-from chain.services.wallets import wallet_managed_get_or_create
 from marketplace.models import Dataset
 from tests.factories import UserFactory, make_dataset
 
 pytestmark = [pytest.mark.chain, pytest.mark.django_db(transaction=True)]
 
 ORDER = {"epsilon": "0.5", "delta": "0.000001", "algorithm": "dp-logistic-regression"}
-
-
-@pytest.fixture
-def on_chain(chain, settings, tmp_path, deployment, accounts):
-    """Point the marketplace at the test anvil, with the session's deployment and operator key."""
-    path = tmp_path / "deployments.json"
-    write_deployment_file(path, deployment)
-    settings.CHAIN_RPC_URL = chain.node.rpc_url
-    settings.CHAIN_DEPLOYMENT_FILE = str(path)
-    settings.CHAIN_OPERATOR_KEY = accounts.operator.key.hex()
-    settings.CHAIN_CONFIRMATIONS = 1
-    settings.CHAIN_ID = 0
-    client.reset_caches()
-    yield chain
-    client.reset_caches()
-
-
-@pytest.fixture
-def people(on_chain, deployment):
-    provider = UserFactory(username="provider")
-    buyer = UserFactory(username="buyer")
-    staff = UserFactory(username="moderator", is_staff=True)
-    for user in (provider, buyer):
-        fund_address(on_chain.w3, deployment, wallet_managed_get_or_create(user=user).address)
-    return provider, buyer, staff
 
 
 def client_as(user) -> Client:
