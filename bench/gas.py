@@ -28,6 +28,7 @@ from bench._common import report  # noqa: E402
 from chain.artifacts import load_artifact  # noqa: E402
 from chain.deploy import deploy_contracts, send_signed  # noqa: E402
 from chain.node import DEFAULT_MNEMONIC, AnvilNode  # noqa: E402
+from chain.wrappers import MockStablecoin  # noqa: E402
 
 PUBLISH_TARGET = 700_000
 BUY_ORDER_TARGET = 150_000
@@ -46,34 +47,6 @@ def accounts(n: int) -> list[LocalAccount]:
     return [Account.from_mnemonic(DEFAULT_MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}") for i in range(n)]
 
 
-def sign_permit(w3: Web3, token, owner: LocalAccount, spender: str, value: int, deadline: int):
-    """EIP-2612 permit signature (v, r, s) of ``owner`` for ``spender``."""
-    domain = {
-        "name": token.functions.name().call(),
-        "version": "1",
-        "chainId": w3.eth.chain_id,
-        "verifyingContract": token.address,
-    }
-    types = {
-        "Permit": [
-            {"name": "owner", "type": "address"},
-            {"name": "spender", "type": "address"},
-            {"name": "value", "type": "uint256"},
-            {"name": "nonce", "type": "uint256"},
-            {"name": "deadline", "type": "uint256"},
-        ]
-    }
-    message = {
-        "owner": owner.address,
-        "spender": spender,
-        "value": value,
-        "nonce": token.functions.nonces(owner.address).call(),
-        "deadline": deadline,
-    }
-    signed = owner.sign_typed_data(domain, types, message)
-    return signed.v, signed.r.to_bytes(32, "big"), signed.s.to_bytes(32, "big")
-
-
 def transact(w3: Web3, account: LocalAccount, fn) -> dict:
     tx = fn.build_transaction({"from": account.address, "nonce": w3.eth.get_transaction_count(account.address)})
     return send_signed(w3, account, tx)
@@ -81,7 +54,9 @@ def transact(w3: Web3, account: LocalAccount, fn) -> dict:
 
 def buy_and_order(w3: Web3, datatoken, usdc, buyer: LocalAccount, algorithm: bytes) -> int:
     deadline = PERMIT_DEADLINE
-    v, r, s = sign_permit(w3, usdc, buyer, datatoken.address, PRICE, deadline)
+    v, r, s = MockStablecoin(w3, usdc.address).permit_signature(
+        buyer, datatoken.address, PRICE, deadline, chain_id=w3.eth.chain_id
+    )
     fn = datatoken.functions.buyAndOrder(EPSILON, DELTA, algorithm, PRICE, deadline, v, r, s)
     return transact(w3, buyer, fn)["gasUsed"]
 

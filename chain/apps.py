@@ -15,7 +15,7 @@ class ChainConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_save
 
-        from chain import checks, receivers  # noqa: F401  (checks registers the start-up check)
+        from chain import receivers
         from chain.services import orders, publishing  # noqa: F401  (registers settlement handlers)
         from marketplace.models import User
         from marketplace.signals import dataset_status_changed

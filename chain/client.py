@@ -11,6 +11,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+import requests
 from django.conf import settings
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
@@ -37,6 +38,16 @@ class Deployment:
     fee_collector: str
     fee_bps: int
 
+    @property
+    def payment_token(self) -> str | None:
+        """The token prices are paid in: a configured ``PaymentToken``, else the dev stablecoin."""
+        return self.contracts.get("PaymentToken") or self.contracts.get("MockStablecoin")
+
+    @property
+    def has_faucet(self) -> bool:
+        """A development chain: the stablecoin has a faucet and the operator key can pay for gas."""
+        return "MockStablecoin" in self.contracts and bool(settings.CHAIN_OPERATOR_KEY)
+
     def address(self, name: str) -> str:
         try:
             return Web3.to_checksum_address(self.contracts[name])
@@ -45,6 +56,17 @@ class Deployment:
 
 
 _local = threading.local()
+
+
+class _Provider(HTTPProvider):
+    """Every failure to talk to the node, wherever it happens, is a ``ChainUnavailable``: pages and
+    the API answer 503 with the RPC's address, tasks retry."""
+
+    def make_request(self, method, params):
+        try:
+            return super().make_request(method, params)
+        except (requests.RequestException, OSError) as exc:
+            raise ChainUnavailable(f"Cannot reach the chain at {self.endpoint_uri}: {exc}") from exc
 
 
 def web3() -> Web3:
@@ -57,7 +79,7 @@ def web3() -> Web3:
     cached = getattr(_local, "w3", None)
     if cached is not None and cached[0] == url:
         return cached[1]
-    w3 = Web3(HTTPProvider(url, request_kwargs={"timeout": 15}))
+    w3 = Web3(_Provider(url, request_kwargs={"timeout": 15}))
     _local.w3 = (url, w3)
     return w3
 
@@ -66,12 +88,7 @@ def chain_id() -> int:
     cached = getattr(_local, "chain_id", None)
     if cached is not None and cached[0] == settings.CHAIN_RPC_URL:
         return cached[1]
-    try:
-        value = int(web3().eth.chain_id)
-    except ChainUnavailable:
-        raise
-    except Exception as exc:  # requests/connection errors of every flavour
-        raise ChainUnavailable(f"Cannot reach the chain at {settings.CHAIN_RPC_URL}: {exc}") from exc
+    value = int(web3().eth.chain_id)
     _local.chain_id = (settings.CHAIN_RPC_URL, value)
     return value
 
@@ -81,6 +98,11 @@ def deployment() -> Deployment:
     cid = chain_id()
     path = Path(settings.CHAIN_DEPLOYMENT_FILE)
     try:
+        # Read once per change of the file, not on every call of every request.
+        key = (str(path), cid, path.stat().st_mtime_ns)
+        cached = getattr(_local, "deployment", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
         data = json.loads(path.read_text())
     except FileNotFoundError as exc:
         raise ChainUnavailable(
@@ -94,7 +116,7 @@ def deployment() -> Deployment:
         raise ChainUnavailable(
             f"The node at {settings.CHAIN_RPC_URL} reports chain id {cid}, but {path} has deployments for: {known}."
         )
-    return Deployment(
+    dep = Deployment(
         chain_id=cid,
         genesis_hash=entry.get("genesis_hash", ""),
         deployed_at_block=int(entry.get("deployed_at_block", 0)),
@@ -103,6 +125,8 @@ def deployment() -> Deployment:
         fee_collector=Web3.to_checksum_address(entry["fee_collector"]),
         fee_bps=int(entry["fee_bps"]),
     )
+    _local.deployment = (key, dep)
+    return dep
 
 
 def operator_account() -> LocalAccount:
@@ -142,7 +166,7 @@ def chain_preflight() -> Deployment:
 
 def reset_caches() -> None:
     """Forget the cached client and chain id (tests switch nodes; the indexer sees a new genesis)."""
-    for name in ("w3", "chain_id"):
+    for name in ("w3", "chain_id", "deployment"):
         if hasattr(_local, name):
             delattr(_local, name)
 

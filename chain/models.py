@@ -3,8 +3,6 @@ orders, and the events the indexer has read. The chain is the source of truth; t
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 from django.conf import settings
 from django.db import models
 
@@ -200,10 +198,6 @@ class Order(models.Model):
 
     def __str__(self) -> str:
         return f"order {self.pk} ({self.status})"
-
-    @property
-    def amount(self) -> Decimal:
-        return Decimal(self.amount_units) / Decimal(10**6)
 
 
 class ChainEvent(models.Model):

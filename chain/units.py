@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from decimal import ROUND_DOWN, Decimal
+
+from marketplace.errors import InvalidInput
 
 PRICE_DECIMALS = 6  # the payment token (USDC and the dev stablecoin) has 6 decimals
 EPSILON_UNITS = 10**6  # micro-epsilon
@@ -35,3 +38,14 @@ def delta_to_units(delta: float | Decimal | str) -> int:
 
 def units_to_delta(units: int) -> float:
     return float(Decimal(int(units)) / DELTA_UNITS)
+
+
+HASH_PATTERN = r"^0x[0-9a-fA-F]{64}$"
+_HASH = re.compile(HASH_PATTERN)
+
+
+def hash_bytes(value: str, what: str) -> bytes:
+    """32 bytes from a 0x-prefixed hex hash (transaction hash, algorithm hash...), or a clear refusal."""
+    if not isinstance(value, str) or not _HASH.match(value):
+        raise InvalidInput(f"{what} must be 0x followed by 64 hex digits.", code="invalid_hash")
+    return bytes.fromhex(value[2:])

@@ -71,11 +71,12 @@ class MockStablecoin(_Contract):
         return self._data("faucet", Web3.to_checksum_address(to), int(amount))
 
     def permit_signature(
-        self, owner: LocalAccount, spender: str, value: int, deadline: int, *, chain_id: int
+        self, owner: LocalAccount, spender: str, value: int, deadline: int, *, chain_id: int, nonce: int | None = None
     ) -> tuple[int, bytes, bytes]:
         """EIP-2612 permit signed by ``owner``: (v, r, s) for ``Datatoken.buyAndOrder``. The nonce is read
         from the pending state, so a permit signed right after another one still in the mempool is valid."""
-        nonce = self.contract.functions.nonces(owner.address).call(block_identifier="pending")
+        if nonce is None:
+            nonce = self.contract.functions.nonces(owner.address).call(block_identifier="pending")
         signed = owner.sign_typed_data(
             domain_data={
                 "name": self.contract.functions.name().call(),

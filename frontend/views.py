@@ -4,13 +4,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from decimal import Decimal
 from functools import wraps
 from typing import Any
 
-import requests
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
@@ -26,9 +23,8 @@ from django.views.decorators.http import require_POST
 from rest_framework.authtoken.models import Token
 
 from chain import client as chain_client
-from chain.api.views import RELEASE_TEXT, _balances
-from chain.embedded import fund_address
 from chain.models import ChainListing, ChainTransaction, Order, Wallet
+from chain.selectors import wallet_balances
 from chain.services import orders as order_services
 from chain.services import publishing as publishing_services
 from chain.services import wallets as wallet_services
@@ -485,18 +481,6 @@ def _chain_deployment() -> tuple[chain_client.Deployment | None, str]:
         return None, exc.detail
 
 
-@contextmanager
-def _chain_calls() -> Iterator[None]:
-    """A node that stops answering after the first call raises connection errors from deep inside
-    web3; the pages show them like any other ``ChainUnavailable``."""
-    try:
-        yield
-    except requests.RequestException as exc:
-        raise chain_client.ChainUnavailable(
-            f"Cannot reach the chain at {settings.CHAIN_RPC_URL}; please try again in a moment."
-        ) from exc
-
-
 def _wallets_context(user) -> dict[str, Any]:
     """The user's wallets with their balances, best effort as in the wallet API."""
     wallet_services.wallet_managed_get_or_create(user=user)
@@ -505,8 +489,8 @@ def _wallets_context(user) -> dict[str, Any]:
     balances: dict[str, dict[str, Decimal | None]] = {}
     if deployment is not None:
         try:
-            raw = _balances(wallets)
-        except Exception:  # the node stopped answering after the first call: show the page anyway
+            raw = wallet_balances(wallets)
+        except chain_client.ChainUnavailable:  # the node stopped answering after the first call
             logger.warning("wallet balances unavailable", exc_info=True)
             chain_error = f"The chain at {settings.CHAIN_RPC_URL} is not reachable right now."
         else:
@@ -520,9 +504,7 @@ def _wallets_context(user) -> dict[str, Any]:
     return {
         "wallets": [(wallet, balances.get(wallet.address)) for wallet in wallets],
         "chain_error": chain_error,
-        "faucet": deployment is not None
-        and "MockStablecoin" in deployment.contracts
-        and bool(settings.CHAIN_OPERATOR_KEY),
+        "faucet": deployment is not None and deployment.has_faucet,
     }
 
 
@@ -546,12 +528,7 @@ def wallet_primary(request: HttpRequest, wallet_id: int) -> HttpResponse:
 def wallet_faucet(request: HttpRequest) -> HttpResponse:
     """Development chains only, like the API's faucet: test ether for gas and test USDC."""
     try:
-        with _chain_calls():
-            deployment = chain_client.deployment()
-            if "MockStablecoin" not in deployment.contracts or not settings.CHAIN_OPERATOR_KEY:
-                raise PermissionDenied("The faucet exists only on development chains.", code="no_faucet")
-            wallet = wallet_services.wallet_managed_get_or_create(user=request.user)
-            fund_address(chain_client.web3(), {"contracts": deployment.contracts}, wallet.address)
+        wallet_services.wallet_top_up(user=request.user)
     except DomainError as exc:
         messages.error(request, exc.detail)
     except Exception:  # a dev-only convenience: say it failed rather than show a 500
@@ -590,7 +567,7 @@ def _chain_context(
         "quote": quote if can_buy else None,
         "quote_left_after": max(quote.epsilon_left - quote.epsilon, Decimal(0)) if quote else None,
         "order_error": order_error,
-        "release_text": RELEASE_TEXT,
+        "release_text": order_services.RELEASE_TEXT,
         "chain_polling": listing is not None and listing.state == ChainListing.State.PUBLISHING,
     }
 
@@ -600,8 +577,7 @@ def _chain_context(
 def dataset_publish(request: HttpRequest, dataset_id: int) -> HttpResponse:
     dataset = _dataset_owned(request, dataset_id)
     try:
-        with _chain_calls():
-            listing = publishing_services.dataset_publish(dataset=dataset, user=request.user)
+        listing = publishing_services.dataset_publish(dataset=dataset, user=request.user)
     except DomainError as exc:
         messages.error(request, exc.detail)
     else:
@@ -645,26 +621,25 @@ def dataset_order(request: HttpRequest, dataset_id: int) -> HttpResponse:
     data = form.cleaned_data
     algorithm_hash = order_services.algorithm_hash(data["algorithm"], {})
     try:
-        with _chain_calls():
-            # Orders from the page are paid by the managed wallet, so that is the wallet quoted.
-            wallet = wallet_services.wallet_managed_get_or_create(user=request.user)
-            if request.POST.get("intent") == "pay":
-                order = order_services.order_create(
-                    user=request.user,
-                    dataset=dataset,
-                    epsilon=data["epsilon"],
-                    delta=data["delta"],
-                    algorithm_hash_hex=algorithm_hash,
-                )
-            else:
-                quote = order_services.order_quote(
-                    user=request.user,
-                    dataset=dataset,
-                    epsilon=data["epsilon"],
-                    delta=data["delta"],
-                    algorithm_hash_hex=algorithm_hash,
-                    wallet_address=wallet.address,
-                )
+        # Orders from the page are paid by the managed wallet, so that is the wallet quoted.
+        wallet = wallet_services.wallet_managed_get_or_create(user=request.user)
+        if request.POST.get("intent") == "pay":
+            order = order_services.order_create(
+                user=request.user,
+                dataset=dataset,
+                epsilon=data["epsilon"],
+                delta=data["delta"],
+                algorithm_hash_hex=algorithm_hash,
+            )
+        else:
+            quote = order_services.order_quote(
+                user=request.user,
+                dataset=dataset,
+                epsilon=data["epsilon"],
+                delta=data["delta"],
+                algorithm_hash_hex=algorithm_hash,
+                wallet_address=wallet.address,
+            )
     except DomainError as exc:
         return _dataset_page(request, dataset, order_form=form, order_error=exc.detail, status=exc.status)
     if request.POST.get("intent") == "pay":

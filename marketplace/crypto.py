@@ -33,15 +33,19 @@ class DecryptionError(Exception):
     """The ciphertext is corrupt, truncated, or was sealed under another key."""
 
 
-def master_key() -> bytes:
-    raw = settings.DATASET_ENCRYPTION_KEY
+def key_setting(name: str) -> bytes:
+    """The 32-byte key held base64-encoded in setting ``name``, or a configuration error naming it."""
     try:
-        key = base64.b64decode(raw, validate=True)
+        key = base64.b64decode(getattr(settings, name), validate=True)
     except (ValueError, TypeError) as exc:
-        raise ImproperlyConfigured("DATASET_ENCRYPTION_KEY must be base64.") from exc
+        raise ImproperlyConfigured(f"{name} must be base64.") from exc
     if len(key) != 32:
-        raise ImproperlyConfigured("DATASET_ENCRYPTION_KEY must decode to exactly 32 bytes.")
+        raise ImproperlyConfigured(f"{name} must decode to exactly 32 bytes.")
     return key
+
+
+def master_key() -> bytes:
+    return key_setting("DATASET_ENCRYPTION_KEY")
 
 
 def _key_id(key: bytes) -> bytes:

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.auth import login
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import serializers, status
 from rest_framework.authtoken.models import Token
 from rest_framework.parsers import FormParser, JSONParser
@@ -18,36 +18,17 @@ from web3 import Web3
 
 from chain import client
 from chain.api.serializers import ListingSerializer, OrderSerializer, QuoteSerializer, WalletSerializer
-from chain.embedded import fund_address
 from chain.models import ChainListing, Order, Wallet
+from chain.selectors import wallet_balances
 from chain.services import orders as order_services
 from chain.services import publishing as publishing_services
 from chain.services import wallets as wallet_services
-from chain.units import units_to_price
+from chain.units import HASH_PATTERN
 from chain.wrappers import MockStablecoin
+from marketplace.api.errors import error_responses as _errors
 from marketplace.api.pagination import StandardPagination
-from marketplace.api.serializers import ErrorSerializer
 from marketplace.errors import NotFound, PermissionDenied
 from marketplace.selectors import catalog
-
-ERRORS = {
-    400: OpenApiResponse(ErrorSerializer, description="Bad input"),
-    401: OpenApiResponse(ErrorSerializer, description="Not signed in"),
-    403: OpenApiResponse(ErrorSerializer, description="Not allowed"),
-    404: OpenApiResponse(ErrorSerializer, description="Unknown id, or not visible to you"),
-    409: OpenApiResponse(ErrorSerializer, description="Refused in the current state (budget, balance, status)"),
-    503: OpenApiResponse(ErrorSerializer, description="The chain is not configured or not reachable"),
-}
-
-
-def _errors(*codes: int) -> dict:
-    return {code: ERRORS[code] for code in codes}
-
-
-RELEASE_TEXT = (
-    "Only differentially private outputs computed inside the sandbox (model weights, DP metrics, "
-    "training curve) and the receipt; never rows of the dataset."
-)
 
 
 class ChainInfoView(APIView):
@@ -70,7 +51,7 @@ class ChainInfoView(APIView):
     )
     def get(self, request):
         dep = client.deployment()
-        token = dep.contracts.get("PaymentToken") or dep.contracts.get("MockStablecoin")
+        token = dep.payment_token
         return Response(
             {
                 "chain_id": dep.chain_id,
@@ -86,20 +67,11 @@ class ChainInfoView(APIView):
 
 
 def _balances(wallets: list[Wallet]) -> dict:
+    """Balances for the wallet serializer; none (null) when the chain cannot be reached."""
     try:
-        dep = client.deployment()
-        w3 = client.web3()
+        return wallet_balances(wallets)
     except client.ChainUnavailable:
         return {}
-    token_address = dep.contracts.get("PaymentToken") or dep.contracts.get("MockStablecoin")
-    token = MockStablecoin(w3, token_address) if token_address else None
-    out = {}
-    for wallet in wallets:
-        out[wallet.address] = {
-            "ether": str(Web3.from_wei(w3.eth.get_balance(wallet.address), "ether")),
-            "payment_token": str(units_to_price(token.balance_of(wallet.address))) if token else None,
-        }
-    return out
 
 
 class WalletListView(APIView):
@@ -144,11 +116,7 @@ class WalletFaucetView(APIView):
         summary="Development chains only: top up my managed wallet with test ether and stablecoin",
     )
     def post(self, request):
-        dep = client.deployment()
-        if "MockStablecoin" not in dep.contracts or not settings.CHAIN_OPERATOR_KEY:
-            raise PermissionDenied("The faucet exists only on development chains.", code="no_faucet")
-        wallet = wallet_services.wallet_managed_get_or_create(user=request.user)
-        fund_address(client.web3(), {"contracts": dep.contracts}, wallet.address)
+        wallet = wallet_services.wallet_top_up(user=request.user)
         return Response(WalletSerializer(wallet, context={"balances": _balances([wallet])}).data)
 
 
@@ -277,7 +245,7 @@ class DatasetPublishView(APIView):
 
     class PublishInput(serializers.Serializer):
         tx_hash = serializers.RegexField(
-            r"^0x[0-9a-fA-F]{64}$",
+            HASH_PATTERN,
             required=False,
             help_text="Your own wallet sent DataFactory.publish (arguments from GET): its transaction hash. "
             "Without it the marketplace publishes from your managed wallet.",
@@ -343,7 +311,7 @@ class OrderInputSerializer(serializers.Serializer):
     )
     parameters = serializers.DictField(required=False, help_text="Algorithm parameters (hashed with the name).")
     algorithm_hash = serializers.RegexField(
-        r"^0x[0-9a-fA-F]{64}$", required=False, help_text="Instead of algorithm + parameters: the hash itself."
+        HASH_PATTERN, required=False, help_text="Instead of algorithm + parameters: the hash itself."
     )
 
     def validate(self, attrs):
@@ -380,7 +348,7 @@ class OrderQuoteView(APIView):
             algorithm_hash_hex=v["algorithm_hash"],
             wallet_address=v.get("wallet"),
         )
-        return Response(QuoteSerializer({**dataclasses.asdict(quote), "release": RELEASE_TEXT}).data)
+        return Response(QuoteSerializer({**dataclasses.asdict(quote), "release": order_services.RELEASE_TEXT}).data)
 
 
 class OrderListCreateView(APIView):
@@ -389,7 +357,7 @@ class OrderListCreateView(APIView):
 
     class OrderCreateInput(OrderInputSerializer):
         tx_hash = serializers.RegexField(
-            r"^0x[0-9a-fA-F]{64}$",
+            HASH_PATTERN,
             required=False,
             help_text="Your own wallet sent buyAndOrder: its transaction hash. Without it the marketplace sends "
             "the order from your managed wallet.",

@@ -11,34 +11,36 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from eth_account.signers.local import LocalAccount
-from web3.exceptions import TransactionNotFound
 
 from chain import client
 from chain.models import ChainListing, ChainTransaction, Order, Wallet
-from chain.services.transactions import on_settled, prepare, transaction_enqueue
+from chain.services.transactions import confirmed_receipt, on_settled, poll, prepare, transaction_enqueue
 from chain.services.wallets import user_addresses, wallet_primary
-from chain.units import delta_to_units, epsilon_to_units, units_to_epsilon, units_to_price
+from chain.units import delta_to_units, epsilon_to_units, hash_bytes, units_to_epsilon, units_to_price
 from chain.wrappers import Datatoken, MockStablecoin
 from marketplace.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from marketplace.models import Dataset, User
 
 logger = logging.getLogger(__name__)
 
-_HASH = re.compile(r"^0x[0-9a-fA-F]{64}$")
 # Gas a buy+order needs at most, for the "enough ether for gas" check on managed wallets.
 ORDER_GAS_ALLOWANCE = 300_000
 PERMIT_LIFETIME_SECONDS = 3600
+# What a compute job hands the buyer, shown with every quote.
+RELEASE_TEXT = (
+    "Only differentially private outputs computed inside the sandbox (model weights, DP metrics, "
+    "training curve) and the receipt; never rows of the dataset."
+)
 
 
 def algorithm_hash(algorithm: str, parameters: dict | None = None) -> str:
@@ -47,12 +49,6 @@ def algorithm_hash(algorithm: str, parameters: dict | None = None) -> str:
         {"algorithm": algorithm, "parameters": parameters or {}}, sort_keys=True, separators=(",", ":")
     )
     return "0x" + hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def _hash_bytes(value: str, what: str) -> bytes:
-    if not isinstance(value, str) or not _HASH.match(value):
-        raise InvalidInput(f"{what} must be 0x followed by 64 hex digits.", code="invalid_hash")
-    return bytes.fromhex(value[2:])
 
 
 @dataclass(frozen=True)
@@ -175,7 +171,7 @@ def order_create(
     """Place an order. Without ``tx_hash`` the marketplace sends buy+order from the buyer's managed
     wallet (one transaction with an EIP-2612 permit); with it, the buyer's own wallet already sent
     it and the marketplace verifies it. Returns at once with the order pending or confirming."""
-    algo = _hash_bytes(algorithm_hash_hex, "algorithm_hash")
+    algo = hash_bytes(algorithm_hash_hex, "algorithm_hash")
     if dataset.status != Dataset.Status.LISTED:
         raise Conflict("Only listed datasets can be ordered.", code="not_listed")
     if dataset.owner_id == user.pk:
@@ -194,7 +190,7 @@ def order_create(
         "algorithm_hash": algorithm_hash_hex.lower(),
     }
     if tx_hash:
-        _hash_bytes(tx_hash, "tx_hash")
+        hash_bytes(tx_hash, "tx_hash")
         try:
             with transaction.atomic():
                 order = Order.objects.create(
@@ -356,9 +352,7 @@ def _accept(order: Order, receipt: Any) -> Order:
     except IntegrityError:
         order.refresh_from_db()
         return _reject(order, "This on-chain order was already used for another job.")
-    ChainListing.objects.filter(pk=listing.pk).update(
-        epsilon_ordered_units=Datatoken(client.web3(), listing.datatoken_address).epsilon_ordered()
-    )
+    _sync_budget(listing)
     return order
 
 
@@ -379,30 +373,24 @@ def _order_settled(tx: ChainTransaction, receipt: Any) -> None:
 
 def order_verify(order_id: int, *, max_wait_seconds: float = 20) -> bool:
     """Verify an order whose transaction the buyer sent. True once decided (confirmed or rejected)."""
-    w3 = client.web3()
-    deadline = time.monotonic() + max_wait_seconds
-    while True:
-        order = Order.objects.select_related("listing", "buyer").get(pk=order_id)
+
+    def decided() -> bool:
+        order = Order.objects.get(pk=order_id)
         if order.status != Order.Status.CONFIRMING:
             return True
-        try:
-            receipt = w3.eth.get_transaction_receipt(order.tx_hash)
-        except TransactionNotFound:
-            receipt = None
-        if receipt is None and order.created_at < timezone.now() - timedelta(hours=1):
-            _reject(order, "The transaction was not found on chain within an hour.")
-            return True
-        if receipt is not None and w3.eth.block_number - receipt["blockNumber"] + 1 >= settings.CHAIN_CONFIRMATIONS:
-            with transaction.atomic():
-                locked = (
-                    Order.objects.select_for_update(of=("self",)).select_related("listing", "buyer").get(pk=order_id)
-                )
-                if locked.status == Order.Status.CONFIRMING:
-                    _accept(locked, receipt)
-            return True
-        if time.monotonic() >= deadline:
+        receipt = confirmed_receipt(order.tx_hash)
+        if receipt is None:
+            if order.created_at < timezone.now() - timedelta(hours=1):
+                _reject(order, "The transaction was not confirmed on chain within an hour.")
+                return True
             return False
-        time.sleep(settings.CHAIN_RECEIPT_POLL_SECONDS)
+        with transaction.atomic():
+            locked = Order.objects.select_for_update(of=("self",)).select_related("listing", "buyer").get(pk=order_id)
+            if locked.status == Order.Status.CONFIRMING:
+                _accept(locked, receipt)
+        return True
+
+    return poll(decided, max_wait_seconds=max_wait_seconds)
 
 
 def order_get_visible(*, order_id: int, user: User) -> Order:
@@ -415,12 +403,31 @@ def order_get_visible(*, order_id: int, user: User) -> Order:
 # --- Settlement by the operator (compute jobs call these) ---
 
 
-def _settlement_in_flight(order: Order) -> ChainTransaction | None:
-    return ChainTransaction.objects.filter(
-        order=order,
-        purpose__in=[ChainTransaction.Purpose.RECEIPT, ChainTransaction.Purpose.REFUND],
-        status__in=[ChainTransaction.Status.PENDING, ChainTransaction.Status.SENT],
-    ).first()
+def _settle_enqueue(
+    order: Order, purpose: str, verb: str, call_data: Callable[[Datatoken, Order], str], context: dict | None = None
+) -> ChainTransaction:
+    """The operator's settlement of a confirmed order (receipt or refund), at most one in flight."""
+    with transaction.atomic():
+        locked = Order.objects.select_for_update(of=("self",)).select_related("listing").get(pk=order.pk)
+        if locked.status != Order.Status.CONFIRMED:
+            raise Conflict(f"Only a confirmed order can be {verb}; this one is {locked.status}.", code="not_confirmed")
+        in_flight = ChainTransaction.objects.filter(
+            order=locked,
+            purpose__in=[ChainTransaction.Purpose.RECEIPT, ChainTransaction.Purpose.REFUND],
+            status__in=[ChainTransaction.Status.PENDING, ChainTransaction.Status.SENT],
+        ).first()
+        if in_flight:
+            return in_flight
+        datatoken = Datatoken(client.web3(), locked.listing.datatoken_address)
+        return transaction_enqueue(
+            purpose=purpose,
+            sender=client.operator_account().address,
+            to=datatoken.address,
+            data=call_data(datatoken, locked),
+            order=locked,
+            dataset=locked.dataset,
+            context=context,
+        )
 
 
 def order_receipt_record(
@@ -440,55 +447,33 @@ def order_receipt_record(
         "params_hash": params_hash,
         "result_hash": result_hash,
     }
-    raw = {k: _hash_bytes(v, k) for k, v in hashes.items()}
+    raw = {k: hash_bytes(v, k) for k, v in hashes.items()}
     if Decimal(epsilon_spent) < 0 or Decimal(epsilon_spent) > order.epsilon:
         raise InvalidInput("Epsilon spent must be between 0 and the epsilon ordered.", code="invalid_epsilon")
-    with transaction.atomic():
-        locked = Order.objects.select_for_update(of=("self",)).select_related("listing").get(pk=order.pk)
-        if locked.status != Order.Status.CONFIRMED:
-            raise Conflict(f"Only a confirmed order can be settled; this one is {locked.status}.", code="not_confirmed")
-        existing = _settlement_in_flight(locked)
-        if existing:
-            return existing
-        datatoken = Datatoken(client.web3(), locked.listing.datatoken_address)
-        return transaction_enqueue(
-            purpose=ChainTransaction.Purpose.RECEIPT,
-            sender=client.operator_account().address,
-            to=datatoken.address,
-            data=datatoken.record_receipt_data(
-                order_id=locked.chain_order_id,
-                dataset_hash=raw["dataset_hash"],
-                algorithm_hash=raw["algorithm_hash"],
-                params_hash=raw["params_hash"],
-                result_hash=raw["result_hash"],
-                epsilon_spent=epsilon_to_units(epsilon_spent),
-            ),
-            order=locked,
-            dataset=locked.dataset,
-            context={**hashes, "epsilon_spent": str(epsilon_spent)},
-        )
+    return _settle_enqueue(
+        order,
+        ChainTransaction.Purpose.RECEIPT,
+        "settled",
+        lambda datatoken, locked: datatoken.record_receipt_data(
+            order_id=locked.chain_order_id,
+            dataset_hash=raw["dataset_hash"],
+            algorithm_hash=raw["algorithm_hash"],
+            params_hash=raw["params_hash"],
+            result_hash=raw["result_hash"],
+            epsilon_spent=epsilon_to_units(epsilon_spent),
+        ),
+        context={**hashes, "epsilon_spent": str(epsilon_spent)},
+    )
 
 
 def order_refund(*, order: Order) -> ChainTransaction:
     """Refund a job that failed before touching data: payment back to the buyer, budget released."""
-    with transaction.atomic():
-        locked = Order.objects.select_for_update(of=("self",)).select_related("listing").get(pk=order.pk)
-        if locked.status != Order.Status.CONFIRMED:
-            raise Conflict(
-                f"Only a confirmed order can be refunded; this one is {locked.status}.", code="not_confirmed"
-            )
-        existing = _settlement_in_flight(locked)
-        if existing:
-            return existing
-        datatoken = Datatoken(client.web3(), locked.listing.datatoken_address)
-        return transaction_enqueue(
-            purpose=ChainTransaction.Purpose.REFUND,
-            sender=client.operator_account().address,
-            to=datatoken.address,
-            data=datatoken.refund_data(locked.chain_order_id),
-            order=locked,
-            dataset=locked.dataset,
-        )
+    return _settle_enqueue(
+        order,
+        ChainTransaction.Purpose.REFUND,
+        "refunded",
+        lambda datatoken, locked: datatoken.refund_data(locked.chain_order_id),
+    )
 
 
 @on_settled(ChainTransaction.Purpose.RECEIPT)

@@ -6,8 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
-import time
 from datetime import timedelta
 from typing import Any
 
@@ -15,13 +13,12 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from web3 import Web3
-from web3.exceptions import TransactionNotFound
 
 from chain import client
 from chain.models import ChainListing, ChainTransaction, Wallet
-from chain.services.transactions import on_settled, transaction_enqueue
+from chain.services.transactions import confirmed_receipt, on_settled, poll, transaction_enqueue
 from chain.services.wallets import user_addresses, wallet_primary
-from chain.units import delta_to_units, epsilon_to_units, price_to_units
+from chain.units import delta_to_units, epsilon_to_units, hash_bytes, price_to_units
 from chain.wrappers import DataFactory, Datatoken, MockStablecoin, PublishParams
 from marketplace.errors import Conflict, InvalidInput, PermissionDenied
 from marketplace.models import Dataset, User
@@ -31,9 +28,9 @@ logger = logging.getLogger(__name__)
 
 def payment_token_address(symbol: str) -> str:
     """The payment token contract for a price symbol on this chain (the deployment's stablecoin)."""
-    dep = client.deployment()
-    name = "PaymentToken" if "PaymentToken" in dep.contracts else "MockStablecoin"
-    address = dep.address(name)
+    address = client.deployment().payment_token
+    if address is None:
+        raise client.ChainUnavailable("The deployment has no payment token.")
     on_chain = _token_symbol(address)
     if symbol.upper() != on_chain.upper():
         raise InvalidInput(
@@ -126,6 +123,7 @@ def _listing_start(dataset: Dataset, params: PublishParams, owner_address: str, 
         "nft_address": "",
         "datatoken_address": "",
         "error": "",
+        "created_at": timezone.now(),  # a retry's verification window starts now
     }
     if listing is None:
         return ChainListing.objects.create(dataset=dataset, **fields)
@@ -145,8 +143,7 @@ def dataset_publish(*, dataset: Dataset, user: User, tx_hash: str | None = None)
     _publishable(dataset, user)
     factory_address, params = publish_params(dataset)
     if tx_hash:
-        if not re.match(r"^0x[0-9a-fA-F]{64}$", tx_hash):
-            raise InvalidInput("tx_hash must be 0x followed by 64 hex digits.", code="invalid_hash")
+        hash_bytes(tx_hash, "tx_hash")
         with transaction.atomic():
             locked = Dataset.objects.select_for_update().get(pk=dataset.pk)
             if ChainListing.objects.filter(publish_tx_hash=tx_hash.lower()).exclude(dataset=locked).exists():
@@ -234,30 +231,27 @@ def _accept_published(listing: ChainListing, receipt: Any, *, owners: set[str] |
 
 def listing_verify(listing_id: int, *, max_wait_seconds: float = 20) -> bool:
     """Verify a publish transaction the owner's own wallet sent. True once decided."""
-    w3 = client.web3()
-    deadline = time.monotonic() + max_wait_seconds
-    while True:
-        listing = ChainListing.objects.select_related("dataset").get(pk=listing_id)
+
+    def decided() -> bool:
+        listing = ChainListing.objects.select_related("dataset__owner").get(pk=listing_id)
         if listing.state != ChainListing.State.PUBLISHING or not listing.publish_tx_hash:
             return True
-        try:
-            receipt = w3.eth.get_transaction_receipt(listing.publish_tx_hash)
-        except TransactionNotFound:
-            receipt = None
-        if receipt is not None and w3.eth.block_number - receipt["blockNumber"] + 1 >= settings.CHAIN_CONFIRMATIONS:
-            with transaction.atomic():
-                locked = ChainListing.objects.select_for_update().get(pk=listing_id)
-                if locked.state == ChainListing.State.PUBLISHING:
-                    _accept_published(locked, receipt, owners=user_addresses(user=listing.dataset.owner))
-            return True
-        if receipt is None and listing.created_at < timezone.now() - timedelta(hours=1):
-            ChainListing.objects.filter(pk=listing_id).update(
-                state=ChainListing.State.FAILED, error="The publish transaction was not found on chain within an hour."
-            )
-            return True
-        if time.monotonic() >= deadline:
+        receipt = confirmed_receipt(listing.publish_tx_hash)
+        if receipt is None:
+            if listing.created_at < timezone.now() - timedelta(hours=1):
+                ChainListing.objects.filter(pk=listing_id).update(
+                    state=ChainListing.State.FAILED,
+                    error="The publish transaction was not confirmed on chain within an hour.",
+                )
+                return True
             return False
-        time.sleep(settings.CHAIN_RECEIPT_POLL_SECONDS)
+        with transaction.atomic():
+            locked = ChainListing.objects.select_for_update().get(pk=listing_id)
+            if locked.state == ChainListing.State.PUBLISHING:
+                _accept_published(locked, receipt, owners=user_addresses(user=listing.dataset.owner))
+        return True
+
+    return poll(decided, max_wait_seconds=max_wait_seconds)
 
 
 @on_settled(ChainTransaction.Purpose.PUBLISH)

@@ -122,72 +122,108 @@ def _resync_nonce(w3: Web3, chain_id: int, address: str) -> None:
     )
 
 
+def _sign(w3: Web3, tx: ChainTransaction) -> bool:
+    """Prepare, estimate, take a nonce and sign; the caller holds the row lock. False when the
+    transaction failed instead (the call would revert)."""
+    signer = _signer(tx.sender)
+    if tx.purpose in _PREPARE:
+        tx.data = _PREPARE[tx.purpose](tx, signer)
+    call = {"from": tx.sender, "to": tx.to, "data": tx.data, "value": int(tx.value)}
+    try:
+        # Estimated before a nonce is taken: a call that would revert leaves no gap.
+        tx.gas = int(w3.eth.estimate_gas(call) * 1.25) + 10_000
+    except (ContractCustomError, ContractLogicError) as exc:
+        _fail(tx, revert_message(exc))
+        return False
+    tx.nonce = _next_nonce(w3, tx.chain_id, tx.sender)
+    base_fee = int(w3.eth.get_block("latest").get("baseFeePerGas") or 0)
+    priority = int(w3.eth.max_priority_fee)
+    signed = signer.sign_transaction(
+        {
+            **call,
+            "chainId": tx.chain_id,
+            "nonce": tx.nonce,
+            "gas": tx.gas,
+            "maxFeePerGas": 2 * base_fee + priority,
+            "maxPriorityFeePerGas": priority,
+        }
+    )
+    tx.tx_hash = signed.hash.to_0x_hex()
+    tx.context = {**tx.context, "raw": "0x" + bytes(signed.raw_transaction).hex()}
+    tx.save(update_fields=["data", "gas", "nonce", "tx_hash", "context", "updated_at"])
+    return True
+
+
 def transaction_send(tx_id: int) -> ChainTransaction:
-    """Sign and broadcast a pending transaction. Safe to run twice: a sent one is left alone."""
+    """Sign and broadcast a pending transaction. Safe to run twice: a sent one is left alone.
+
+    The signed transaction (nonce, hash, raw bytes) is committed before it is broadcast, so a
+    worker that dies in between re-broadcasts the same transaction rather than a second one."""
     w3 = client.web3()
     with transaction.atomic():
         tx = ChainTransaction.objects.select_for_update().get(pk=tx_id)
         if tx.status != ChainTransaction.Status.PENDING:
             return tx
-        try:
-            signer = _signer(tx.sender)
-            if tx.purpose in _PREPARE and tx.nonce is None:
-                tx.data = _PREPARE[tx.purpose](tx, signer)
-            call = {"from": tx.sender, "to": tx.to, "data": tx.data, "value": int(tx.value)}
-            if tx.gas is None:
-                try:
-                    # Estimated before a nonce is taken: a call that would revert leaves no gap.
-                    tx.gas = int(w3.eth.estimate_gas(call) * 1.25) + 10_000
-                except (ContractCustomError, ContractLogicError) as exc:
-                    _fail(tx, revert_message(exc))
-                    return tx
-            if tx.nonce is None:
-                tx.nonce = _next_nonce(w3, tx.chain_id, tx.sender)
-            block = w3.eth.get_block("latest")
-            base_fee = int(block.get("baseFeePerGas") or 0)
-            priority = int(w3.eth.max_priority_fee)
-            signed = signer.sign_transaction(
-                {
-                    **call,
-                    "chainId": tx.chain_id,
-                    "nonce": tx.nonce,
-                    "gas": tx.gas,
-                    "maxFeePerGas": 2 * base_fee + priority,
-                    "maxPriorityFeePerGas": priority,
-                }
-            )
-            tx.tx_hash = signed.hash.to_0x_hex()
-            tx.attempts += 1
-            # Saved before broadcasting: if the process dies now, the resume task re-sends the same nonce.
-            tx.save(update_fields=["data", "gas", "nonce", "tx_hash", "attempts", "updated_at"])
-            try:
-                w3.eth.send_raw_transaction(signed.raw_transaction)
-            except (ValueError, Web3RPCError) as exc:
-                message = str(exc).lower()
-                if "already known" in message or "already imported" in message:
-                    pass
-                elif "nonce too low" in message:
-                    _resync_nonce(w3, tx.chain_id, tx.sender)
-                    tx.nonce = None
-                    tx.tx_hash = ""
-                    tx.save(update_fields=["nonce", "tx_hash", "updated_at"])
-                    raise TransientChainError(f"nonce too low for {tx.sender}; resynced") from exc
-                elif "insufficient funds" in message:
-                    _fail(tx, f"The wallet {tx.sender} has too little ether to pay for gas.")
-                    return tx
-                else:
-                    raise
-            tx.status = ChainTransaction.Status.SENT
-            tx.save(update_fields=["status", "updated_at"])
-        except (ConnectionError, OSError, TimeoutError) as exc:
-            raise TransientChainError(str(exc)) from exc
+        if not tx.tx_hash and not _sign(w3, tx):
+            return tx
+        tx.attempts += 1
+        tx.save(update_fields=["attempts", "updated_at"])
+    try:
+        w3.eth.send_raw_transaction(tx.context["raw"])
+    except (ValueError, Web3RPCError) as exc:
+        message = str(exc).lower()
+        if "nonce too low" in message and _receipt(w3, tx.tx_hash) is None:
+            # Another transaction took the nonce: sign this one again with a fresh one.
+            with transaction.atomic():
+                _resync_nonce(w3, tx.chain_id, tx.sender)
+                ChainTransaction.objects.filter(pk=tx.pk).update(nonce=None, tx_hash="", gas=None)
+            raise TransientChainError(f"nonce too low for {tx.sender}; resynced") from exc
+        if "insufficient funds" in message:
+            with transaction.atomic():
+                _fail(
+                    ChainTransaction.objects.select_for_update().get(pk=tx.pk),
+                    f"The wallet {tx.sender} has too little ether to pay for gas.",
+                )
+            return tx
+        if not ("already known" in message or "already imported" in message or "nonce too low" in message):
+            raise
+    ChainTransaction.objects.filter(pk=tx.pk, status=ChainTransaction.Status.PENDING).update(
+        status=ChainTransaction.Status.SENT
+    )
+    tx.status = ChainTransaction.Status.SENT
     from chain.tasks import transaction_follow_task
 
     transaction.on_commit(lambda: transaction_follow_task.delay(tx.pk))
     return tx
 
 
-def transaction_follow(tx_id: int, *, max_wait_seconds: float | None = None) -> bool:
+def _receipt(w3: Web3, tx_hash: str) -> Any:
+    try:
+        return w3.eth.get_transaction_receipt(tx_hash)
+    except TransactionNotFound:
+        return None
+
+
+def confirmed_receipt(tx_hash: str) -> Any:
+    """The receipt of ``tx_hash`` once it is buried under ``CHAIN_CONFIRMATIONS`` blocks, else None."""
+    w3 = client.web3()
+    receipt = _receipt(w3, tx_hash)
+    if receipt is not None and w3.eth.block_number - receipt["blockNumber"] + 1 >= settings.CHAIN_CONFIRMATIONS:
+        return receipt
+    return None
+
+
+def poll(done: Callable[[], bool], *, max_wait_seconds: float) -> bool:
+    """Call ``done`` every ``CHAIN_RECEIPT_POLL_SECONDS`` until it is true (True) or time runs out (False)."""
+    deadline = time.monotonic() + max_wait_seconds
+    while not done():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(settings.CHAIN_RECEIPT_POLL_SECONDS)
+    return True
+
+
+def transaction_follow(tx_id: int, *, max_wait_seconds: float = 30.0) -> bool:
     """Wait for a sent transaction's receipt and ``CHAIN_CONFIRMATIONS`` blocks, then settle it.
 
     Returns True once settled (mined or failed), False if it is still waiting after
@@ -197,21 +233,14 @@ def transaction_follow(tx_id: int, *, max_wait_seconds: float | None = None) -> 
         return True
     if tx.status != ChainTransaction.Status.SENT:
         return False
-    w3 = client.web3()
-    deadline = time.monotonic() + (max_wait_seconds if max_wait_seconds is not None else 30.0)
-    while True:
-        try:
-            receipt = w3.eth.get_transaction_receipt(tx.tx_hash)
-        except TransactionNotFound:
-            receipt = None
+
+    def settled() -> bool:
+        receipt = confirmed_receipt(tx.tx_hash)
         if receipt is not None:
-            confirmations = w3.eth.block_number - receipt["blockNumber"] + 1
-            if confirmations >= settings.CHAIN_CONFIRMATIONS:
-                _settle(tx, receipt)
-                return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(settings.CHAIN_RECEIPT_POLL_SECONDS)
+            _settle(tx, receipt)
+        return receipt is not None
+
+    return poll(settled, max_wait_seconds=max_wait_seconds)
 
 
 def _settle(tx: ChainTransaction, receipt: Any) -> None:

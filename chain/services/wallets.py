@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import re
 import secrets
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
 from chain.models import SiweNonce, Wallet
+from marketplace.crypto import key_setting
 from marketplace.errors import Conflict, InvalidInput, PermissionDenied
 from marketplace.models import User
 
@@ -26,14 +26,7 @@ _KEY_VERSION = b"\x01"
 
 
 def _wallet_cipher() -> AESGCM:
-    raw = settings.WALLET_ENCRYPTION_KEY
-    try:
-        key = base64.b64decode(raw, validate=True)
-    except (ValueError, TypeError) as exc:
-        raise ImproperlyConfigured("WALLET_ENCRYPTION_KEY must be base64.") from exc
-    if len(key) != 32:
-        raise ImproperlyConfigured("WALLET_ENCRYPTION_KEY must decode to exactly 32 bytes.")
-    return AESGCM(key)
+    return AESGCM(key_setting("WALLET_ENCRYPTION_KEY"))
 
 
 def _seal(private_key: bytes, address: str) -> bytes:
@@ -282,3 +275,16 @@ def wallet_login_user(*, message: SiweMessage) -> User:
     wallet.verified_at = timezone.now()
     wallet.save(update_fields=["verified_at"])
     return wallet.user
+
+
+def wallet_top_up(*, user: User) -> Wallet:
+    """Development chains only: test ether for gas and test stablecoin for the user's managed wallet."""
+    from chain import client
+    from chain.embedded import fund_address
+
+    dep = client.deployment()
+    if not dep.has_faucet:
+        raise PermissionDenied("The faucet exists only on development chains.", code="no_faucet")
+    wallet = wallet_managed_get_or_create(user=user)
+    fund_address(client.web3(), {"contracts": dep.contracts}, wallet.address)
+    return wallet

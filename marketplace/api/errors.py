@@ -4,11 +4,28 @@ from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
+from drf_spectacular.utils import OpenApiResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
+from marketplace.api.serializers import ErrorSerializer
 from marketplace.errors import DomainError
+
+# OpenAPI descriptions of the error answers, shared by every API view.
+ERROR_RESPONSES = {
+    400: OpenApiResponse(ErrorSerializer, description="Bad input"),
+    401: OpenApiResponse(ErrorSerializer, description="Not signed in"),
+    403: OpenApiResponse(ErrorSerializer, description="Not allowed"),
+    404: OpenApiResponse(ErrorSerializer, description="Unknown id, or not visible to you"),
+    409: OpenApiResponse(ErrorSerializer, description="Refused in the current state"),
+    503: OpenApiResponse(ErrorSerializer, description="The chain is not configured or not reachable"),
+}
+
+
+def error_responses(*codes: int) -> dict:
+    """``responses=`` entries for the error codes an endpoint can answer with."""
+    return {code: ERROR_RESPONSES.get(code, OpenApiResponse(ErrorSerializer)) for code in codes}
 
 
 def api_exception_handler(exc, context):

@@ -13,6 +13,7 @@ from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from marketplace.api.errors import error_responses as _errors
 from marketplace.api.pagination import StandardPagination
 from marketplace.api.serializers import (
     SCHEMA_EXAMPLE,
@@ -32,17 +33,6 @@ from marketplace.services import datasets as dataset_services
 from marketplace.services import moderation as moderation_services
 from marketplace.services.datasets import ListingFields
 from marketplace.services.mock import MOCK_DEFAULT_ROWS, dataset_mock_csv
-
-ERRORS = {
-    400: OpenApiResponse(ErrorSerializer, description="Bad input"),
-    401: OpenApiResponse(ErrorSerializer, description="Not signed in"),
-    403: OpenApiResponse(ErrorSerializer, description="Not allowed"),
-    404: OpenApiResponse(ErrorSerializer, description="Unknown id, or not visible to you"),
-}
-
-
-def _errors(*codes: int) -> dict:
-    return {code: ERRORS.get(code, OpenApiResponse(ErrorSerializer)) for code in codes}
 
 
 def _paginate(view: APIView, request, queryset, serializer_class, **kwargs):

@@ -22,6 +22,7 @@ from web3.logs import DISCARD
 from chain.artifacts import ARTIFACT_NAMES, load_artifact
 from chain.deploy import deploy_contracts, send_signed
 from chain.node import DEFAULT_MNEMONIC, AnvilNode
+from chain.wrappers import MockStablecoin
 
 USDC = 10**6
 DELTA_1E5 = 10_000_000_000_000  # 1e-5 in atto-delta
@@ -147,30 +148,10 @@ class Chain:
         """An EIP-2612 permit of ``owner`` for ``spender``: (deadline, v, r, s)."""
         token = token or self.usdc
         deadline = deadline if deadline is not None else self.timestamp() + 3600
-        domain = {
-            "name": token.functions.name().call(),
-            "version": "1",
-            "chainId": self.w3.eth.chain_id,
-            "verifyingContract": token.address,
-        }
-        types = {
-            "Permit": [
-                {"name": "owner", "type": "address"},
-                {"name": "spender", "type": "address"},
-                {"name": "value", "type": "uint256"},
-                {"name": "nonce", "type": "uint256"},
-                {"name": "deadline", "type": "uint256"},
-            ]
-        }
-        message = {
-            "owner": owner.address,
-            "spender": Web3.to_checksum_address(spender),
-            "value": value,
-            "nonce": nonce if nonce is not None else token.functions.nonces(owner.address).call(),
-            "deadline": deadline,
-        }
-        signed = owner.sign_typed_data(domain, types, message)
-        return deadline, signed.v, signed.r.to_bytes(32, "big"), signed.s.to_bytes(32, "big")
+        v, r, s = MockStablecoin(self.w3, token.address).permit_signature(
+            owner, spender, value, deadline, chain_id=self.w3.eth.chain_id, nonce=nonce
+        )
+        return deadline, v, r, s
 
     # ----- datasets and orders -----
 

@@ -10,8 +10,8 @@ from django.utils import timezone
 from eth_account import Account
 
 from chain import client
-from chain.api.views import RELEASE_TEXT
 from chain.models import ChainListing, ChainTransaction, Order, Wallet
+from chain.services.orders import RELEASE_TEXT
 from marketplace.models import Dataset
 from tests.factories import UserFactory, make_dataset
 

@@ -4,10 +4,8 @@ through the real services (encrypted, validated, schema declared, moderated). Id
 from __future__ import annotations
 
 import io
-import json
 import logging
 import os
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -275,7 +273,7 @@ class Command(BaseCommand):
         logging.getLogger("celery.app.trace").setLevel(logging.WARNING)
         try:
             w3 = client.web3()
-            deployment = json.loads(Path(settings.CHAIN_DEPLOYMENT_FILE).read_text())[str(client.chain_id())]
+            deployment = {"contracts": client.deployment().contracts}
             for user in users:
                 wallet = wallet_managed_get_or_create(user=user)
                 fund_address(w3, deployment, wallet.address)
