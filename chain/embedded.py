@@ -5,6 +5,7 @@ the web server and the worker need to use it."""
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,12 +60,17 @@ def start_embedded_chain(data_dir: Path, *, port: int | None = None) -> Embedded
     """Start anvil (one block a second, state in ``data_dir/chain``) and deploy when needed."""
     chain_dir = data_dir / "chain"
     chain_dir.mkdir(parents=True, exist_ok=True)
+    # anvil rebuilds the genesis block on every start; with the first start's timestamp it is the
+    # same block each time, so the chain keeps its identity (and its genesis hash) across restarts.
+    stamp = chain_dir / "genesis-timestamp"
+    if not stamp.exists():
+        stamp.write_text(str(int(time.time())))
     node = AnvilNode(
         port=port,
         state_path=chain_dir / "anvil-state.json",
         block_time=1,
         # Dump the state every 10 s as well, so a killed launcher loses at most 10 s of chain.
-        extra_args=("--state-interval", "10"),
+        extra_args=("--state-interval", "10", "--timestamp", stamp.read_text().strip()),
     )
     node.start()
     try:

@@ -120,6 +120,8 @@ class ChainListing(models.Model):
 
     dataset = models.OneToOneField("marketplace.Dataset", on_delete=models.CASCADE, related_name="chain_listing")
     chain_id = models.BigIntegerField()
+    # Which chain of that id: a development chain started afresh has the same id and a new genesis.
+    genesis_hash = models.CharField(max_length=66, blank=True)
     state = models.CharField(max_length=12, choices=State.choices, default=State.PUBLISHING)
     owner_address = models.CharField(max_length=42)
     nft_address = models.CharField(max_length=42, blank=True, db_index=True)

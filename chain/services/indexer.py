@@ -51,6 +51,7 @@ from web3 import Web3
 from chain.artifacts import load_artifact
 from chain.client import ChainUnavailable, Deployment, chain_id, deployment, web3
 from chain.models import ChainEvent, ChainListing, ChainTransaction, IndexerCursor, Order, Wallet
+from chain.services.publishing import listings_retire_stale
 from chain.units import EPSILON_UNITS, units_to_delta, units_to_price
 
 logger = logging.getLogger(__name__)
@@ -439,11 +440,7 @@ def _cursor_prepare(run: _Run, latest: int) -> tuple[IndexerCursor, bool]:
             )
             ChainEvent.objects.filter(chain_id=run.chain_id).delete()
             if cursor.genesis_hash != run.genesis_hash:
-                # The contracts those listings name are gone with the old chain: their owners publish again.
-                ChainListing.objects.filter(chain_id=run.chain_id).exclude(state=ChainListing.State.FAILED).update(
-                    state=ChainListing.State.FAILED,
-                    error="The chain was reset (new genesis block); publish the dataset again.",
-                )
+                listings_retire_stale(chain_id=run.chain_id, genesis_hash=run.genesis_hash)
             cursor.genesis_hash = run.genesis_hash
             cursor.last_block = first
             cursor.save(update_fields=["genesis_hash", "last_block", "updated_at"])

@@ -108,8 +108,10 @@ def _listing_start(dataset: Dataset, params: PublishParams, owner_address: str, 
     listing = ChainListing.objects.filter(dataset=dataset).first()
     if listing and listing.state != ChainListing.State.FAILED:
         raise Conflict(f"This dataset is already {listing.get_state_display().lower()} on chain.", code="published")
+    dep = client.deployment()
     fields = {
-        "chain_id": client.chain_id(),
+        "chain_id": dep.chain_id,
+        "genesis_hash": dep.genesis_hash,
         "state": ChainListing.State.PUBLISHING,
         "owner_address": owner_address,
         "payment_token": Web3.to_checksum_address(params.payment_token),
@@ -265,6 +267,20 @@ def _publish_settled(tx: ChainTransaction, receipt: Any) -> None:
         listing.save(update_fields=["state", "error"])
         return
     _accept_published(listing, receipt, owners={listing.owner_address})
+
+
+def listings_retire_stale(*, chain_id: int, genesis_hash: str) -> int:
+    """Fail the listings published on an earlier chain with this id (another genesis): their
+    contracts went with it, and their owners publish again. Returns how many."""
+    return (
+        ChainListing.objects.filter(chain_id=chain_id)
+        .exclude(genesis_hash=genesis_hash)
+        .exclude(state=ChainListing.State.FAILED)
+        .update(
+            state=ChainListing.State.FAILED,
+            error="The chain was reset (new genesis block); publish the dataset again.",
+        )
+    )
 
 
 def listing_ordering_sync(*, listing_id: int) -> ChainTransaction | None:

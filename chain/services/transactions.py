@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import models, transaction
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.exceptions import ContractCustomError, ContractLogicError, TransactionNotFound, Web3RPCError
@@ -107,19 +107,26 @@ def transaction_give_up(tx_id: int, error: str) -> None:
 
 
 def _next_nonce(w3: Web3, chain_id: int, address: str) -> int:
-    """Reserve the next nonce for ``address``; the caller holds a transaction."""
+    """The next nonce for ``address``; the caller holds a transaction.
+
+    The node's pending count covers every broadcast transaction; on top of it come ours that are
+    signed but not broadcast yet. Nothing else is remembered, so a node that dropped transactions,
+    or a development chain started afresh, never leaves a gap. The ``AccountNonce`` row is the lock
+    that keeps two workers from signing for one address at once."""
     row, _ = AccountNonce.objects.select_for_update().get_or_create(chain_id=chain_id, address=address)
-    on_chain = w3.eth.get_transaction_count(address, "pending")
-    nonce = max(row.next_nonce, on_chain)
+    nonce = w3.eth.get_transaction_count(address, "pending")
+    unbroadcast = (
+        ChainTransaction.objects.filter(
+            chain_id=chain_id, sender=address, status=ChainTransaction.Status.PENDING, nonce__gte=nonce
+        )
+        .exclude(tx_hash="")
+        .aggregate(highest=models.Max("nonce"))["highest"]
+    )
+    if unbroadcast is not None:
+        nonce = unbroadcast + 1
     row.next_nonce = nonce + 1
     row.save(update_fields=["next_nonce"])
     return nonce
-
-
-def _resync_nonce(w3: Web3, chain_id: int, address: str) -> None:
-    AccountNonce.objects.filter(chain_id=chain_id, address=address).update(
-        next_nonce=w3.eth.get_transaction_count(address, "pending")
-    )
 
 
 def _sign(w3: Web3, tx: ChainTransaction) -> bool:
@@ -174,10 +181,8 @@ def transaction_send(tx_id: int) -> ChainTransaction:
         message = str(exc).lower()
         if "nonce too low" in message and _receipt(w3, tx.tx_hash) is None:
             # Another transaction took the nonce: sign this one again with a fresh one.
-            with transaction.atomic():
-                _resync_nonce(w3, tx.chain_id, tx.sender)
-                ChainTransaction.objects.filter(pk=tx.pk).update(nonce=None, tx_hash="", gas=None)
-            raise TransientChainError(f"nonce too low for {tx.sender}; resynced") from exc
+            ChainTransaction.objects.filter(pk=tx.pk).update(nonce=None, tx_hash="", gas=None)
+            raise TransientChainError(f"nonce too low for {tx.sender}; signing again") from exc
         if "insufficient funds" in message:
             with transaction.atomic():
                 _fail(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -32,15 +33,20 @@ def test_embedded_chain_deploys_once_and_survives_a_restart(tmp_path):
         assert env["CHAIN_RPC_URL"] == first.node.rpc_url and env["CHAIN_ID"] == "31337"
     finally:
         first.node.stop()
-    second = start_embedded_chain(tmp_path)
-    try:
-        assert not second.deployed_now, "the contracts were deployed again after a restart"
-        assert second.deployment["contracts"] == first.deployment["contracts"]
-        w3 = Web3(Web3.HTTPProvider(second.node.rpc_url))
-        token = MockStablecoin(w3, second.deployment["contracts"]["MockStablecoin"])
-        assert token.balance_of(buyer) == 1_000 * 10**6  # balances survived too
-    finally:
-        second.node.stop()
+    # Restarts seconds apart: anvil rebuilds the genesis block each time, and it must stay the same
+    # block (same hash) or the chain would look new and everything would be deployed again.
+    for _ in range(2):
+        time.sleep(1.5)
+        again = start_embedded_chain(tmp_path)
+        try:
+            assert not again.deployed_now, "the contracts were deployed again after a restart"
+            assert again.deployment["contracts"] == first.deployment["contracts"]
+            w3 = Web3(Web3.HTTPProvider(again.node.rpc_url))
+            assert w3.eth.get_block(0)["hash"].to_0x_hex() == first.deployment["genesis_hash"]
+            token = MockStablecoin(w3, again.deployment["contracts"]["MockStablecoin"])
+            assert token.balance_of(buyer) == 1_000 * 10**6  # balances survived too
+        finally:
+            again.node.stop()
 
 
 def test_chain_deploy_command_writes_the_deployment_file_and_checks_the_chain_id(tmp_path, monkeypatch):

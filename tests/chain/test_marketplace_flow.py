@@ -464,3 +464,32 @@ def test_a_transaction_that_cannot_be_sent_fails_with_its_reason_instead_of_hang
     tx.refresh_from_db()
     assert tx.status == "failed"
     assert "holds no key" in tx.error
+
+
+def test_listings_of_an_earlier_chain_with_the_same_id_are_retired_and_can_be_published_again(api, people, on_chain):
+    from chain.services.publishing import listings_retire_stale
+
+    provider, buyer, staff = people
+    dataset = _publish(api, provider, staff)
+    listing = ChainListing.objects.get(dataset=dataset)
+    assert listing.genesis_hash == on_chain.w3.eth.get_block(0)["hash"].to_0x_hex()
+    assert listings_retire_stale(chain_id=listing.chain_id, genesis_hash=listing.genesis_hash) == 0
+    assert listings_retire_stale(chain_id=listing.chain_id, genesis_hash="0x" + "11" * 32) == 1
+    listing.refresh_from_db()
+    assert listing.state == "failed" and "publish the dataset again" in listing.error
+    response = _login(api, provider).post(f"/api/v1/datasets/{dataset.pk}/publish/")
+    assert response.status_code == 202
+    assert api.get(f"/api/v1/datasets/{dataset.pk}/chain/").json()["state"] == "published"
+
+
+def test_a_stale_nonce_record_leaves_no_gap(api, people, on_chain):
+    """After the node dropped transactions or a development chain started afresh, the marketplace's
+    nonce record is ahead of the chain; the next transaction must still be mined."""
+    from chain.models import AccountNonce
+
+    provider, buyer, staff = people
+    wallet = Wallet.objects.get(user=provider, kind="managed").address
+    AccountNonce.objects.update_or_create(chain_id=31337, address=wallet, defaults={"next_nonce": 99})
+    dataset = _publish(api, provider, staff)
+    assert ChainListing.objects.get(dataset=dataset).state == "published"
+    assert ChainTransaction.objects.get(purpose="publish", sender=wallet).nonce < 99

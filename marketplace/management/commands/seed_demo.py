@@ -264,7 +264,11 @@ class Command(BaseCommand):
         from chain import client
         from chain.embedded import fund_address
         from chain.models import ChainListing
-        from chain.services.publishing import dataset_publish, listing_ordering_sync_for_dataset
+        from chain.services.publishing import (
+            dataset_publish,
+            listing_ordering_sync_for_dataset,
+            listings_retire_stale,
+        )
         from chain.services.wallets import wallet_managed_get_or_create
         from config.celery_app import app
 
@@ -273,7 +277,10 @@ class Command(BaseCommand):
         logging.getLogger("celery.app.trace").setLevel(logging.WARNING)
         try:
             w3 = client.web3()
-            deployment = {"contracts": client.deployment().contracts}
+            dep = client.deployment()
+            deployment = {"contracts": dep.contracts}
+            # A development chain started afresh (state file removed): publish its datasets again.
+            listings_retire_stale(chain_id=dep.chain_id, genesis_hash=dep.genesis_hash)
             for user in users:
                 wallet = wallet_managed_get_or_create(user=user)
                 fund_address(w3, deployment, wallet.address)
