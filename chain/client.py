@@ -7,6 +7,7 @@ process with a message that says what to fix."""
 from __future__ import annotations
 
 import json
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,17 +71,19 @@ class _Provider(HTTPProvider):
 
 
 def web3() -> Web3:
-    """A ``Web3`` for ``CHAIN_RPC_URL``, one per thread (HTTP sessions are not shared across threads)."""
+    """A ``Web3`` for ``CHAIN_RPC_URL``, one per thread and process (HTTP sessions are not shared)."""
     url = settings.CHAIN_RPC_URL
     if not url:
         raise ChainUnavailable(
             "The chain is not configured: set CHAIN_RPC_URL (make run starts an embedded anvil and sets it)."
         )
+    # Keyed by process too: a forked worker child must not share its parent's HTTP connection.
+    key = (url, os.getpid())
     cached = getattr(_local, "w3", None)
-    if cached is not None and cached[0] == url:
+    if cached is not None and cached[0] == key:
         return cached[1]
     w3 = Web3(_Provider(url, request_kwargs={"timeout": 15}))
-    _local.w3 = (url, w3)
+    _local.w3 = (key, w3)
     return w3
 
 

@@ -6,6 +6,7 @@ import logging
 from datetime import timedelta
 
 from celery import shared_task
+from django.db import OperationalError
 from django.utils import timezone
 
 from chain.client import ChainUnavailable
@@ -15,14 +16,18 @@ from chain.services.transactions import TransientChainError
 
 logger = logging.getLogger(__name__)
 
-_RETRY = {"autoretry_for": (TransientChainError, ChainUnavailable), "retry_backoff": 2, "retry_backoff_max": 60}
+_RETRY = {
+    "autoretry_for": (TransientChainError, ChainUnavailable, OperationalError),
+    "retry_backoff": 2,
+    "retry_backoff_max": 60,
+}
 
 
 @shared_task(max_retries=20, **_RETRY)
 def transaction_send_task(tx_id: int) -> None:
     try:
         tx_services.transaction_send(tx_id)
-    except (TransientChainError, ChainUnavailable):
+    except (TransientChainError, ChainUnavailable, OperationalError):
         raise  # retried with backoff
     except Exception as exc:
         # Anything else will not get better by retrying: fail the transaction (and what waits on it) loudly.

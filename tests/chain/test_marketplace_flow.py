@@ -493,3 +493,22 @@ def test_a_stale_nonce_record_leaves_no_gap(api, people, on_chain):
     dataset = _publish(api, provider, staff)
     assert ChainListing.objects.get(dataset=dataset).state == "published"
     assert ChainTransaction.objects.get(purpose="publish", sender=wallet).nonce < 99
+
+
+def test_a_forked_worker_process_gets_its_own_node_connection(on_chain):
+    """Celery's prefork children must not share the parent's keep-alive connection: two processes
+    writing to one socket interleave their requests and the node answers 'Invalid request'."""
+    import os
+
+    parent = client.web3()
+    assert parent.eth.chain_id == 31337
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: a fresh client that works
+        child = client.web3()
+        ok = child is not parent and child.eth.chain_id == 31337
+        os.write(write, b"1" if ok else b"0")
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(read, 1) == b"1"
+    assert parent.eth.chain_id == 31337  # the parent's connection is intact
