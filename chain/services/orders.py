@@ -26,6 +26,7 @@ from chain import client
 from chain.models import ChainListing, ChainTransaction, Order, Wallet
 from chain.services.transactions import confirmed_receipt, on_settled, poll, prepare, transaction_enqueue
 from chain.services.wallets import user_addresses, wallet_primary
+from chain.signals import order_status_changed
 from chain.units import delta_to_units, epsilon_to_units, hash_bytes, units_to_epsilon, units_to_price
 from chain.wrappers import Datatoken, MockStablecoin
 from marketplace.errors import Conflict, InvalidInput, NotFound, PermissionDenied
@@ -303,10 +304,17 @@ def _order_prepare(tx: ChainTransaction, signer: LocalAccount) -> str:
     )
 
 
+def _announce(order: Order) -> None:
+    """Tell listeners (the order's compute job) about the new status once it is committed."""
+    order_id, status = order.pk, order.status
+    transaction.on_commit(lambda: order_status_changed.send(sender=Order, order_id=order_id, status=status))
+
+
 def _reject(order: Order, reason: str) -> Order:
     order.status = Order.Status.REJECTED
     order.error = reason[:2000]
     order.save(update_fields=["status", "error"])
+    _announce(order)
     return order
 
 
@@ -353,6 +361,7 @@ def _accept(order: Order, receipt: Any) -> Order:
         order.refresh_from_db()
         return _reject(order, "This on-chain order was already used for another job.")
     _sync_budget(listing)
+    _announce(order)
     return order
 
 
@@ -496,6 +505,7 @@ def _receipt_settled(tx: ChainTransaction, receipt: Any) -> None:
     order.settled_at = timezone.now()
     order.save(update_fields=["status", "epsilon_spent", "receipt", "settled_at"])
     _sync_budget(order.listing)
+    _announce(order)
 
 
 @on_settled(ChainTransaction.Purpose.REFUND)
@@ -508,6 +518,7 @@ def _refund_settled(tx: ChainTransaction, receipt: Any) -> None:
     order.settled_at = timezone.now()
     order.save(update_fields=["status", "settled_at"])
     _sync_budget(order.listing)
+    _announce(order)
 
 
 def _sync_budget(listing: ChainListing) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import os
 import secrets
+import tempfile
 from pathlib import Path
 
 import dj_database_url
@@ -155,6 +156,15 @@ STORAGES = {
         "OPTIONS": {"location": str(DATA_DIR / "media")},
     },
     "datasets": {"BACKEND": DATASET_STORAGE_BACKEND, "OPTIONS": _dataset_storage_options},
+    # Released job outputs (DP results only): same backend, their own folder (or S3 prefix).
+    "results": {
+        "BACKEND": DATASET_STORAGE_BACKEND,
+        "OPTIONS": (
+            {"location": str(DATA_DIR / "results"), "base_url": None}
+            if DATASET_STORAGE_BACKEND.endswith("FileSystemStorage")
+            else {**_dataset_storage_options, "location": "results"}
+        ),
+    },
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 
@@ -264,6 +274,33 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 300.0,
     },
 }
+
+# --- Compute-to-data: each job runs the trusted DP runner in a fresh bubblewrap sandbox ---
+# Per-job private folders (decrypted dataset, outputs); must be traversable by the sandbox uid.
+COMPUTE_WORK_DIR = env("COMPUTE_WORK_DIR", str(Path(tempfile.gettempdir()) / "marketplace-compute"))
+# The trusted runner package, bound read-only into every sandbox.
+COMPUTE_RUNNER_DIR = env("COMPUTE_RUNNER_DIR", str(BASE_DIR / "compute_to_data" / "runner"))
+# Interpreter inside the sandbox (readable by the sandbox uid); empty: found automatically.
+COMPUTE_SANDBOX_PYTHON = env("COMPUTE_SANDBOX_PYTHON", "")
+# Unprivileged uid/gid the sandbox runs as when the worker is root.
+COMPUTE_SANDBOX_UID = env_int("COMPUTE_SANDBOX_UID", 65534)
+COMPUTE_SANDBOX_GID = env_int("COMPUTE_SANDBOX_GID", 65534)
+COMPUTE_THREADS = env_int("COMPUTE_THREADS", 2)
+# Limits of one job's sandbox.
+COMPUTE_MEMORY_MB = env_int("COMPUTE_MEMORY_MB", 4096)
+COMPUTE_CPU_SECONDS = env_int("COMPUTE_CPU_SECONDS", 3600)
+COMPUTE_WALL_SECONDS = env_int("COMPUTE_WALL_SECONDS", 1800)
+COMPUTE_FILE_SIZE_MB = env_int("COMPUTE_FILE_SIZE_MB", 256)
+COMPUTE_DISK_MB = env_int("COMPUTE_DISK_MB", 512)
+COMPUTE_PROCESSES = env_int("COMPUTE_PROCESSES", 64)
+COMPUTE_OPEN_FILES = env_int("COMPUTE_OPEN_FILES", 256)
+# A running job's worker writes a heartbeat this often; the reaper acts on one older than the timeout.
+COMPUTE_HEARTBEAT_SECONDS = float(env("COMPUTE_HEARTBEAT_SECONDS", "2"))
+COMPUTE_HEARTBEAT_TIMEOUT_SECONDS = float(env("COMPUTE_HEARTBEAT_TIMEOUT_SECONDS", "60"))
+# How often a job whose worker died before touching data is tried again.
+COMPUTE_MAX_ATTEMPTS = env_int("COMPUTE_MAX_ATTEMPTS", 3)
+CELERY_TASK_ROUTES = {"compute_to_data.tasks.job_run_task": {"queue": "compute"}}
+CELERY_BEAT_SCHEDULE["compute-jobs-reap"] = {"task": "compute_to_data.tasks.jobs_reap_task", "schedule": 15.0}
 
 # Public base URL of the site (data NFT metadata URIs, SIWE domain and URI in e-mails).
 SITE_URL = env("SITE_URL", "http://127.0.0.1:8000")

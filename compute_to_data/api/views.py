@@ -1,0 +1,346 @@
+"""REST API of compute-to-data: algorithms, budgets, jobs (create, follow, cancel), results,
+logs and receipts. Views parse input, call one service or selector, and render output."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from django.http import FileResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.parsers import FormParser, JSONParser
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from chain.models import Order
+from chain.services import orders as order_services
+from chain.services import wallets as wallet_services
+from chain.units import HASH_PATTERN
+from compute_to_data.api.serializers import ArtifactSerializer, CheckSerializer, JobSerializer, LogEntrySerializer
+from compute_to_data.models import ComputeJob
+from compute_to_data.runner import params as runner_params
+from compute_to_data.services import budget as budget_services
+from compute_to_data.services import jobs as job_services
+from compute_to_data.services import results as result_services
+from marketplace.api.errors import error_responses as _errors
+from marketplace.api.pagination import StandardPagination
+from marketplace.errors import NotFound
+from marketplace.selectors import catalog
+
+EXAMPLE_JOB = {
+    "dataset": 1,
+    "algorithm": "dp-logistic-regression",
+    "parameters": {"target": "smoker", "epochs": 5, "batch_size": 64, "epsilon": 0.5},
+}
+
+
+class AlgorithmsView(APIView):
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        responses={200: OpenApiTypes.OBJECT},
+        tags=["compute"],
+        summary="The built-in DP algorithms, what each releases, and their parameters with bounds and defaults",
+    )
+    def get(self, request):
+        return Response({"algorithms": runner_params.algorithms_describe(), "release": order_services.RELEASE_TEXT})
+
+
+class BudgetSerializer(serializers.Serializer):
+    dataset = serializers.IntegerField()
+    epsilon_total = serializers.DecimalField(max_digits=12, decimal_places=6)
+    epsilon_per_job = serializers.DecimalField(max_digits=12, decimal_places=6)
+    delta = serializers.FloatField()
+    epsilon_reserved = serializers.DecimalField(max_digits=12, decimal_places=6)
+    epsilon_spent = serializers.DecimalField(max_digits=12, decimal_places=6)
+    epsilon_left = serializers.DecimalField(max_digits=12, decimal_places=6)
+    jobs = serializers.ListField(
+        child=serializers.DictField(),
+        help_text="Per job: id, status, epsilon reserved, epsilon spent and budget state. The provider sees every "
+        "job on the dataset, a buyer their own.",
+    )
+
+
+class DatasetBudgetView(APIView):
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        responses={200: BudgetSerializer, **_errors(404)},
+        tags=["compute"],
+        summary="A dataset's privacy budget: caps, reserved, spent and left, per dataset and per job",
+    )
+    def get(self, request, dataset_id: int):
+        dataset = catalog.dataset_get_visible(dataset_id=dataset_id, user=request.user)
+        summary = budget_services.budget_summary(dataset=dataset)
+        jobs = ComputeJob.objects.filter(dataset=dataset)
+        if not (request.user.is_authenticated and (request.user.is_staff or dataset.owner_id == request.user.pk)):
+            jobs = jobs.filter(buyer_id=request.user.pk) if request.user.is_authenticated else jobs.none()
+        return Response(
+            BudgetSerializer(
+                {
+                    "dataset": dataset.pk,
+                    **dataclasses.asdict(summary),
+                    "epsilon_left": summary.epsilon_left,
+                    "jobs": [
+                        {
+                            "id": j.pk,
+                            "algorithm": j.algorithm,
+                            "status": j.status,
+                            "epsilon": str(j.epsilon),
+                            "epsilon_spent": None if j.epsilon_spent is None else str(j.epsilon_spent),
+                            "budget_state": j.budget_state,
+                        }
+                        for j in jobs[:200]
+                    ],
+                }
+            ).data
+        )
+
+
+class JobInput(serializers.Serializer):
+    dataset = serializers.IntegerField()
+    algorithm = serializers.ChoiceField(choices=sorted(runner_params.ALGORITHMS))
+    parameters = serializers.DictField(required=False, default=dict, help_text="See GET algorithms/.")
+
+
+class JobQuoteView(APIView):
+    permission_classes = [IsAuthenticated]
+    parser_classes = [JSONParser]
+
+    class QuoteOutput(serializers.Serializer):
+        parameters = serializers.DictField(help_text="Normalised parameters (defaults filled in).")
+        params_hash = serializers.CharField(help_text="What the order commits to on chain (its algorithm hash).")
+        epsilon = serializers.CharField()
+        delta = serializers.FloatField()
+        epsilon_left = serializers.CharField(help_text="Left in the dataset's budget (marketplace books).")
+        release = serializers.CharField()
+        order = serializers.DictField(help_text="The order quote: price, fee, wallet balance, problems.")
+
+    @extend_schema(
+        request=JobInput,
+        responses={200: QuoteOutput, **_errors(400, 401, 404, 409, 503)},
+        tags=["compute"],
+        summary="Check a job's parameters and quote it before paying (price, epsilon, what will be released)",
+        description="Integrators paying from their own wallet send `buyAndOrder` with `params_hash` as the "
+        "algorithm hash, then `POST jobs/` with the transaction hash.",
+        examples=[OpenApiExample("Logistic regression", value=EXAMPLE_JOB, request_only=True)],
+    )
+    def post(self, request):
+        data = JobInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        dataset = catalog.dataset_get_visible(dataset_id=v["dataset"], user=request.user)
+        normalised = job_services.parameters_for(dataset=dataset, algorithm=v["algorithm"], parameters=v["parameters"])
+        digest = job_services.params_hash(v["algorithm"], normalised)
+        summary = budget_services.budget_summary(dataset=dataset)
+        wallet = wallet_services.wallet_primary(user=request.user)
+        quote = order_services.order_quote(
+            user=request.user,
+            dataset=dataset,
+            epsilon=budget_services.epsilon_round_up(normalised["epsilon"]),
+            delta=float(normalised["delta"]),
+            algorithm_hash_hex=digest,
+            wallet_address=wallet.address,
+        )
+        order_quote = {k: str(v) if not isinstance(v, int | float | list) else v for k, v in dataclasses.asdict(quote).items()}
+        return Response(
+            {
+                "parameters": normalised,
+                "params_hash": digest,
+                "epsilon": str(normalised["epsilon"]),
+                "delta": normalised["delta"],
+                "epsilon_left": str(summary.epsilon_left),
+                "release": order_services.RELEASE_TEXT,
+                "order": order_quote,
+            }
+        )
+
+
+class JobListCreateView(APIView):
+    permission_classes = [IsAuthenticated]
+    parser_classes = [JSONParser, FormParser]
+
+    class JobCreateInput(JobInput):
+        order = serializers.IntegerField(required=False, help_text="An order of yours to pay with (already placed).")
+        tx_hash = serializers.RegexField(
+            HASH_PATTERN,
+            required=False,
+            help_text="Your own wallet sent buyAndOrder with the quote's params_hash: its transaction hash.",
+        )
+
+        def validate(self, attrs):
+            if attrs.get("order") and attrs.get("tx_hash"):
+                raise serializers.ValidationError("Give an order or a tx_hash, not both.")
+            return attrs
+
+    @extend_schema(
+        responses={200: JobSerializer(many=True), **_errors(401)},
+        tags=["compute"],
+        summary="My compute jobs (newest first); ?role=provider: jobs on my datasets",
+    )
+    def get(self, request):
+        paginator = StandardPagination()
+        if request.query_params.get("role") == "provider":
+            qs = ComputeJob.objects.filter(dataset__owner=request.user)
+        else:
+            qs = ComputeJob.objects.filter(buyer=request.user)
+        page = paginator.paginate_queryset(qs.select_related("order"), request, view=self)
+        return paginator.get_paginated_response(JobSerializer(page, many=True).data)
+
+    @extend_schema(
+        request=JobCreateInput,
+        responses={202: JobSerializer, **_errors(400, 401, 404, 409, 503)},
+        tags=["compute"],
+        summary="Order a compute job: pay on chain, then it runs in a sandbox and releases only DP results",
+        description="Without `order` or `tx_hash` the marketplace pays from your managed wallet (one transaction). "
+        "The answer comes at once with the job `created`; it becomes `paid`, `queued`, `provisioning`, "
+        "`running`, `publishing` and `finished` (or `failed`, `cancelled`, `rejected` with a reason). "
+        "Poll `GET jobs/{id}/` for status and progress.",
+        examples=[OpenApiExample("Managed wallet", value=EXAMPLE_JOB, request_only=True)],
+    )
+    def post(self, request):
+        data = self.JobCreateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        dataset = catalog.dataset_get_visible(dataset_id=v["dataset"], user=request.user)
+        order = None
+        if v.get("order"):
+            order = Order.objects.filter(pk=v["order"], buyer=request.user).first()
+            if order is None:
+                raise NotFound("No such order.")
+        job = job_services.job_create(
+            user=request.user,
+            dataset=dataset,
+            algorithm=v["algorithm"],
+            parameters=v["parameters"],
+            order=order,
+            tx_hash=v.get("tx_hash"),
+        )
+        job = ComputeJob.objects.select_related("order").get(pk=job.pk)
+        return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+
+class JobDetailView(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        responses={200: JobSerializer, **_errors(401, 404)},
+        tags=["compute"],
+        summary="One job: status, live progress (epoch, steps, epsilon so far), budget and receipt",
+    )
+    def get(self, request, job_id: int):
+        return Response(JobSerializer(job_services.job_get_visible(job_id=job_id, user=request.user)).data)
+
+
+class JobCancelView(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        request=None,
+        responses={202: JobSerializer, **_errors(401, 403, 404, 409)},
+        tags=["compute"],
+        summary="Cancel my queued or running job",
+        description="A queued job ends at once: its epsilon goes back to the budget and the payment is refunded. "
+        "A running job is stopped within a second; the runner has read the data, so its epsilon is charged and "
+        "the receipt is recorded, but nothing is released to you.",
+    )
+    def post(self, request, job_id: int):
+        job = job_services.job_get_visible(job_id=job_id, user=request.user)
+        job = job_services.job_cancel(job=job, user=request.user)
+        job.refresh_from_db()
+        return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+
+class JobResultView(APIView):
+    permission_classes = [IsAuthenticated]
+
+    class ResultOutput(serializers.Serializer):
+        job = serializers.IntegerField()
+        epsilon_spent = serializers.CharField()
+        results = serializers.DictField(help_text="Accounting, metrics (each marked dp or public) and curves.")
+        artifacts = ArtifactSerializer(many=True)
+
+    @extend_schema(
+        responses={200: ResultOutput, **_errors(401, 403, 404, 409)},
+        tags=["compute"],
+        summary="The released results of my finished job: artifacts with download links, metrics and curves",
+    )
+    def get(self, request, job_id: int):
+        job = job_services.job_get_visible(job_id=job_id, user=request.user)
+        job_services.job_require_buyer(job=job, user=request.user)
+        if job.status != ComputeJob.Status.FINISHED:
+            return Response(
+                {"code": "no_results", "detail": f"This job is {job.status}; results come when it finishes."},
+                status=status.HTTP_409_CONFLICT,
+            )
+        return Response(
+            {
+                "job": job.pk,
+                "epsilon_spent": str(job.epsilon_spent),
+                "results": job.results,
+                "artifacts": ArtifactSerializer(job.artifacts.all(), many=True).data,
+            }
+        )
+
+
+class JobArtifactView(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        responses={
+            (200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY, description="The artifact"),
+            **_errors(401, 403, 404, 409),
+        },
+        tags=["compute"],
+        summary="Download one artifact of my finished job",
+    )
+    def get(self, request, job_id: int, name: str):
+        job = job_services.job_get_visible(job_id=job_id, user=request.user)
+        artifact, fh = result_services.artifact_open(job=job, user=request.user, name=name)
+        response = FileResponse(fh, as_attachment=True, filename=f"job-{job.pk}-{artifact.name}")
+        response["X-Content-SHA256"] = artifact.sha256
+        return response
+
+
+class JobLogsView(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        responses={200: LogEntrySerializer(many=True), **_errors(401, 404)},
+        tags=["compute"],
+        summary="A job's log: the platform's steps and the runner's messages (never rows of the data)",
+    )
+    def get(self, request, job_id: int):
+        job = job_services.job_get_visible(job_id=job_id, user=request.user)
+        return Response(LogEntrySerializer(job.log_entries.all()[:1000], many=True).data)
+
+
+class JobReceiptView(APIView):
+    permission_classes = [IsAuthenticated]
+
+    class ReceiptOutput(serializers.Serializer):
+        job = serializers.IntegerField()
+        receipt = serializers.DictField(allow_null=True)
+        verified = serializers.BooleanField(allow_null=True, help_text="All checks pass (null: not on chain yet).")
+        checks = CheckSerializer(many=True)
+
+    @extend_schema(
+        responses={200: ReceiptOutput, **_errors(401, 404, 503)},
+        tags=["compute"],
+        summary="A job's receipt, verified: hashes recomputed from what we hold and compared with the chain",
+    )
+    def get(self, request, job_id: int):
+        job = job_services.job_get_visible(job_id=job_id, user=request.user)
+        checks = result_services.receipt_verify(job=job)
+        oks = [c.ok for c in checks]
+        verified = None if None in oks else all(oks)
+        return Response(
+            {
+                "job": job.pk,
+                "receipt": JobSerializer(job).data["receipt"],
+                "verified": verified,
+                "checks": [c.as_dict() for c in checks],
+            }
+        )

@@ -1,0 +1,484 @@
+"""Running a queued job on a worker: claim it, provision a private workspace with the decrypted
+dataset, run the trusted runner in a fresh sandbox while streaming its progress into the job row,
+publish what it released, and end the job. Plus the reaper for jobs whose worker died.
+
+Only this module decrypts a dataset for compute, and only into a job's own 0700 workspace that is
+removed when the run ends (the reaper removes the workspace of a worker that died)."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import os
+import shutil
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.files import File
+from django.core.files.storage import storages
+from django.db import close_old_connections, connection, transaction
+from django.utils import timezone
+
+from compute_to_data import sandbox
+from compute_to_data.models import ComputeJob, JobArtifact, JobLogEntry
+from compute_to_data.services import budget as budget_services
+from compute_to_data.services.jobs import _locked, job_end, job_log, job_settle_later, job_transition
+from marketplace.services.storage import encrypted_file_chunks
+
+logger = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+MAX_MANIFEST_BYTES = 2 * 1024 * 1024
+SAFE_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+# Share of the progress bar for each phase before training reports steps.
+PHASE_PERCENT = {"provisioning": 2, "loading": 5, "training": 5, "evaluating": 92, "writing": 95, "publishing": 97}
+
+
+# --- configuration ------------------------------------------------------------------------------
+
+
+def _runner_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+@functools.lru_cache(maxsize=4)
+def _runner_hash_cached(root: str, stamp: tuple) -> str:
+    digest = hashlib.sha256()
+    base = Path(root)
+    for path in _runner_files(base):
+        digest.update(path.relative_to(base).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return "0x" + digest.hexdigest()
+
+
+def runner_code_hash() -> str:
+    """SHA-256 over the runner package's source files (relative path and bytes, in order): the
+    code that ran, recorded in the receipt as its ``algorithmHash``."""
+    root = Path(settings.COMPUTE_RUNNER_DIR)
+    stamp = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in _runner_files(root))
+    return _runner_hash_cached(str(root), stamp)
+
+
+def sandbox_config() -> sandbox.SandboxConfig:
+    return sandbox.SandboxConfig(
+        python=settings.COMPUTE_SANDBOX_PYTHON or None,
+        runner_dir=str(settings.COMPUTE_RUNNER_DIR),
+        sandbox_uid=settings.COMPUTE_SANDBOX_UID,
+        sandbox_gid=settings.COMPUTE_SANDBOX_GID,
+        threads=settings.COMPUTE_THREADS,
+    )
+
+
+def sandbox_limits() -> sandbox.Limits:
+    return sandbox.Limits(
+        memory_bytes=settings.COMPUTE_MEMORY_MB << 20,
+        cpu_seconds=settings.COMPUTE_CPU_SECONDS,
+        file_size_bytes=settings.COMPUTE_FILE_SIZE_MB << 20,
+        processes=settings.COMPUTE_PROCESSES,
+        open_files=settings.COMPUTE_OPEN_FILES,
+        wall_seconds=settings.COMPUTE_WALL_SECONDS,
+        disk_bytes=settings.COMPUTE_DISK_MB << 20,
+    )
+
+
+def results_storage():
+    return storages["results"]
+
+
+# --- the monitor: progress, logs, heartbeat and cancellation between runner and database -----------
+
+
+@dataclass
+class _Monitor:
+    """Collects the runner's events (from the sandbox's reader thread) and, in its own thread,
+    writes them to the job row every half second together with a heartbeat, and notices a
+    cancellation request. The runner never waits on the database."""
+
+    job_id: int
+    interval: float = 0.5
+    progress: dict[str, Any] = field(default_factory=dict)
+    logs: list[str] = field(default_factory=list)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _dirty: bool = False
+    _thread: threading.Thread | None = None
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        kind = event.get("event")
+        with self._lock:
+            if kind == "progress":
+                self.progress = _progress_from(event)
+                self._dirty = True
+            elif kind in ("log", "error") and isinstance(event.get("message"), str):
+                prefix = "" if kind == "log" else "Error: "
+                self.logs.append(prefix + event["message"][:1000])
+                self._dirty = True
+
+    def set_phase(self, phase: str) -> None:
+        with self._lock:
+            self.progress = {**self.progress, "phase": phase, "percent": max(self.progress.get("percent", 0), PHASE_PERCENT.get(phase, 0))}
+            self._dirty = True
+        self.flush()
+
+    def should_cancel(self) -> bool:
+        return self.cancelled.is_set()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"job-{self.job_id}-monitor", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self.flush()
+
+    def _run(self) -> None:
+        last_beat = 0.0
+        try:
+            while not self._stop.wait(self.interval):
+                try:
+                    if self._dirty or time.monotonic() - last_beat >= settings.COMPUTE_HEARTBEAT_SECONDS:
+                        self.flush()
+                        last_beat = time.monotonic()
+                except Exception:  # a busy database must not kill the run; the next tick retries
+                    logger.warning("job %s: could not write progress", self.job_id, exc_info=True)
+        finally:
+            connection.close()
+
+    def flush(self) -> None:
+        with self._lock:
+            progress, logs, self.logs, self._dirty = dict(self.progress), self.logs, [], False
+        fields: dict[str, Any] = {"heartbeat_at": timezone.now()}
+        if progress:
+            fields["progress"] = progress
+        ComputeJob.objects.filter(pk=self.job_id).update(**fields)
+        if logs:
+            JobLogEntry.objects.bulk_create(
+                [JobLogEntry(job_id=self.job_id, source=JobLogEntry.Source.RUNNER, message=m) for m in logs]
+            )
+        if ComputeJob.objects.filter(pk=self.job_id, cancel_requested_at__isnull=False).exists():
+            self.cancelled.set()
+
+
+def _number(value: Any, default: float = 0) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else default
+
+
+def _progress_from(event: dict[str, Any]) -> dict[str, Any]:
+    phase = str(event.get("phase", "training"))[:20]
+    step, steps = int(_number(event.get("step"))), int(_number(event.get("steps")))
+    percent = PHASE_PERCENT.get(phase, 5)
+    if phase == "training" and steps > 0:
+        percent = 5 + int(87 * min(step, steps) / steps)
+    return {
+        "phase": phase,
+        "epoch": int(_number(event.get("epoch"))),
+        "epochs": int(_number(event.get("epochs"))),
+        "step": step,
+        "steps": steps,
+        "epsilon": round(_number(event.get("epsilon")), 6),
+        "percent": percent,
+    }
+
+
+# --- running a job ---------------------------------------------------------------------------------
+
+
+def _worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _claim(job_id: int) -> ComputeJob | None:
+    """Take a queued job for this worker; None when it is not queued (a second delivery)."""
+    with transaction.atomic():
+        job = ComputeJob.objects.select_for_update(of=("self",)).filter(pk=job_id).first()
+        if job is None or job.status != ComputeJob.Status.QUEUED:
+            return None
+        job_transition(
+            job,
+            ComputeJob.Status.PROVISIONING,
+            attempts=job.attempts + 1,
+            worker=_worker_name(),
+            heartbeat_at=timezone.now(),
+            progress={"phase": "provisioning", "percent": PHASE_PERCENT["provisioning"]},
+        )
+        job_log(job, f"Provisioning a sandbox on {job.worker} (attempt {job.attempts}).")
+    return job
+
+
+def _spec(job: ComputeJob, data_name: str, isolation: str, ws: sandbox.Workspace) -> dict[str, Any]:
+    paths = ws.paths(isolation)
+    return {
+        "algorithm": job.algorithm,
+        "parameters": job.parameters,
+        "schema": job.dataset.declared_schema,
+        "data_file": f"{paths['data']}/{data_name}",
+        "data_format": job.dataset.file_format,
+        "eval_file": None,
+        "output_dir": paths["out"],
+        "threads": settings.COMPUTE_THREADS,
+    }
+
+
+def _provision(job: ComputeJob, ws: sandbox.Workspace, isolation: str) -> dict[str, Any]:
+    """Decrypt the dataset into the workspace (checking it is the file that was listed) and write
+    the runner's spec; returns the spec."""
+    data_name = f"dataset.{job.dataset.file_format}"
+    digest = hashlib.sha256()
+
+    def chunks():
+        for chunk in encrypted_file_chunks(job.dataset.storage_name):
+            digest.update(chunk)
+            yield chunk
+
+    ws.write_input(data_name, chunks())
+    if "0x" + digest.hexdigest() != job.dataset_hash:
+        raise _ProvisionError("The stored dataset does not match the hash it was listed with.")
+    spec = _spec(job, data_name, isolation, ws)
+    ws.write_input("spec.json", [json.dumps(spec).encode()])
+    return spec
+
+
+class _ProvisionError(Exception):
+    pass
+
+
+def job_run(job_id: int, *, isolation: str = "bubblewrap") -> ComputeJob | None:
+    """Run a queued job to its end. Safe to call twice: a job that is not queued is left alone.
+    ``isolation="none"`` exists for the sandbox benchmark only."""
+    job = _claim(job_id)
+    if job is None:
+        return None
+    monitor = _Monitor(job_id)
+    monitor.start()
+    try:
+        return _run_claimed(job, monitor, isolation)
+    except Exception as exc:
+        logger.exception("job %s failed in the platform", job_id)
+        with transaction.atomic():
+            job = _locked(job_id)
+            if job.is_terminal:
+                return job
+            if job.status == ComputeJob.Status.QUEUED:
+                job_transition(job, ComputeJob.Status.PROVISIONING)
+            return job_end(job, ComputeJob.Status.FAILED, f"The platform failed while running the job ({type(exc).__name__}).")
+    finally:
+        monitor.stop()
+        close_old_connections()
+
+
+def _run_claimed(job: ComputeJob, monitor: _Monitor, isolation: str) -> ComputeJob:
+    config = sandbox_config()
+    base = Path(settings.COMPUTE_WORK_DIR)
+    try:
+        sandbox.sandbox_preflight(config)
+    except sandbox.SandboxUnavailable as exc:
+        return _finish_without_data(job.pk, ComputeJob.Status.FAILED, f"No sandbox is available on this worker: {exc}")
+    started = time.monotonic()
+    with sandbox.workspace(base, f"job-{job.pk}", config) as ws:
+        ComputeJob.objects.filter(pk=job.pk).update(workspace=str(ws.root))
+        try:
+            _provision(job, ws, isolation)
+        except _ProvisionError as exc:
+            return _finish_without_data(job.pk, ComputeJob.Status.FAILED, str(exc))
+        with transaction.atomic():
+            job = _locked(job.pk)
+            if job.cancel_requested_at is not None:
+                return job_end(job, ComputeJob.Status.CANCELLED, "Cancelled by the buyer before the runner started.")
+            # From here on the runner reads the data: the budget is spent whatever happens.
+            job = job_transition(job, ComputeJob.Status.RUNNING, data_touched_at=timezone.now(), runner_hash=runner_code_hash())
+        provision_seconds = time.monotonic() - started
+        job_log(job, f"Sandbox ready in {provision_seconds:.2f} s; runner started.")
+        outcome = sandbox.sandbox_run(
+            config=config,
+            workspace=ws,
+            argv=["python3", "-m", "dp_runner", f"{ws.paths(isolation)['data']}/spec.json"],
+            limits=sandbox_limits(),
+            on_event=monitor.on_event,
+            should_cancel=monitor.should_cancel,
+            isolation=isolation,
+        )
+        monitor.flush()
+        ComputeJob.objects.filter(pk=job.pk).update(runner_seconds=outcome.wall_seconds)
+        if not outcome.ok:
+            if outcome.stderr_tail:
+                logger.info("job %s runner stderr tail: %s", job.pk, outcome.stderr_tail)
+            status = ComputeJob.Status.CANCELLED if outcome.limit == "cancelled" else ComputeJob.Status.FAILED
+            reason = "Cancelled by the buyer while running." if outcome.limit == "cancelled" else outcome.reason
+            with transaction.atomic():
+                return job_end(_locked(job.pk), status, reason, limit=outcome.limit or "")
+        job_log(job, f"Runner finished in {outcome.wall_seconds:.2f} s.")
+        with transaction.atomic():
+            job = job_transition(_locked(job.pk), ComputeJob.Status.PUBLISHING)
+        monitor.set_phase("publishing")
+        return _publish(job, ws)
+
+
+def _finish_without_data(job_id: int, status: str, reason: str) -> ComputeJob:
+    with transaction.atomic():
+        return job_end(_locked(job_id), status, reason)
+
+
+# --- publishing ------------------------------------------------------------------------------------
+
+
+class _PublishError(Exception):
+    pass
+
+
+def _read_manifest(out: Path, job: ComputeJob) -> dict[str, Any]:
+    path = out / MANIFEST
+    if not path.is_file() or path.is_symlink():
+        raise _PublishError("The runner wrote no manifest.")
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise _PublishError("The runner's manifest is too large.")
+    try:
+        manifest = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise _PublishError("The runner's manifest is not valid JSON.")
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("artifacts"), list):
+        raise _PublishError("The runner's manifest has no artifact list.")
+    spent = manifest.get("epsilon_spent")
+    if not isinstance(spent, int | float) or isinstance(spent, bool) or not 0 <= spent <= float(job.epsilon) + 1e-9:
+        raise _PublishError("The runner reported an epsilon outside the job's reservation.")
+    return manifest
+
+
+def _store(job: ComputeJob, path: Path, name: str, kind: str, description: str) -> JobArtifact:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+        fh.seek(0)
+        stored = results_storage().save(f"job-{job.pk}/{name}", File(fh, name=name))
+    return JobArtifact.objects.create(
+        job=job,
+        name=name,
+        kind=kind[:20],
+        description=description[:500],
+        size=path.stat().st_size,
+        sha256=digest.hexdigest(),
+        storage_name=stored,
+    )
+
+
+def result_hash_of(artifacts: list[tuple[str, str]]) -> str:
+    """The receipt's result hash: SHA-256 of the canonical JSON list of [name, sha256] pairs."""
+    canonical = json.dumps(sorted([list(a) for a in artifacts]), separators=(",", ":"))
+    return "0x" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _publish(job: ComputeJob, ws: sandbox.Workspace) -> ComputeJob:
+    out = ws.output_dir
+    stored: list[JobArtifact] = []
+    try:
+        manifest = _read_manifest(out, job)
+        entries = [a for a in manifest["artifacts"] if isinstance(a, dict)]
+        names = [str(a.get("name", "")) for a in entries]
+        for entry, name in zip(entries, names, strict=True):
+            path = out / name
+            if not name or set(name) - SAFE_NAME_CHARS or name == MANIFEST or not path.is_file() or path.is_symlink():
+                raise _PublishError(f"The runner listed an artifact it did not write properly ({name[:60]!r}).")
+            stored.append(_store(job, path, name, str(entry.get("kind", "file")), str(entry.get("description", ""))))
+        stored.append(_store(job, out / MANIFEST, MANIFEST, "manifest", "Accounting, metrics and curves (JSON)."))
+    except _PublishError as exc:
+        _delete_stored(stored)
+        with transaction.atomic():
+            return job_end(_locked(job.pk), ComputeJob.Status.FAILED, f"Publishing the results failed: {exc}")
+    except BaseException:
+        _delete_stored(stored)
+        raise
+    results = {
+        key: manifest.get(key)
+        for key in ("epsilon_spent", "delta", "accountant", "noise_multiplier", "sample_rate", "steps", "metrics", "curve", "epsilon_curve")
+    }
+    with transaction.atomic():
+        job = _locked(job.pk)
+        budget_services.budget_charge(job=job, epsilon_spent=manifest["epsilon_spent"])
+        job.result_hash = result_hash_of([(a.name, a.sha256) for a in stored])
+        job = job_transition(
+            job,
+            ComputeJob.Status.FINISHED,
+            results=results,
+            progress={**job.progress, "phase": "finished", "percent": 100},
+        )
+        job_log(job, f"Published {len(stored)} artifacts; epsilon spent {job.epsilon_spent} of {job.epsilon}.")
+        job_settle_later(job)
+    return job
+
+
+def _delete_stored(artifacts: list[JobArtifact]) -> None:
+    for artifact in artifacts:
+        try:
+            results_storage().delete(artifact.storage_name)
+        finally:
+            artifact.delete()
+
+
+# --- the reaper --------------------------------------------------------------------------------------
+
+
+def _remove_workspace(path: str) -> None:
+    """Remove a dead worker's job folder, but only one inside COMPUTE_WORK_DIR."""
+    if not path:
+        return
+    base = Path(settings.COMPUTE_WORK_DIR).resolve()
+    target = Path(path).resolve()
+    if base in target.parents and target.exists():
+        shutil.rmtree(target, ignore_errors=True)
+
+
+def jobs_reap() -> dict[str, int]:
+    """Jobs whose worker stopped showing life: requeue one that had not started the runner (up to
+    ``COMPUTE_MAX_ATTEMPTS``), fail the others; either way their budget is released or charged
+    and their workspace removed. Queued jobs whose task was lost are enqueued again."""
+    from compute_to_data.tasks import job_run_task
+
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.COMPUTE_HEARTBEAT_TIMEOUT_SECONDS)
+    counts = {"requeued": 0, "failed": 0, "reenqueued": 0}
+    dead = ComputeJob.objects.filter(status__in=ComputeJob.ACTIVE, heartbeat_at__lt=stale).values_list("pk", flat=True)
+    for job_id in list(dead):
+        with transaction.atomic():
+            job = _locked(job_id)
+            if job.status not in ComputeJob.ACTIVE or job.heartbeat_at is None or job.heartbeat_at >= stale:
+                continue
+            workspace = job.workspace
+            if job.status == ComputeJob.Status.PROVISIONING and job.attempts < settings.COMPUTE_MAX_ATTEMPTS:
+                job_transition(job, ComputeJob.Status.QUEUED, worker="", workspace="", progress={})
+                job_log(job, f"The worker {job.worker or ''} stopped before the runner started; queued again.")
+                transaction.on_commit(lambda job_id=job_id: job_run_task.delay(job_id))
+                counts["requeued"] += 1
+            else:
+                silent = int((now - job.heartbeat_at).total_seconds())
+                job_end(
+                    job,
+                    ComputeJob.Status.FAILED,
+                    f"The worker running this job stopped responding ({silent} s without a heartbeat) "
+                    f"while it was {job.get_status_display().lower()}.",
+                    limit="worker_lost",
+                )
+                counts["failed"] += 1
+        _remove_workspace(workspace)
+    lost = ComputeJob.objects.filter(
+        status=ComputeJob.Status.QUEUED, queued_at__lt=now - timedelta(seconds=settings.COMPUTE_HEARTBEAT_TIMEOUT_SECONDS * 5)
+    ).values_list("pk", flat=True)
+    for job_id in lost:
+        job_run_task.delay(job_id)  # a second delivery of a live task is a no-op (see _claim)
+        counts["reenqueued"] += 1
+    # Settlements that never went out (the chain was down when the job ended).
+    for job_id in ComputeJob.objects.filter(
+        status__in=ComputeJob.TERMINAL, order__status="confirmed", finished_at__lt=now - timedelta(minutes=2)
+    ).values_list("pk", flat=True):
+        job_settle_later(ComputeJob(pk=job_id))
+    return counts

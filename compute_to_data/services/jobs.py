@@ -1,0 +1,337 @@
+"""Compute jobs: created with their order, paid when the order is verified on chain, queued once
+their epsilon is reserved, run by a worker in a fresh sandbox, published, settled on chain.
+
+Every status change goes through ``job_transition`` (the allowed moves are
+``ComputeJob.TRANSITIONS``). Budget rule: a job that ends before the runner started (nothing read
+the data) has its reservation released and its order refunded; once the runner started, the
+reservation is charged (in full unless the runner finished and reported what its accountant
+spent) and a receipt is recorded on chain, because the provider's budget was used either way."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from decimal import Decimal
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from chain.models import Order
+from compute_to_data.models import ComputeJob, JobLogEntry
+from compute_to_data.runner import params as runner_params
+from compute_to_data.services import budget as budget_services
+from compute_to_data.signals import job_status_changed
+from marketplace.errors import Conflict, IllegalTransition, InvalidInput, NotFound, PermissionDenied
+from marketplace.models import Dataset, User
+
+logger = logging.getLogger(__name__)
+
+_STAMPS = {
+    ComputeJob.Status.PAID: "paid_at",
+    ComputeJob.Status.QUEUED: "queued_at",
+    ComputeJob.Status.RUNNING: "started_at",
+    ComputeJob.Status.FINISHED: "finished_at",
+    ComputeJob.Status.FAILED: "finished_at",
+    ComputeJob.Status.CANCELLED: "finished_at",
+    ComputeJob.Status.REJECTED: "finished_at",
+}
+
+
+def params_hash(algorithm: str, parameters: dict[str, Any]) -> str:
+    """SHA-256 of the canonical JSON of the algorithm and its normalised parameters: what an order
+    commits to on chain (its ``algorithmHash``) and the receipt's ``paramsHash``."""
+    from chain.services.orders import algorithm_hash
+
+    return algorithm_hash(algorithm, parameters)
+
+
+def job_log(job: ComputeJob | int, message: str, *, source: str = JobLogEntry.Source.PLATFORM) -> None:
+    JobLogEntry.objects.create(job_id=getattr(job, "pk", job), source=source, message=message[:2000])
+
+
+def job_transition(job: ComputeJob, to: str, *, reason: str | None = None, **fields: Any) -> ComputeJob:
+    """Move ``job`` to ``to`` or raise ``IllegalTransition``. Saves the job with ``fields``.
+
+    Call inside ``transaction.atomic`` with the job row locked (SELECT ... FOR UPDATE)."""
+    if to not in ComputeJob.TRANSITIONS.get(job.status, frozenset()):
+        raise IllegalTransition(f"A {job.get_status_display().lower()} job cannot become {to}.")
+    previous = job.status
+    job.status = to
+    update = {"status", "updated_at", *fields}
+    for name, value in fields.items():
+        setattr(job, name, value)
+    stamp = _STAMPS.get(to)
+    if stamp and getattr(job, stamp) is None:
+        setattr(job, stamp, timezone.now())
+        update.add(stamp)
+    if reason is not None:
+        job.reason = reason[:4000]
+        update.add("reason")
+    if to in ComputeJob.TERMINAL:
+        update |= {"budget_state", "epsilon_spent", "result_hash"}
+    job.save(update_fields=sorted(update))
+    job_id = job.pk
+    transaction.on_commit(
+        lambda: job_status_changed.send(sender=ComputeJob, job_id=job_id, status=to, previous=previous)
+    )
+    return job
+
+
+def _locked(job_id: int) -> ComputeJob:
+    return ComputeJob.objects.select_for_update(of=("self",)).select_related("dataset").get(pk=job_id)
+
+
+# --- creating a job ------------------------------------------------------------------------------
+
+
+def parameters_for(*, dataset: Dataset, algorithm: str, parameters: dict[str, Any] | None) -> dict[str, Any]:
+    """Normalised parameters for ``dataset`` or ``InvalidInput`` naming the field at fault."""
+    if not dataset.declared_schema:
+        raise Conflict("This dataset has no declared schema yet, so it cannot be computed on.", code="no_schema")
+    try:
+        return runner_params.parameters_normalize(
+            algorithm,
+            dict(parameters or {}),
+            schema=dataset.declared_schema,
+            epsilon_max=float(dataset.epsilon_per_job),
+            delta_max=float(dataset.delta),
+        )
+    except runner_params.ParameterError as exc:
+        field = getattr(exc, "field", None)
+        raise InvalidInput(
+            str(getattr(exc, "message", exc)),
+            code="invalid_parameters",
+            extra={"field": field} if field else None,
+        ) from exc
+
+
+def _check_orderable(*, user: User, dataset: Dataset) -> None:
+    if dataset.status != Dataset.Status.LISTED:
+        raise Conflict("Only listed datasets can be computed on.", code="not_listed")
+    if dataset.owner_id == user.pk:
+        raise Conflict("You cannot order compute on your own dataset.", code="own_dataset")
+    if dataset.validation != Dataset.Validation.VALID:
+        raise Conflict("This dataset's file has not passed validation.", code="dataset_not_valid")
+
+
+def job_create(
+    *,
+    user: User,
+    dataset: Dataset,
+    algorithm: str,
+    parameters: dict[str, Any] | None,
+    order: Order | None = None,
+    tx_hash: str | None = None,
+) -> ComputeJob:
+    """Create a job and its payment. With ``order`` (an order the buyer already placed) the job
+    adopts it; with ``tx_hash`` the buyer's own wallet sent buy+order and the order is registered
+    for verification; with neither, the buyer's managed wallet pays (one transaction). The job
+    runs once its order is confirmed on chain and its epsilon is reserved."""
+    from chain.services import orders as order_services
+
+    _check_orderable(user=user, dataset=dataset)
+    normalised = parameters_for(dataset=dataset, algorithm=algorithm, parameters=parameters)
+    epsilon = Decimal(str(normalised["epsilon"]))
+    if epsilon != epsilon.quantize(budget_services.EPSILON_QUANTUM):
+        raise InvalidInput("Epsilon can have at most 4 decimal places.", code="invalid_parameters")
+    delta = float(normalised["delta"])
+    digest = params_hash(algorithm, normalised)
+    budget_services.budget_check_left(dataset=dataset, epsilon=epsilon)
+    with transaction.atomic():
+        if order is not None:
+            order = Order.objects.select_for_update(of=("self",)).get(pk=order.pk)
+            _check_adoptable(order=order, user=user, dataset=dataset, epsilon=epsilon, delta=delta, digest=digest)
+        else:
+            order = order_services.order_create(
+                user=user, dataset=dataset, epsilon=epsilon, delta=delta, algorithm_hash_hex=digest, tx_hash=tx_hash
+            )
+            if ComputeJob.objects.filter(order=order).exists():
+                raise Conflict("This order already pays for another job.", code="order_used")
+        job = ComputeJob.objects.create(
+            buyer=user,
+            dataset=dataset,
+            order=order,
+            algorithm=algorithm,
+            parameters=normalised,
+            params_hash=digest,
+            epsilon=epsilon,
+            delta=delta,
+            dataset_hash="0x" + dataset.file_sha256,
+        )
+        job_log(job, f"Job created: {algorithm} with epsilon {epsilon}, delta {delta:g}. Waiting for the payment.")
+        job_id, order_id = job.pk, order.pk
+        # The order may be decided already (adopted, or claimed from the indexer).
+        transaction.on_commit(lambda: job_follow_order(order_id=order_id))
+    return ComputeJob.objects.get(pk=job_id)
+
+
+def _check_adoptable(
+    *, order: Order, user: User, dataset: Dataset, epsilon: Decimal, delta: float, digest: str
+) -> None:
+    if order.buyer_id != user.pk:
+        raise NotFound("No such order.")
+    if order.dataset_id != dataset.pk:
+        raise Conflict("That order pays for another dataset.", code="order_mismatch")
+    if ComputeJob.objects.filter(order=order).exists():
+        raise Conflict("This order already pays for another job.", code="order_used")
+    if order.status not in (Order.Status.PENDING, Order.Status.CONFIRMING, Order.Status.CONFIRMED):
+        raise Conflict(f"That order is {order.status}; it cannot pay for a job.", code="order_not_usable")
+    problems = []
+    if order.epsilon != epsilon:
+        problems.append(f"the order reserved epsilon {order.epsilon}, the parameters ask for {epsilon}")
+    if abs(order.delta - delta) > 1e-18:
+        problems.append(f"the order's delta is {order.delta:g}, the parameters' {delta:g}")
+    if order.algorithm_hash.lower() != digest.lower():
+        problems.append("the order committed to another algorithm or other parameters (hash differs)")
+    if problems:
+        raise Conflict("The order does not match this job: " + "; ".join(problems) + ".", code="order_mismatch")
+
+
+def job_follow_order(*, order_id: int) -> None:
+    """Move the job paid by ``order_id`` along with its order: paid (then queued) once the order is
+    confirmed on chain, rejected if the order was. Safe to call any number of times."""
+    with transaction.atomic():
+        job = ComputeJob.objects.select_for_update(of=("self",)).filter(order_id=order_id).first()
+        if job is None:
+            return
+        order = Order.objects.get(pk=order_id)
+        if job.status == ComputeJob.Status.CREATED:
+            if order.status in (Order.Status.CONFIRMED, Order.Status.RECEIPTED, Order.Status.REFUNDED):
+                job_transition(job, ComputeJob.Status.PAID)
+                job_log(job, f"Payment confirmed on chain (order {order.chain_order_id}).")
+            elif order.status == Order.Status.REJECTED:
+                job_transition(job, ComputeJob.Status.REJECTED, reason=f"The payment was not accepted: {order.error}")
+                return
+        if order.status == Order.Status.RECEIPTED and job.settlement != ComputeJob.Settlement.RECEIPT:
+            job.settlement = ComputeJob.Settlement.RECEIPT
+            job.save(update_fields=["settlement", "updated_at"])
+            job_log(job, f"Receipt recorded on chain in block {(order.receipt or {}).get('block_number')}.")
+        elif order.status == Order.Status.REFUNDED and job.settlement != ComputeJob.Settlement.REFUND:
+            job.settlement = ComputeJob.Settlement.REFUND
+            job.save(update_fields=["settlement", "updated_at"])
+            job_log(job, "Payment refunded on chain.")
+        if job.status != ComputeJob.Status.PAID:
+            return
+    job_queue(job_id=job.pk)
+
+
+def job_queue(*, job_id: int) -> ComputeJob:
+    """Reserve a paid job's epsilon and queue it, or reject it (and refund it) when the budget has
+    less left than it asks for."""
+    from compute_to_data.tasks import job_run_task
+
+    with transaction.atomic():
+        job = _locked(job_id)
+        if job.status != ComputeJob.Status.PAID:
+            return job
+        try:
+            budget_services.budget_reserve(job=job)
+        except Conflict as exc:
+            job_transition(job, ComputeJob.Status.REJECTED, reason=exc.detail)
+            job_settle_later(job)
+            return job
+        job_transition(job, ComputeJob.Status.QUEUED, budget_state=job.budget_state)
+        job_log(job, f"Epsilon {job.epsilon} reserved from the dataset's budget. Queued for a worker.")
+        transaction.on_commit(lambda: job_run_task.delay(job_id))
+    return job
+
+
+# --- ending a job -------------------------------------------------------------------------------
+
+
+def failure_hash(job: ComputeJob, status: str, reason: str) -> str:
+    """Result hash of a job that ended without results: the hash of what it did release (its status
+    and reason), so even a failed job's receipt names what the buyer got."""
+    record = {"job": job.pk, "status": status, "reason": reason}
+    return "0x" + hashlib.sha256(json.dumps(record, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def job_end(job: ComputeJob, status: str, reason: str, *, limit: str = "") -> ComputeJob:
+    """End a job without results (failed or cancelled): release its budget if nothing read the
+    data yet, else charge it in full; the chain settlement follows after commit.
+
+    Call inside ``transaction.atomic`` with the job row locked."""
+    if job.data_touched_at is None:
+        budget_services.budget_release(job=job)
+    else:
+        budget_services.budget_charge(job=job, epsilon_spent=job.epsilon)
+        job.result_hash = failure_hash(job, status, reason)
+    job_transition(job, status, reason=reason, limit_hit=limit, progress={**job.progress, "phase": status})
+    job_log(job, reason)
+    job_settle_later(job)
+    return job
+
+
+def job_settle_later(job: ComputeJob) -> None:
+    from compute_to_data.tasks import job_settle_task
+
+    job_id = job.pk
+    transaction.on_commit(lambda: job_settle_task.delay(job_id))
+
+
+def job_settle(*, job_id: int) -> str:
+    """Settle an ended job's order on chain: a receipt when its budget was charged, else a refund.
+    Idempotent: does nothing once the order is settled (or while a settlement is in flight)."""
+    from chain.services import orders as order_services
+
+    job = ComputeJob.objects.select_related("order", "dataset").get(pk=job_id)
+    order = job.order
+    if not job.is_terminal or order is None or order.status != Order.Status.CONFIRMED:
+        return "nothing to settle"
+    if job.budget_state == ComputeJob.Budget.CHARGED:
+        order_services.order_receipt_record(
+            order=order,
+            dataset_hash=job.dataset_hash,
+            algorithm_hash_hex=job.runner_hash or runner_code_hash(),
+            params_hash=job.params_hash,
+            result_hash=job.result_hash,
+            epsilon_spent=job.epsilon_spent or Decimal("0"),
+        )
+        return "receipt"
+    order_services.order_refund(order=order)
+    return "refund"
+
+
+def job_cancel(*, job: ComputeJob, user: User) -> ComputeJob:
+    """The buyer cancels a job that has not finished running. A queued job ends at once (budget
+    released, payment refunded); a running one is stopped by its worker within a second."""
+    if job.buyer_id != user.pk and not user.is_staff:
+        raise PermissionDenied("Only the buyer can cancel this job.")
+    with transaction.atomic():
+        job = _locked(job.pk)
+        if job.status not in ComputeJob.CANCELLABLE:
+            raise IllegalTransition(f"A {job.get_status_display().lower()} job cannot be cancelled.")
+        if job.status in (ComputeJob.Status.PAID, ComputeJob.Status.QUEUED):
+            return job_end(job, ComputeJob.Status.CANCELLED, "Cancelled by the buyer before it started.", limit="")
+        if job.cancel_requested_at is None:
+            job.cancel_requested_at = timezone.now()
+            job.save(update_fields=["cancel_requested_at", "updated_at"])
+            job_log(job, "Cancellation requested by the buyer; stopping the sandbox.")
+    return job
+
+
+# --- reading ------------------------------------------------------------------------------------
+
+
+def job_get_visible(*, job_id: int, user: User) -> ComputeJob:
+    """The job if ``user`` is its buyer, the dataset's provider or staff; else ``NotFound``."""
+    job = ComputeJob.objects.select_related("dataset", "order", "buyer").filter(pk=job_id).first()
+    if job is None or not user.is_authenticated:
+        raise NotFound("No such job.")
+    if not (user.is_staff or job.buyer_id == user.pk or job.dataset.owner_id == user.pk):
+        raise NotFound("No such job.")
+    return job
+
+
+def job_require_buyer(*, job: ComputeJob, user: User) -> None:
+    """Results are the buyer's alone (the provider sees the receipt, never the outputs)."""
+    if job.buyer_id != user.pk:
+        raise PermissionDenied("Only the buyer can fetch this job's results.")
+
+
+def runner_code_hash() -> str:
+    from compute_to_data.services.execution import runner_code_hash as _hash
+
+    return _hash()
