@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test test-fast lint format bench venv dev-venv npm-deps contracts system-deps migrate seed clean
+.PHONY: run test test-fast lint format bench venv dev-venv npm-deps contracts system-deps runtime-deps migrate seed clean
 
 $(VENV)/.runtime: requirements.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required (found %s)" % sys.version.split()[0]'
@@ -32,6 +32,10 @@ dev-venv: $(VENV)/.dev
 system-deps:
 	bash scripts/ensure-system-deps.sh
 
+## What running the app needs from Debian: bubblewrap (the compute sandbox).
+runtime-deps:
+	bash scripts/ensure-system-deps.sh --runtime
+
 migrate: venv
 	$(PY) manage.py migrate --noinput
 
@@ -39,7 +43,7 @@ seed: migrate
 	$(PY) manage.py seed_demo --port $(PORT)
 
 ## Everything on embedded defaults: SQLite, filesystem Celery broker, anvil, demo data; Ctrl-C stops it all.
-run: migrate npm-deps
+run: migrate npm-deps runtime-deps
 	$(PY) manage.py run_embedded --port $(PORT)
 
 ## The whole suite. DATABASE_URL selects the database (CI: PostgreSQL); default SQLite.
@@ -54,11 +58,13 @@ format: dev-venv
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-bench: dev-venv npm-deps
+bench: dev-venv npm-deps runtime-deps
 	$(PY) bench/upload.py
 	$(PY) bench/catalog_search.py
 	$(PY) bench/gas.py
 	$(PY) bench/indexer.py
+	$(PY) bench/dp_overhead.py
+	$(PY) bench/job_latency.py
 
 ## Recompile the Solidity contracts into chain/artifacts/ (committed; a test catches stale ones).
 contracts: npm-deps

@@ -306,54 +306,222 @@ class ResolveReportForm(forms.Form):
     resolution = forms.CharField(required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 2}))
 
 
-# --- chain: compute orders ------------------------------------------------------------------
+# --- compute jobs ----------------------------------------------------------------------------
 
-ALGORITHM_CHOICES = [
-    ("dp-logistic-regression", "DP logistic regression"),
-    ("dp-mlp-classifier", "DP neural network classifier (MLP)"),
-    ("dp-linear-regression", "DP linear regression"),
-    ("dp-statistics", "DP summary statistics"),
-]
+PARAM_LABELS = {
+    "target": "Target column",
+    "features": "Feature columns",
+    "columns": "Columns to describe",
+    "epochs": "Epochs",
+    "batch_size": "Batch size",
+    "learning_rate": "Learning rate",
+    "max_grad_norm": "Clipping bound C",
+    "hidden_sizes": "Hidden layer sizes",
+    "private_metrics": "Release DP metrics",
+    "statistics": "Statistics",
+    "bins": "Histogram bins",
+    "quantiles": "Quantile levels",
+    "epsilon": "Epsilon (ε)",
+    "delta": "Delta (δ)",
+    "accountant": "Privacy accountant",
+}
+CHOICE_LABELS = {
+    "rdp": "RDP (Rényi DP)",
+    "prv": "PRV (tighter)",
+    "count": "Count",
+    "sum": "Sum",
+    "mean": "Mean",
+    "histogram": "Histogram",
+    "quantiles": "Quantiles",
+}
+# Which fieldset a parameter is shown in; anything else is a setting of the algorithm itself.
+COLUMN_PARAMS = ("target", "features", "columns")
+PRIVACY_PARAMS = ("epsilon", "delta", "accountant")
+# Column types a job can use (free text has no declared bounds), and the target types per kind.
+USABLE_COLUMN_TYPES = ("integer", "float", "boolean", "categorical", "datetime")
+TARGET_TYPES = {"classifier": ("categorical", "boolean"), "regressor": ("integer", "float")}
+EPSILON_STEP = Decimal("0.0001")  # the precision an order carries
 
 
-class OrderForm(NoColonMixin, forms.Form):
-    """A compute order on one dataset. Only the dataset's own caps are checked here; the budget
-    left on chain, the price and the wallet are the order service's and the chain's to check."""
+def plain_number(value: Any) -> str:
+    """1e-05 -> "0.00001", 50.0 -> "50", Decimal("1.5000") -> "1.5"."""
+    if value is None:
+        return ""
+    number = value if isinstance(value, Decimal) else Decimal(repr(value) if isinstance(value, float) else str(value))
+    text = format(number.normalize(), "f")
+    return text
 
-    epsilon = forms.DecimalField(
-        label="Epsilon (ε)",
-        max_digits=10,
-        decimal_places=4,
-        help_text="Privacy budget this job spends. Smaller means stronger privacy and noisier results.",
-    )
-    delta = forms.FloatField(label="Delta (δ)")
-    algorithm = forms.ChoiceField(choices=ALGORITHM_CHOICES, initial="dp-logistic-regression")
 
-    def __init__(self, *args, dataset: Dataset, epsilon_left: Decimal | None = None, **kwargs):
+class NumberListField(forms.CharField):
+    """Comma-separated numbers: "64, 32" -> [64, 32]. Their bounds are the runner's to check."""
+
+    def __init__(self, *, integer: bool, **kwargs):
+        self.integer = integer
+        super().__init__(**kwargs)
+
+    def to_python(self, value: Any) -> list[int | float] | None:
+        text = super().to_python(value)
+        if not text:
+            return None
+        items = [part.strip() for part in text.split(",") if part.strip()]
+        try:
+            return [int(item) if self.integer else float(item) for item in items]
+        except ValueError:
+            example = "64, 32" if self.integer else "0.25, 0.5, 0.75"
+            kind = "whole numbers" if self.integer else "numbers"
+            raise forms.ValidationError(f"Enter {kind} separated by commas, e.g. {example}.", code="invalid")
+
+
+class JobForm(NoColonMixin, forms.Form):
+    """The parameters of one algorithm, built from the runner's catalogue
+    (``compute_to_data.runner.params.algorithms_describe``). Fields only parse text into the types
+    the runner expects and carry the catalogue's bounds as HTML attributes; the bounds themselves
+    are checked by ``parameters_for``, whose error goes back next to its field (``attach_error``)."""
+
+    algorithm = forms.CharField(widget=forms.HiddenInput)
+
+    def __init__(
+        self, *args, algorithm: dict[str, Any], dataset: Dataset, epsilon_left: Decimal | None = None, **kwargs
+    ):
+        kwargs.setdefault("auto_id", "job-%s")
+        super().__init__(*args, **kwargs)
+        self.spec = algorithm
         self.dataset = dataset
         per_job = dataset.epsilon_per_job
-        default = per_job if epsilon_left is None or epsilon_left <= 0 else min(per_job, epsilon_left)
-        kwargs.setdefault(
-            "initial", {"epsilon": default.normalize(), "delta": format(Decimal(repr(dataset.delta)), "f")}
-        )
-        super().__init__(*args, **kwargs)
-        self.fields["epsilon"].help_text += f" At most {format(per_job.normalize(), 'f')} per job."
-        self.fields["epsilon"].widget.attrs.update({"min": "0.0001", "max": str(per_job), "step": "0.0001"})
-        self.fields["delta"].help_text = f"Above 0, at most {format(Decimal(repr(dataset.delta)), 'f')}."
+        self.epsilon_cap = per_job if epsilon_left is None or epsilon_left <= 0 else min(per_job, epsilon_left)
+        self.columns = [c for c in (dataset.declared_schema or {}).get("columns", []) if isinstance(c, dict)]
+        self.fields["algorithm"].initial = algorithm["name"]
+        self.param_names: list[str] = []
+        for spec in algorithm["parameters"]:
+            self.fields[spec["name"]] = self._field(spec)
+            self.param_names.append(spec["name"])
 
-    def clean_epsilon(self) -> Decimal:
+    # --- building the fields from the catalogue ---
+
+    def _column_choices(self, types: tuple[str, ...]) -> list[tuple[str, str]]:
+        return [(c["name"], f"{c['name']} ({c.get('type', '?')})") for c in self.columns if c.get("type") in types]
+
+    def _field(self, spec: dict[str, Any]) -> forms.Field:
+        name, kind = spec["name"], spec["type"]
+        label = PARAM_LABELS.get(name, name.replace("_", " ").capitalize())
+        help_text = spec.get("help") or ""
+        default = spec.get("default")
+        required = bool(spec.get("required")) or default is not None
+        low = None if spec.get("min") is None or spec.get("min_exclusive") else plain_number(spec["min"])
+        high = None if spec.get("max") is None else plain_number(spec["max"])
+        common = {"label": label, "required": required}
+
+        if name == "epsilon":
+            cap = plain_number(self.epsilon_cap)
+            initial = plain_number(min(Decimal(1), self.epsilon_cap))
+            help_text += f" On this dataset: at most ε {plain_number(self.dataset.epsilon_per_job)} per job" + (
+                f", and ε {cap} can still be spent." if self.epsilon_cap < self.dataset.epsilon_per_job else "."
+            )
+            attrs = {"min": str(EPSILON_STEP), "max": cap, "step": str(EPSILON_STEP), "inputmode": "decimal"}
+            return forms.FloatField(
+                **{**common, "required": True}, initial=initial, help_text=help_text, widget=forms.NumberInput(attrs)
+            )
+        if name == "delta":
+            cap = plain_number(self.dataset.delta)
+            attrs = {"min": "0", "max": cap, "step": "any", "inputmode": "decimal"}
+            return forms.FloatField(
+                **{**common, "required": True},
+                initial=cap,
+                help_text=f"{help_text} On this dataset: above 0, at most δ {cap}.",
+                widget=forms.NumberInput(attrs),
+            )
+        if kind in ("integer", "float"):
+            attrs = {"step": "1" if kind == "integer" else "any"}
+            if low is not None:
+                attrs["min"] = low
+            if high is not None:
+                attrs["max"] = high
+            if low is not None and high is not None:
+                help_text += f" From {low} to {high}."
+            field_class = forms.IntegerField if kind == "integer" else forms.FloatField
+            return field_class(
+                **common, initial=plain_number(default), help_text=help_text, widget=forms.NumberInput(attrs)
+            )
+        if kind == "boolean":
+            return forms.BooleanField(label=label, required=False, initial=bool(default), help_text=help_text)
+        if kind == "choice":
+            choices = [(c, CHOICE_LABELS.get(c, c)) for c in spec.get("choices") or []]
+            return forms.ChoiceField(**common, choices=choices, initial=default, help_text=help_text)
+        if kind == "choice_list":
+            choices = [(c, CHOICE_LABELS.get(c, c)) for c in spec.get("choices") or []]
+            return forms.MultipleChoiceField(
+                **common,
+                choices=choices,
+                initial=list(default or []),
+                help_text=help_text,
+                widget=forms.CheckboxSelectMultiple,
+            )
+        if kind == "column":
+            types = TARGET_TYPES.get(self.spec.get("kind"), USABLE_COLUMN_TYPES)
+            return forms.ChoiceField(
+                label=label,
+                required=True,
+                choices=[("", "Choose a column"), *self._column_choices(types)],
+                help_text=help_text,
+            )
+        if kind == "column_list":
+            return forms.MultipleChoiceField(
+                label=label,
+                required=False,
+                choices=self._column_choices(USABLE_COLUMN_TYPES),
+                help_text=f"{help_text} Tick none for the default.",
+                widget=forms.CheckboxSelectMultiple,
+            )
+        if kind in ("integer_list", "float_list"):
+            items = ""
+            if spec.get("min_items") is not None and spec.get("max_items") is not None:
+                items = f" {spec['min_items']} to {spec['max_items']} values"
+            bounds = f", each from {low or plain_number(spec.get('min'))} to {high}" if high is not None else ""
+            hint = f" Comma-separated{items}{bounds}."
+            return NumberListField(
+                **common,
+                integer=kind == "integer_list",
+                initial=", ".join(plain_number(v) for v in default or []),
+                help_text=help_text + hint,
+                widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+            )
+        # A parameter type this form does not know yet: free text, checked by the runner.
+        return forms.CharField(label=label, required=False, help_text=help_text)
+
+    # --- reading it back ---
+
+    def clean_epsilon(self) -> float:
         epsilon = self.cleaned_data["epsilon"]
-        if epsilon <= 0:
-            raise forms.ValidationError("Epsilon must be greater than 0.")
-        if epsilon > self.dataset.epsilon_per_job:
-            cap = format(self.dataset.epsilon_per_job.normalize(), "f")
-            raise forms.ValidationError(f"At most ε {cap} per job on this dataset.")
+        if Decimal(repr(epsilon)) != Decimal(repr(epsilon)).quantize(EPSILON_STEP):
+            raise forms.ValidationError("Epsilon can have at most 4 decimal places.", code="precision")
         return epsilon
 
-    def clean_delta(self) -> float:
-        delta = self.cleaned_data["delta"]
-        if delta <= 0:
-            raise forms.ValidationError("Delta must be greater than 0.")
-        if delta > self.dataset.delta:
-            raise forms.ValidationError(f"At most δ {format(Decimal(repr(self.dataset.delta)), 'f')} on this dataset.")
-        return delta
+    def fieldsets(self) -> list[tuple[str, list[forms.BoundField]]]:
+        """The parameters grouped for the page: columns, the algorithm's settings, privacy."""
+        settings_legend = "Statistics" if self.spec.get("kind") == "statistics" else "Training"
+        groups: list[tuple[str, list[str]]] = [
+            ("Columns", [n for n in self.param_names if n in COLUMN_PARAMS]),
+            (settings_legend, [n for n in self.param_names if n not in COLUMN_PARAMS and n not in PRIVACY_PARAMS]),
+            ("Privacy", [n for n in self.param_names if n in PRIVACY_PARAMS]),
+        ]
+        return [(legend, [self[n] for n in names]) for legend, names in groups if names]
+
+    def parameters(self) -> dict[str, Any]:
+        """The cleaned values as the runner's parameters; an empty optional field is left out, so
+        the catalogue's default applies."""
+        out: dict[str, Any] = {}
+        for name in self.param_names:
+            value = self.cleaned_data.get(name)
+            if value is None or value == "" or value == []:
+                continue
+            out[name] = value
+        return out
+
+    def attach_error(self, exc: Exception) -> bool:
+        """Put a service's ``InvalidInput`` (``extra["field"]``) next to its field; False when the
+        error names no field of this form."""
+        field = (getattr(exc, "extra", None) or {}).get("field")
+        if field in self.param_names and hasattr(self, "cleaned_data"):
+            self.add_error(field, getattr(exc, "detail", str(exc)))
+            return True
+        return False

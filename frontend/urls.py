@@ -14,6 +14,7 @@ urlpatterns = [
     path("me/token/", views.token_regenerate, name="token-regenerate"),
     path("me/datasets/", views.my_datasets, name="my-datasets"),
     path("me/orders/", views.my_orders, name="my-orders"),
+    path("me/jobs/", views.my_jobs, name="my-jobs"),
     path("me/wallets/faucet/", views.wallet_faucet, name="wallet-faucet"),
     path("me/wallets/<int:wallet_id>/primary/", views.wallet_primary, name="wallet-primary"),
     # datasets
@@ -28,8 +29,14 @@ urlpatterns = [
     path("datasets/<int:dataset_id>/report/", views.dataset_report, name="dataset-report"),
     # chain
     path("datasets/<int:dataset_id>/publish/", views.dataset_publish, name="dataset-publish"),
-    path("datasets/<int:dataset_id>/order/", views.dataset_order, name="dataset-order"),
+    path("datasets/<int:dataset_id>/job/", views.dataset_job, name="dataset-job"),
     path("orders/<int:order_id>/", views.order_detail, name="order"),
+    # compute jobs
+    path("jobs/<int:job_id>/", views.job_detail, name="job"),
+    path("jobs/<int:job_id>/cancel/", views.job_cancel, name="job-cancel"),
+    path("jobs/<int:job_id>/verify/", views.job_verify, name="job-verify"),
+    path("jobs/<int:job_id>/result/", views.job_result, name="job-result"),
+    path("jobs/<int:job_id>/result/<str:name>/", views.job_artifact, name="job-artifact"),
     # moderation
     path("moderation/", views.moderation_queue, name="moderation"),
     path("moderation/log/", views.moderation_log, name="moderation-log"),

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from decimal import Decimal
 from functools import wraps
@@ -13,7 +14,7 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import redirect, render
 from django.template import loader
 from django.urls import reverse
@@ -28,15 +29,19 @@ from chain.selectors import wallet_balances
 from chain.services import orders as order_services
 from chain.services import publishing as publishing_services
 from chain.services import wallets as wallet_services
-from chain.units import units_to_epsilon
+from compute_to_data.models import ComputeJob
+from compute_to_data.runner import params as runner_params
+from compute_to_data.services import budget as budget_services
+from compute_to_data.services import jobs as job_services
+from compute_to_data.services import results as result_services
 from frontend.forms import (
     CatalogueFilterForm,
     DatasetUploadForm,
+    JobForm,
     ListingForm,
     LoginForm,
     MockUploadForm,
     ModerationFilterForm,
-    OrderForm,
     ProfileForm,
     ReportForm,
     ResolveReportForm,
@@ -44,6 +49,7 @@ from frontend.forms import (
     SchemaFormSet,
     SignUpForm,
     TransitionForm,
+    plain_number,
 )
 from marketplace.api.pagination import CachedCountPaginator
 from marketplace.errors import DomainError, FileTooLarge, NotFound, PermissionDenied
@@ -236,7 +242,8 @@ def dataset_detail(request: HttpRequest, dataset_id: int) -> HttpResponse:
 
 
 def _dataset_page(request: HttpRequest, dataset: Dataset, *, status: int = 200, **order) -> HttpResponse:
-    """The dataset page; ``order`` carries the buy form's state (bound form, quote, error) after a POST."""
+    """The dataset page; ``order`` carries the job form's state (bound form, algorithm, quote, error)
+    after a POST."""
     user = request.user
     is_owner = catalog.can_edit(dataset=dataset, user=user)
     is_staff = user.is_authenticated and user.is_staff
@@ -544,31 +551,46 @@ def _chain_context(
     dataset: Dataset,
     *,
     is_owner: bool,
-    order_form: OrderForm | None = None,
-    quote: order_services.Quote | None = None,
-    order_error: str | None = None,
+    job_form: JobForm | None = None,
+    algorithm: dict[str, Any] | None = None,
+    quote: dict[str, Any] | None = None,
+    job_error: str | None = None,
 ) -> dict[str, Any]:
-    """The dataset page's "On chain" panel and buy form. Database only: no call to the node."""
+    """The dataset page's "On chain" panel, its privacy budget, the jobs run on it and the job
+    form. Database only: no call to the node."""
     user = request.user
     listing = ChainListing.objects.select_related("publish_tx").filter(dataset=dataset).first()
     configured = bool(settings.CHAIN_RPC_URL)
     published = listing is not None and listing.state == ChainListing.State.PUBLISHED
     orderable = published and dataset.status == Dataset.Status.LISTED and not listing.operator_ordering_disabled
     can_buy = configured and orderable and user.is_authenticated and not is_owner
-    if can_buy and order_form is None:
-        order_form = OrderForm(dataset=dataset, epsilon_left=units_to_epsilon(listing.epsilon_left_units))
+    budget = budget_services.budget_summary(dataset=dataset)
+    if algorithm is None:
+        algorithm = _algorithm_described(request.GET.get("algorithm"))
+    if can_buy and job_form is None:
+        job_form = JobForm(algorithm=algorithm, dataset=dataset, epsilon_left=budget.epsilon_left)
+    if user.is_authenticated and (is_owner or user.is_staff):
+        jobs = ComputeJob.objects.filter(dataset=dataset).select_related("buyer", "order")
+    elif user.is_authenticated:
+        jobs = ComputeJob.objects.filter(dataset=dataset, buyer=user).select_related("order")
+    else:
+        jobs = ComputeJob.objects.none()
     return {
         "listing": listing,
         "chain_configured": configured,
         "can_publish": is_owner and configured and (listing is None or listing.state == ChainListing.State.FAILED),
         "can_buy": can_buy,
         "login_to_buy": configured and orderable and not user.is_authenticated,
-        "order_form": order_form if can_buy else None,
+        "algorithms": runner_params.algorithms_describe(),
+        "algorithm": algorithm,
+        "job_form": job_form if can_buy else None,
         "quote": quote if can_buy else None,
-        "quote_left_after": max(quote.epsilon_left - quote.epsilon, Decimal(0)) if quote else None,
-        "order_error": order_error,
+        "job_error": job_error,
         "release_text": order_services.RELEASE_TEXT,
         "chain_polling": listing is not None and listing.state == ChainListing.State.PUBLISHING,
+        "budget": _budget_view(budget),
+        "dataset_jobs": _with_titles(list(jobs[:DATASET_JOBS_SHOWN])),
+        "dataset_jobs_all": is_owner or (user.is_authenticated and user.is_staff),
     }
 
 
@@ -592,7 +614,7 @@ def dataset_publish(request: HttpRequest, dataset_id: int) -> HttpResponse:
 
 
 def _order_refusal(request: HttpRequest, dataset: Dataset) -> str | None:
-    """Why the buy form does not apply to this user and dataset, or None."""
+    """Why the job form does not apply to this user and dataset, or None."""
     if catalog.can_edit(dataset=dataset, user=request.user):
         return "You cannot order compute on your own dataset."
     if dataset.status != Dataset.Status.LISTED:
@@ -607,51 +629,44 @@ def _order_refusal(request: HttpRequest, dataset: Dataset) -> str | None:
 
 @require_POST
 @login_required
-def dataset_order(request: HttpRequest, dataset_id: int) -> HttpResponse:
-    """The buy form: "Get a quote" re-renders the page with the quote; "Pay and order" places the
-    order from the buyer's managed wallet (one transaction) and goes to the order page."""
+def dataset_job(request: HttpRequest, dataset_id: int) -> HttpResponse:
+    """The job form: "Get a quote" re-renders the page with the quote; "Pay and run" creates the
+    job, paid from the buyer's managed wallet (one transaction), and goes to the job page."""
     dataset = _dataset_visible(request, dataset_id)
     refusal = _order_refusal(request, dataset)
     if refusal:
         messages.error(request, refusal)
         return redirect(reverse("frontend:dataset", args=[dataset.pk]) + "#chain")
-    form = OrderForm(request.POST, dataset=dataset)
+    name = request.POST.get("algorithm", "")
+    if name not in runner_params.ALGORITHMS:
+        return _dataset_page(request, dataset, job_error="Choose one of the algorithms.", status=400)
+    algorithm = _algorithm_described(name)
+    budget = budget_services.budget_summary(dataset=dataset)
+    form = JobForm(request.POST, algorithm=algorithm, dataset=dataset, epsilon_left=budget.epsilon_left)
     if not form.is_valid():
-        return _dataset_page(request, dataset, order_form=form, status=400)
-    data = form.cleaned_data
-    algorithm_hash = order_services.algorithm_hash(data["algorithm"], {})
+        return _dataset_page(request, dataset, job_form=form, algorithm=algorithm, status=400)
+    pay = request.POST.get("intent") == "pay"
     try:
-        # Orders from the page are paid by the managed wallet, so that is the wallet quoted.
-        wallet = wallet_services.wallet_managed_get_or_create(user=request.user)
-        if request.POST.get("intent") == "pay":
-            order = order_services.order_create(
-                user=request.user,
-                dataset=dataset,
-                epsilon=data["epsilon"],
-                delta=data["delta"],
-                algorithm_hash_hex=algorithm_hash,
+        if pay:
+            job = job_services.job_create(
+                user=request.user, dataset=dataset, algorithm=name, parameters=form.parameters()
             )
         else:
-            quote = order_services.order_quote(
-                user=request.user,
-                dataset=dataset,
-                epsilon=data["epsilon"],
-                delta=data["delta"],
-                algorithm_hash_hex=algorithm_hash,
-                wallet_address=wallet.address,
+            quote = job_services.job_quote(
+                user=request.user, dataset=dataset, algorithm=name, parameters=form.parameters()
             )
     except DomainError as exc:
-        return _dataset_page(request, dataset, order_form=form, order_error=exc.detail, status=exc.status)
-    if request.POST.get("intent") == "pay":
-        messages.success(request, "Order placed. It is accepted once the payment is confirmed on chain.")
-        # Its own fragment: a redirect would otherwise keep the form's "#buy".
-        return redirect(reverse("frontend:order", args=[order.pk]) + "#order-status")
-    return _dataset_page(request, dataset, order_form=form, quote=quote)
+        error = None if form.attach_error(exc) else exc.detail
+        return _dataset_page(request, dataset, job_form=form, algorithm=algorithm, job_error=error, status=exc.status)
+    if pay:
+        messages.success(request, "Job created. It runs as soon as the payment is confirmed on chain.")
+        return redirect(reverse("frontend:job", args=[job.pk]) + "#job-status")
+    return _dataset_page(request, dataset, job_form=form, algorithm=algorithm, quote=quote)
 
 
 @login_required
 def my_orders(request: HttpRequest) -> HttpResponse:
-    orders = Order.objects.filter(buyer=request.user).select_related("dataset")
+    orders = Order.objects.filter(buyer=request.user).select_related("dataset", "job")
     return render(request, "frontend/my_orders.html", {"page": _page(request, orders, TABLE_PAGE_SIZE)})
 
 
@@ -674,6 +689,364 @@ def order_detail(request: HttpRequest, order_id: int) -> HttpResponse:
         "frontend/order_detail.html",
         {"order": order, "tx_hash": tx_hash, "waiting": waiting, "is_buyer": order.buyer_id == request.user.pk},
     )
+
+
+# --- compute jobs --------------------------------------------------------------------------
+
+DATASET_JOBS_SHOWN = 50
+# The runner's phases (``progress.phase``) in words.
+PHASE_LABELS = {
+    "provisioning": "Preparing the sandbox",
+    "loading": "Loading the data",
+    "training": "Training",
+    "evaluating": "Evaluating",
+    "statistics": "Computing the statistics",
+    "writing": "Writing the results",
+    "publishing": "Publishing the results",
+    "finished": "Finished",
+    "failed": "Failed",
+    "cancelled": "Cancelled",
+}
+METRIC_SOURCES = {"dp": "DP-protected and accounted", "public": "Computed from public inputs"}
+# Rows of a curve shown as a table (the chart gets every point, up to CHART_POINTS).
+TABLE_POINTS = 60
+CHART_POINTS = 1000
+MAX_STATISTICS_BYTES = 2 * 1024 * 1024
+STATISTICS_ARTIFACT = "statistics.json"
+
+
+def _algorithm_described(name: str | None) -> dict[str, Any]:
+    """One algorithm of the runner's catalogue (the first when ``name`` is not one)."""
+    described = runner_params.algorithms_describe()
+    return next((a for a in described if a["name"] == name), described[0])
+
+
+def _algorithm_title(name: str) -> str:
+    spec = runner_params.ALGORITHMS.get(name)
+    return spec.title if spec else name
+
+
+def _with_titles(jobs: list[ComputeJob]) -> list[ComputeJob]:
+    for job in jobs:
+        job.algorithm_title = _algorithm_title(job.algorithm)
+    return jobs
+
+
+def _percent(part: Decimal, whole: Decimal) -> str:
+    return f"{float(part / whole * 100):.2f}" if whole else "0"
+
+
+def _budget_view(summary: budget_services.BudgetSummary) -> dict[str, Any]:
+    total = summary.epsilon_total
+    return {
+        "summary": summary,
+        "epsilon_left": summary.epsilon_left,
+        "spent_pct": _percent(min(summary.epsilon_spent, total), total),
+        "reserved_pct": _percent(min(summary.epsilon_reserved, max(total - summary.epsilon_spent, Decimal(0))), total),
+    }
+
+
+def _progress_view(job: ComputeJob) -> dict[str, Any]:
+    progress = job.progress or {}
+    phase = progress.get("phase") or ""
+    epsilon = progress.get("epsilon")
+    return {
+        "percent": job.percent,
+        "phase": phase,
+        "phase_label": PHASE_LABELS.get(phase, phase.replace("_", " ").capitalize()),
+        "epoch": progress.get("epoch") or 0,
+        "epochs": progress.get("epochs") or 0,
+        "step": progress.get("step") or 0,
+        "steps": progress.get("steps") or 0,
+        "epsilon": plain_number(round(float(epsilon), 4)) if isinstance(epsilon, int | float) else "0",
+    }
+
+
+def _parameter_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list | tuple):
+        return ", ".join(_parameter_text(v) for v in value)
+    return plain_number(value) if isinstance(value, float) else str(value)
+
+
+def _job_visible(request: HttpRequest, job_id: int) -> ComputeJob:
+    job = job_services.job_get_visible(job_id=job_id, user=request.user)
+    job.algorithm_title = _algorithm_title(job.algorithm)
+    return job
+
+
+@login_required
+def my_jobs(request: HttpRequest) -> HttpResponse:
+    """The jobs I bought; ``?role=provider``: the jobs run on my datasets."""
+    as_provider = request.GET.get("role") == "provider"
+    if as_provider:
+        jobs = ComputeJob.objects.filter(dataset__owner=request.user).select_related("dataset", "buyer")
+    else:
+        jobs = ComputeJob.objects.filter(buyer=request.user).select_related("dataset")
+    page = _page(request, jobs, TABLE_PAGE_SIZE)
+    page.object_list = _with_titles(list(page.object_list))
+    return render(request, "frontend/my_jobs.html", {"page": page, "as_provider": as_provider})
+
+
+@login_required
+def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
+    """A job's status and live progress, its budget, payment, log and receipt. The buyer, the
+    dataset's provider and staff see it; nobody else learns it exists."""
+    job = _job_visible(request, job_id)
+    is_buyer = job.buyer_id == request.user.pk
+    cancelling = job.cancel_requested_at is not None and not job.is_terminal
+    return render(
+        request,
+        "frontend/job_detail.html",
+        {
+            "job": job,
+            "is_buyer": is_buyer,
+            "is_provider": job.dataset.owner_id == request.user.pk,
+            "algorithm": _algorithm_described(job.algorithm) if job.algorithm in runner_params.ALGORITHMS else None,
+            "parameters": [(name, _parameter_text(value)) for name, value in sorted((job.parameters or {}).items())],
+            "progress": _progress_view(job),
+            "can_cancel": is_buyer and job.status in ComputeJob.CANCELLABLE and not cancelling,
+            "cancelling": cancelling,
+            "live": not job.is_terminal,
+            "log": job.log_entries.all()[:1000],
+            "client_labels": {
+                "status": dict(ComputeJob.Status.choices),
+                "phase": PHASE_LABELS,
+                "cancellable": sorted(ComputeJob.CANCELLABLE),
+                "terminal": sorted(ComputeJob.TERMINAL),
+            },
+        },
+    )
+
+
+@require_POST
+@login_required
+def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
+    job = _job_visible(request, job_id)
+    try:
+        job = job_services.job_cancel(job=job, user=request.user)
+    except DomainError as exc:
+        messages.error(request, exc.detail)
+    else:
+        if job.status == ComputeJob.Status.CANCELLED:
+            messages.success(request, "Job cancelled before it started: its epsilon is released and you are refunded.")
+        else:
+            messages.success(
+                request,
+                "Stopping the job. If the runner had started on the data, its epsilon is charged; nothing is released.",
+            )
+    return redirect(reverse("frontend:job", args=[job.pk]) + "#job-status")
+
+
+@login_required
+def job_verify(request: HttpRequest, job_id: int) -> HttpResponse:
+    """The receipt checked: every hash recomputed from what the marketplace holds and compared with
+    the receipt recorded on chain."""
+    job = _job_visible(request, job_id)
+    checks: list[Any] = []
+    error, status = None, 200
+    try:
+        checks = result_services.receipt_verify(job=job)
+    except DomainError as exc:
+        error, status = exc.detail, exc.status
+    except Exception:  # the node stopped answering mid-check: say so rather than show a 500
+        logger.exception("receipt verification failed for job %s", job.pk)
+        error, status = "The receipt could not be checked against the chain right now. Try again shortly.", 503
+    oks = [check.ok for check in checks]
+    verdict = None if error or not checks or None in oks else all(oks)
+    return render(
+        request,
+        "frontend/job_verify.html",
+        {
+            "job": job,
+            "checks": checks,
+            "verdict": verdict,
+            "failed": any(ok is False for ok in oks),
+            "error": error,
+            "is_buyer": job.buyer_id == request.user.pk,
+        },
+        status=status,
+    )
+
+
+def _thin(points: list[Any], limit: int) -> list[Any]:
+    """At most ``limit`` evenly spaced points, always with the last one."""
+    if len(points) <= limit:
+        return points
+    stride = (len(points) - 1) / (limit - 1)
+    return [points[round(i * stride)] for i in range(limit)]
+
+
+def _shown(value: Any, digits: int = 4) -> Any:
+    """A released number or date as text for a table cell: 0.1234567 -> 0.1235, 0.2100 -> 0.21;
+    ISO dates pass; None is a dash."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "—" if value is None else value
+    return plain_number(round(value, digits)) if isinstance(value, float) else value
+
+
+def _curves(results: dict[str, Any]) -> dict[str, Any]:
+    curve = [p for p in results.get("curve") or [] if isinstance(p, dict)]
+    epsilon_curve = [
+        {"step": p[0], "epsilon": p[1]}
+        for p in results.get("epsilon_curve") or []
+        if isinstance(p, list | tuple) and len(p) >= 2
+    ]
+    has_loss = any(isinstance(p.get("loss"), int | float) for p in curve)
+    return {
+        "curve": [
+            {
+                "epoch": p.get("epoch"),
+                "step": p.get("step"),
+                **{k: _shown(p.get(k)) for k in ("epsilon", "loss", "accuracy")},
+            }
+            for p in curve
+        ]
+        if has_loss
+        else [],
+        "has_accuracy": any(isinstance(p.get("accuracy"), int | float) for p in curve),
+        "curve_chart": {
+            "epochs": [p.get("epoch") for p in curve],
+            "loss": [p.get("loss") for p in curve],
+            "accuracy": [p.get("accuracy") for p in curve],
+        }
+        if has_loss
+        else None,
+        "epsilon_table": [
+            {"step": p["step"], "epsilon": _shown(p["epsilon"])} for p in _thin(epsilon_curve, TABLE_POINTS)
+        ],
+        "epsilon_thinned": len(epsilon_curve) > TABLE_POINTS,
+        "epsilon_chart": {
+            "steps": [p["step"] for p in _thin(epsilon_curve, CHART_POINTS)],
+            "epsilon": [p["epsilon"] for p in _thin(epsilon_curve, CHART_POINTS)],
+        }
+        if epsilon_curve
+        else None,
+    }
+
+
+def _histogram(raw: Any) -> dict[str, Any] | None:
+    """The bars of a released histogram ({categories | edges, counts}): labels, counts and the
+    table rows."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("counts"), list):
+        return None
+    counts = raw["counts"]
+    edges, categories = raw.get("edges"), raw.get("categories")
+    if isinstance(categories, list) and len(categories) == len(counts):
+        labels = [str(c) for c in categories]
+    elif isinstance(edges, list) and len(edges) == len(counts) + 1:
+        last = len(counts) - 1
+        labels = [f"[{_shown(edges[i])}, {_shown(edges[i + 1])}{']' if i == last else ')'}" for i in range(len(counts))]
+    else:
+        labels = [str(i + 1) for i in range(len(counts))]
+    if not all(isinstance(c, int | float) and not isinstance(c, bool) for c in counts):
+        return None
+    return {"labels": labels, "counts": counts, "rows": list(zip(labels, counts, strict=True))}
+
+
+def _statistics_view(document: Any) -> list[dict[str, Any]]:
+    """The runner's statistics document (``statistics.json``: per column its count, sum, mean,
+    histogram and quantiles, each ``{"value", "source", "noise_std"}``) as table rows."""
+    columns = document.get("columns") if isinstance(document, dict) else None
+    rows = []
+    for index, col in enumerate(c for c in columns or [] if isinstance(c, dict)):
+        scalars = []
+        for key, label in (("count", "Count"), ("sum", "Sum"), ("mean", "Mean")):
+            stat = col.get(key)
+            if isinstance(stat, dict):
+                noise = stat.get("noise_std")
+                scalars.append((label, _shown(stat.get("value")), _shown(noise) if noise is not None else None))
+        quantiles = col.get("quantiles") if isinstance(col.get("quantiles"), dict) else {}
+        levels, values = quantiles.get("levels") or [], quantiles.get("values") or []
+        bounds = col.get("bounds") if isinstance(col.get("bounds"), dict) else None
+        rows.append(
+            {
+                "index": index,
+                "name": str(col.get("name", "")),
+                "type": col.get("type", ""),
+                "skipped": col.get("skipped", ""),
+                "bounds": (_shown(bounds.get("min")), _shown(bounds.get("max"))) if bounds else None,
+                "scalars": scalars,
+                "quantiles": [(_shown(q), _shown(v)) for q, v in zip(levels, values, strict=False)],
+                "histogram": _histogram(col.get("histogram")),
+                "chart_id": f"histogram-data-{index}",
+            }
+        )
+    return rows
+
+
+def _statistics_released(job: ComputeJob, user) -> dict[str, Any] | None:
+    """A dp-statistics job's released statistics (its statistics.json artifact), or None."""
+    if not job.artifacts.filter(name=STATISTICS_ARTIFACT).exists():
+        return None
+    _artifact, fh = result_services.artifact_open(job=job, user=user, name=STATISTICS_ARTIFACT)
+    with fh:
+        raw = fh.read(MAX_STATISTICS_BYTES + 1)
+    if len(raw) > MAX_STATISTICS_BYTES:
+        return None
+    try:
+        document = json.loads(raw)
+    except ValueError:
+        return None
+    notes = document.get("notes") if isinstance(document, dict) else None
+    return {
+        "columns": _statistics_view(document),
+        "notes": [str(n) for n in notes] if isinstance(notes, list) else [],
+    }
+
+
+@login_required
+def job_result(request: HttpRequest, job_id: int) -> HttpResponse:
+    """The buyer's results: charts of the DP loss and of epsilon over the steps (each with its
+    table), the metrics with where each number comes from, the accounting and the downloads."""
+    job = _job_visible(request, job_id)
+    job_services.job_require_buyer(job=job, user=request.user)
+    if job.status != ComputeJob.Status.FINISHED:
+        messages.info(request, "This job has no results yet: they are released when it finishes.")
+        return redirect("frontend:job", job_id=job.pk)
+    results = job.results or {}
+    metrics = [
+        {
+            **m,
+            "shown": _shown(m.get("value")),
+            "source_label": METRIC_SOURCES.get(m.get("source"), METRIC_SOURCES["public"]),
+        }
+        for m in results.get("metrics") or []
+        if isinstance(m, dict)
+    ]
+    return render(
+        request,
+        "frontend/job_result.html",
+        {
+            "job": job,
+            "results": results,
+            "accounting": {
+                "epsilon_spent": _shown(results.get("epsilon_spent")),
+                "delta": plain_number(results["delta"])
+                if isinstance(results.get("delta"), float)
+                else _shown(job.delta, 12),
+                "accountant": str(results.get("accountant") or "—").upper(),
+                "noise_multiplier": _shown(results.get("noise_multiplier")),
+                "sample_rate": _shown(results.get("sample_rate"), 6),
+                "steps": _shown(results.get("steps")),
+            },
+            "metrics": metrics,
+            "artifacts": list(job.artifacts.all()),
+            "statistics": _statistics_released(job, request.user) if job.algorithm == "dp-statistics" else None,
+            **_curves(results),
+        },
+    )
+
+
+@login_required
+def job_artifact(request: HttpRequest, job_id: int, name: str) -> HttpResponse:
+    """One released file, to the buyer only, as a download."""
+    job = _job_visible(request, job_id)
+    artifact, fh = result_services.artifact_open(job=job, user=request.user, name=name)
+    response = FileResponse(fh, as_attachment=True, filename=f"job-{job.pk}-{artifact.name}")
+    response["X-Content-SHA256"] = artifact.sha256
+    return response
 
 
 # --- moderation ----------------------------------------------------------------------------

@@ -1,9 +1,20 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the test suite needs when they are missing (chromium for the
-# browser tests). Uses sudo when not root.
+# Installs the Debian packages the project needs when they are missing. Uses sudo when not root.
+#   (no argument)  everything the test suite needs: bubblewrap (compute-job sandboxes) and chromium
+#                  (browser tests)
+#   --runtime      only what running the app needs: bubblewrap
 set -euo pipefail
+mode="all"
+case "${1:-}" in
+  "") ;;
+  --runtime) mode="runtime" ;;
+  *) echo "usage: $0 [--runtime]" >&2; exit 2 ;;
+esac
 need=()
-command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
+if [ "$mode" = "all" ]; then
+  command -v chromium >/dev/null 2>&1 || need+=(chromium)
+fi
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

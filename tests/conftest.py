@@ -31,6 +31,10 @@ def isolated_storage(settings, tmp_path):
             "BACKEND": "django.core.files.storage.FileSystemStorage",
             "OPTIONS": {"location": str(tmp_path / "storage"), "base_url": None},
         },
+        "results": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(tmp_path / "results"), "base_url": None},
+        },
     }
     return tmp_path / "storage"
 

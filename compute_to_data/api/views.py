@@ -16,7 +16,6 @@ from rest_framework.views import APIView
 
 from chain.models import Order
 from chain.services import orders as order_services
-from chain.services import wallets as wallet_services
 from chain.units import HASH_PATTERN
 from compute_to_data.api.serializers import ArtifactSerializer, CheckSerializer, JobSerializer, LogEntrySerializer
 from compute_to_data.models import ComputeJob
@@ -115,7 +114,11 @@ class JobQuoteView(APIView):
         epsilon = serializers.CharField()
         delta = serializers.FloatField()
         epsilon_left = serializers.CharField(help_text="Left in the dataset's budget (marketplace books).")
-        release = serializers.CharField()
+        epsilon_left_after = serializers.CharField(help_text="Left once this job has run.")
+        release = serializers.CharField(help_text="What the job releases (and what it never does).")
+        problems = serializers.ListField(
+            child=serializers.CharField(), help_text="Why it cannot go ahead; empty if it can."
+        )
         order = serializers.DictField(help_text="The order quote: price, fee, wallet balance, problems.")
 
     @extend_schema(
@@ -132,28 +135,21 @@ class JobQuoteView(APIView):
         data.is_valid(raise_exception=True)
         v = data.validated_data
         dataset = catalog.dataset_get_visible(dataset_id=v["dataset"], user=request.user)
-        normalised = job_services.parameters_for(dataset=dataset, algorithm=v["algorithm"], parameters=v["parameters"])
-        digest = job_services.params_hash(v["algorithm"], normalised)
-        summary = budget_services.budget_summary(dataset=dataset)
-        wallet = wallet_services.wallet_primary(user=request.user)
-        quote = order_services.order_quote(
-            user=request.user,
-            dataset=dataset,
-            epsilon=budget_services.epsilon_round_up(normalised["epsilon"]),
-            delta=float(normalised["delta"]),
-            algorithm_hash_hex=digest,
-            wallet_address=wallet.address,
+        quote = job_services.job_quote(
+            user=request.user, dataset=dataset, algorithm=v["algorithm"], parameters=v["parameters"]
         )
-        order_quote = {k: str(v) if not isinstance(v, int | float | list) else v for k, v in dataclasses.asdict(quote).items()}
+        order = dataclasses.asdict(quote["order"])
         return Response(
             {
-                "parameters": normalised,
-                "params_hash": digest,
-                "epsilon": str(normalised["epsilon"]),
-                "delta": normalised["delta"],
-                "epsilon_left": str(summary.epsilon_left),
-                "release": order_services.RELEASE_TEXT,
-                "order": order_quote,
+                "parameters": quote["parameters"],
+                "params_hash": quote["params_hash"],
+                "epsilon": str(quote["epsilon"]),
+                "delta": quote["delta"],
+                "epsilon_left": str(quote["epsilon_left"]),
+                "epsilon_left_after": str(quote["epsilon_left_after"]),
+                "release": quote["release"],
+                "problems": quote["problems"],
+                "order": {k: v if isinstance(v, int | float | list | bool) else str(v) for k, v in order.items()},
             }
         )
 

@@ -112,4 +112,3 @@ def budget_check_left(*, dataset: Dataset, epsilon: Decimal) -> None:
             code="budget_exhausted",
             extra={"epsilon_left": str(summary.epsilon_left)},
         )
-

@@ -125,7 +125,11 @@ class _Monitor:
 
     def set_phase(self, phase: str) -> None:
         with self._lock:
-            self.progress = {**self.progress, "phase": phase, "percent": max(self.progress.get("percent", 0), PHASE_PERCENT.get(phase, 0))}
+            self.progress = {
+                **self.progress,
+                "phase": phase,
+                "percent": max(self.progress.get("percent", 0), PHASE_PERCENT.get(phase, 0)),
+            }
             self._dirty = True
         self.flush()
 
@@ -271,7 +275,9 @@ def job_run(job_id: int, *, isolation: str = "bubblewrap") -> ComputeJob | None:
                 return job
             if job.status == ComputeJob.Status.QUEUED:
                 job_transition(job, ComputeJob.Status.PROVISIONING)
-            return job_end(job, ComputeJob.Status.FAILED, f"The platform failed while running the job ({type(exc).__name__}).")
+            return job_end(
+                job, ComputeJob.Status.FAILED, f"The platform failed while running the job ({type(exc).__name__})."
+            )
     finally:
         monitor.stop()
         close_old_connections()
@@ -296,7 +302,9 @@ def _run_claimed(job: ComputeJob, monitor: _Monitor, isolation: str) -> ComputeJ
             if job.cancel_requested_at is not None:
                 return job_end(job, ComputeJob.Status.CANCELLED, "Cancelled by the buyer before the runner started.")
             # From here on the runner reads the data: the budget is spent whatever happens.
-            job = job_transition(job, ComputeJob.Status.RUNNING, data_touched_at=timezone.now(), runner_hash=runner_code_hash())
+            job = job_transition(
+                job, ComputeJob.Status.RUNNING, data_touched_at=timezone.now(), runner_hash=runner_code_hash()
+            )
         provision_seconds = time.monotonic() - started
         job_log(job, f"Sandbox ready in {provision_seconds:.2f} s; runner started.")
         outcome = sandbox.sandbox_run(
@@ -336,14 +344,16 @@ class _PublishError(Exception):
     pass
 
 
-def _read_manifest(out: Path, job: ComputeJob) -> dict[str, Any]:
-    path = out / MANIFEST
-    if not path.is_file() or path.is_symlink():
+def _read_manifest(ws: sandbox.Workspace, job: ComputeJob) -> dict[str, Any]:
+    try:
+        with ws.open_output(MANIFEST) as fh:
+            raw = fh.read(MAX_MANIFEST_BYTES + 1)
+    except (OSError, ValueError):
         raise _PublishError("The runner wrote no manifest.")
-    if path.stat().st_size > MAX_MANIFEST_BYTES:
+    if len(raw) > MAX_MANIFEST_BYTES:
         raise _PublishError("The runner's manifest is too large.")
     try:
-        manifest = json.loads(path.read_text())
+        manifest = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise _PublishError("The runner's manifest is not valid JSON.")
     if not isinstance(manifest, dict) or not isinstance(manifest.get("artifacts"), list):
@@ -354,11 +364,18 @@ def _read_manifest(out: Path, job: ComputeJob) -> dict[str, Any]:
     return manifest
 
 
-def _store(job: ComputeJob, path: Path, name: str, kind: str, description: str) -> JobArtifact:
+def _store(job: ComputeJob, ws: sandbox.Workspace, name: str, kind: str, description: str) -> JobArtifact:
+    """Copy ``out/<name>`` into the results storage, hashing it. Opened without following links:
+    the sandbox wrote that folder, and a link there must not make the worker read a host file."""
     digest = hashlib.sha256()
-    with path.open("rb") as fh:
+    try:
+        fh = ws.open_output(name)
+    except (OSError, ValueError):
+        raise _PublishError(f"The runner listed an artifact it did not write properly ({name[:60]!r}).")
+    with fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
+        size = fh.tell()
         fh.seek(0)
         stored = results_storage().save(f"job-{job.pk}/{name}", File(fh, name=name))
     return JobArtifact.objects.create(
@@ -366,7 +383,7 @@ def _store(job: ComputeJob, path: Path, name: str, kind: str, description: str) 
         name=name,
         kind=kind[:20],
         description=description[:500],
-        size=path.stat().st_size,
+        size=size,
         sha256=digest.hexdigest(),
         storage_name=stored,
     )
@@ -379,18 +396,18 @@ def result_hash_of(artifacts: list[tuple[str, str]]) -> str:
 
 
 def _publish(job: ComputeJob, ws: sandbox.Workspace) -> ComputeJob:
-    out = ws.output_dir
     stored: list[JobArtifact] = []
     try:
-        manifest = _read_manifest(out, job)
+        manifest = _read_manifest(ws, job)
         entries = [a for a in manifest["artifacts"] if isinstance(a, dict)]
         names = [str(a.get("name", "")) for a in entries]
+        if len(set(names)) != len(names):
+            raise _PublishError("The runner listed an artifact twice.")
         for entry, name in zip(entries, names, strict=True):
-            path = out / name
-            if not name or set(name) - SAFE_NAME_CHARS or name == MANIFEST or not path.is_file() or path.is_symlink():
-                raise _PublishError(f"The runner listed an artifact it did not write properly ({name[:60]!r}).")
-            stored.append(_store(job, path, name, str(entry.get("kind", "file")), str(entry.get("description", ""))))
-        stored.append(_store(job, out / MANIFEST, MANIFEST, "manifest", "Accounting, metrics and curves (JSON)."))
+            if not name or set(name) - SAFE_NAME_CHARS or name == MANIFEST or name.startswith("."):
+                raise _PublishError(f"The runner listed an artifact with an unsafe name ({name[:60]!r}).")
+            stored.append(_store(job, ws, name, str(entry.get("kind", "file")), str(entry.get("description", ""))))
+        stored.append(_store(job, ws, MANIFEST, "manifest", "Accounting, metrics and curves (JSON)."))
     except _PublishError as exc:
         _delete_stored(stored)
         with transaction.atomic():
@@ -400,7 +417,17 @@ def _publish(job: ComputeJob, ws: sandbox.Workspace) -> ComputeJob:
         raise
     results = {
         key: manifest.get(key)
-        for key in ("epsilon_spent", "delta", "accountant", "noise_multiplier", "sample_rate", "steps", "metrics", "curve", "epsilon_curve")
+        for key in (
+            "epsilon_spent",
+            "delta",
+            "accountant",
+            "noise_multiplier",
+            "sample_rate",
+            "steps",
+            "metrics",
+            "curve",
+            "epsilon_curve",
+        )
     }
     with transaction.atomic():
         job = _locked(job.pk)
@@ -471,7 +498,8 @@ def jobs_reap() -> dict[str, int]:
                 counts["failed"] += 1
         _remove_workspace(workspace)
     lost = ComputeJob.objects.filter(
-        status=ComputeJob.Status.QUEUED, queued_at__lt=now - timedelta(seconds=settings.COMPUTE_HEARTBEAT_TIMEOUT_SECONDS * 5)
+        status=ComputeJob.Status.QUEUED,
+        queued_at__lt=now - timedelta(seconds=settings.COMPUTE_HEARTBEAT_TIMEOUT_SECONDS * 5),
     ).values_list("pk", flat=True)
     for job_id in lost:
         job_run_task.delay(job_id)  # a second delivery of a live task is a no-op (see _claim)

@@ -107,6 +107,45 @@ def parameters_for(*, dataset: Dataset, algorithm: str, parameters: dict[str, An
         ) from exc
 
 
+def job_quote(*, user: User, dataset: Dataset, algorithm: str, parameters: dict[str, Any] | None) -> dict[str, Any]:
+    """What "pay and run" would do, before anything is sent: the normalised parameters and their
+    hash (what the order commits to), the order's quote from the buyer's managed wallet (which pays
+    for jobs created without an order), the budget left before and after, and what stands in the
+    way (``problems``: human sentences; empty when the job can go ahead)."""
+    from chain.services import orders as order_services
+    from chain.services import wallets as wallet_services
+
+    normalised = parameters_for(dataset=dataset, algorithm=algorithm, parameters=parameters)
+    digest = params_hash(algorithm, normalised)
+    epsilon = budget_services.epsilon_round_up(normalised["epsilon"])
+    wallet = wallet_services.wallet_managed_get_or_create(user=user)
+    order = order_services.order_quote(
+        user=user,
+        dataset=dataset,
+        epsilon=epsilon,
+        delta=float(normalised["delta"]),
+        algorithm_hash_hex=digest,
+        wallet_address=wallet.address,
+    )
+    problems = [p["detail"] for p in order.problems]
+    try:
+        budget_services.budget_check_left(dataset=dataset, epsilon=epsilon)
+    except Conflict as exc:
+        problems.insert(0, exc.detail)
+    summary = budget_services.budget_summary(dataset=dataset)
+    return {
+        "parameters": normalised,
+        "params_hash": digest,
+        "epsilon": epsilon,
+        "delta": float(normalised["delta"]),
+        "epsilon_left": summary.epsilon_left,
+        "epsilon_left_after": max(summary.epsilon_left - epsilon, Decimal(0)),
+        "order": order,
+        "problems": problems,
+        "release": order_services.RELEASE_TEXT,
+    }
+
+
 def _check_orderable(*, user: User, dataset: Dataset) -> None:
     if dataset.status != Dataset.Status.LISTED:
         raise Conflict("Only listed datasets can be computed on.", code="not_listed")
@@ -135,7 +174,9 @@ def job_create(
     normalised = parameters_for(dataset=dataset, algorithm=algorithm, parameters=parameters)
     epsilon = Decimal(str(normalised["epsilon"]))
     if epsilon != epsilon.quantize(budget_services.EPSILON_QUANTUM):
-        raise InvalidInput("Epsilon can have at most 4 decimal places.", code="invalid_parameters")
+        raise InvalidInput(
+            "Epsilon can have at most 4 decimal places.", code="invalid_parameters", extra={"field": "epsilon"}
+        )
     delta = float(normalised["delta"])
     digest = params_hash(algorithm, normalised)
     budget_services.budget_check_left(dataset=dataset, epsilon=epsilon)

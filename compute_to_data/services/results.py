@@ -102,8 +102,8 @@ def _chain_checks(job: ComputeJob) -> list[Check]:
     if event is None:
         return [Check("chain", False, "The receipt transaction carries no receipt for this order.")]
 
-    def hexed(value: bytes) -> str:
-        return "0x" + bytes(value).hex()
+    def hexed(value: bytes | str) -> str:
+        return value if isinstance(value, str) else "0x" + bytes(value).hex()
 
     pairs = [
         ("dataset", hexed(event["datasetHash"]), job.dataset_hash),

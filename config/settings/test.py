@@ -14,6 +14,11 @@ SECRET_KEY = "test-secret-key-not-for-production-0123456789abcdef"
 DATASET_ENCRYPTION_KEY = base64.b64encode(b"k" * 32).decode()
 WALLET_ENCRYPTION_KEY = base64.b64encode(b"w" * 32).decode()
 CHAIN_RPC_URL = ""  # chain tests start their own anvil and set it
+if env("CELERY_INTEGRATION_CHAIN_RPC_URL"):
+    # A real worker started by a chain test: the test's anvil and deployment.
+    CHAIN_RPC_URL = env("CELERY_INTEGRATION_CHAIN_RPC_URL")
+    CHAIN_DEPLOYMENT_FILE = env("CELERY_INTEGRATION_CHAIN_DEPLOYMENT_FILE")
+    CHAIN_OPERATOR_KEY = env("CELERY_INTEGRATION_CHAIN_OPERATOR_KEY")
 CHAIN_CONFIRMATIONS = 1
 CHAIN_RECEIPT_POLL_SECONDS = 0.05
 CATALOGUE_COUNT_CACHE_SECONDS = 0  # tests change the catalogue between identical queries
@@ -27,6 +32,10 @@ STORAGES = {
     "datasets": {
         "BACKEND": "django.core.files.storage.FileSystemStorage",
         "OPTIONS": {"location": str(_data_dir / "storage"), "base_url": None},
+    },
+    "results": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(_data_dir / "results"), "base_url": None},
     },
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }

@@ -1,0 +1,499 @@
+# Permissive modes are the point here: host files left wide open must still be out of the sandbox's reach.
+# ruff: noqa: S103
+"""The bubblewrap launcher: a normal run, and every escape a hostile job might try (programs in ./hostile/).
+
+Each hostile program exits 0 with an "ESCAPED: ..." log event only when its attack worked; the tests check the
+Outcome the buyer would see and that the host saw no effect. Workspaces live under a 0711 folder in /tmp (pytest's
+tmp_path is 0700, which the sandbox uid cannot traverse), and the sandbox runs as a uid of its own so that "no
+process of the sandbox uid is left" and the process count are exact.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import pwd
+import shutil
+import socket
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from compute_to_data.sandbox import (
+    Limits,
+    Outcome,
+    SandboxConfig,
+    SandboxUnavailable,
+    Workspace,
+    sandbox_preflight,
+    sandbox_run,
+    workspace,
+)
+
+pytestmark = pytest.mark.integration
+
+HOSTILE = Path(__file__).parent / "hostile"
+SMALL = Limits(wall_seconds=10, memory_bytes=1 << 30, processes=32, disk_bytes=64 << 20, cpu_seconds=20)
+
+
+def _uid_processes(uid: int) -> list[int]:
+    pids = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/status") as fh:
+                for line in fh:
+                    if line.startswith("Uid:"):
+                        if int(line.split()[1]) == uid:
+                            pids.append(int(name))
+                        break
+        except OSError:
+            continue
+    return pids
+
+
+def _wait_no_processes(uid: int, seconds: float = 3.0) -> list[int]:
+    deadline = time.monotonic() + seconds
+    while (left := _uid_processes(uid)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
+
+
+@pytest.fixture(scope="module")
+def base() -> Path:
+    """A world-traversable folder for workspaces, runners and host-side targets."""
+    path = Path(tempfile.mkdtemp(prefix="sandbox-tests-", dir="/tmp"))
+    os.chmod(path, 0o711)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def sandbox_uid() -> int:
+    """A uid nobody else uses (when we are root), so process checks only see this test's sandboxes."""
+    if os.geteuid() != 0:
+        return os.getuid()
+    for uid in range(61_000 + os.getpid() % 500, 62_000):
+        try:
+            pwd.getpwuid(uid)
+        except KeyError:
+            if not _uid_processes(uid):
+                return uid
+    raise RuntimeError("no free uid for the sandbox tests")
+
+
+@pytest.fixture(scope="module")
+def make_config(base: Path, sandbox_uid: int) -> Callable[[str], SandboxConfig]:
+    """Builds a config whose runner package (``dp_runner/__main__.py``) has the given body."""
+
+    def make(main_body: str) -> SandboxConfig:
+        runner = Path(tempfile.mkdtemp(prefix="runner-", dir=base)) / "dp_runner"
+        runner.mkdir()
+        (runner / "__init__.py").write_text("")
+        (runner / "__main__.py").write_text(main_body)
+        for path in (runner.parent, runner):
+            os.chmod(path, 0o755)
+        for path in runner.iterdir():
+            os.chmod(path, 0o644)
+        return SandboxConfig(runner_dir=str(runner), sandbox_uid=sandbox_uid, sandbox_gid=sandbox_uid)
+
+    return make
+
+
+@pytest.fixture(scope="module")
+def config(make_config: Callable[[str], SandboxConfig]) -> SandboxConfig:
+    cfg = make_config("print('runner')\n")
+    try:
+        sandbox_preflight(cfg)
+    except SandboxUnavailable as exc:
+        pytest.fail(f"The sandbox cannot start on this machine: {exc}")
+    return cfg
+
+
+@dataclasses.dataclass
+class Run:
+    outcome: Outcome
+    events: list[dict]
+
+    def messages(self) -> str:
+        return "\n".join(str(e.get("message", "")) for e in self.events)
+
+    def assert_contained(self) -> None:
+        assert "ESCAPED" not in self.messages(), self.messages()
+        assert not self.outcome.ok, self.outcome
+
+
+def run_code(config: SandboxConfig, ws: Workspace, code: str, limits: Limits = SMALL, **kwargs: object) -> Run:
+    events: list[dict] = []
+    outcome = sandbox_run(
+        config=config, workspace=ws, argv=["python3", "-c", code], limits=limits, on_event=events.append, **kwargs
+    )
+    return Run(outcome, events)
+
+
+@pytest.fixture
+def run_hostile(base: Path, make_config: Callable[[str], SandboxConfig], sandbox_uid: int):
+    """Runs ``hostile/<attack>.py`` as the runner (``python -m dp_runner /data/spec.json``) in a fresh workspace.
+
+    ``check(ws)`` runs while the workspace still exists; afterwards no process of the sandbox uid may remain
+    (unless the test keeps ``others_running``)."""
+
+    def run(
+        attack: str,
+        *,
+        limits: Limits = SMALL,
+        args: dict | None = None,
+        check: Callable[[Workspace], None] | None = None,
+        others_running: bool = False,
+    ) -> Run:
+        cfg = make_config((HOSTILE / f"{attack}.py").read_text())
+        events: list[dict] = []
+        with workspace(base, attack, cfg) as ws:
+            ws.write_input("spec.json", [json.dumps({"algorithm": "hostile"}).encode()])
+            outcome = sandbox_run(
+                config=cfg,
+                workspace=ws,
+                argv=["python3", "-m", "dp_runner", "/data/spec.json"],
+                limits=limits,
+                on_event=events.append,
+                extra_env={"HOSTILE_ARGS": json.dumps(args or {})},
+            )
+            if check is not None:
+                check(ws)
+        assert not ws.root.exists()
+        if not others_running:
+            assert _wait_no_processes(sandbox_uid) == []
+        return Run(outcome, events)
+
+    return run
+
+
+# ------------------------------------------------------------------------------------------------- normal runs
+
+
+def test_happy_path_events_output_and_identity(base: Path, config: SandboxConfig) -> None:
+    code = """
+import json, os
+spec = json.load(open("/data/spec.json"))
+for i in range(200):
+    print(json.dumps({"event": "progress", "fraction": (i + 1) / 200}), flush=True)
+print("not json")
+print(json.dumps({"no_event": 1}))
+print("[" * 60000)  # nests deeper than the JSON parser's recursion limit
+print(json.dumps({"event": "log", "message": "x" * (70 << 10)}))
+caps = [l.split()[1] for l in open("/proc/self/status") if l.startswith("CapEff:")][0]
+print(json.dumps({"event": "log", "message": "identity", "uid": os.getuid(), "euid": os.geteuid(), "caps": caps}))
+with open("/out/result.json", "w") as fh:
+    json.dump({"epsilon": spec["epsilon"], "cwd": os.getcwd()}, fh)
+"""
+    with workspace(base, "happy", config) as ws:
+        ws.write_input("spec.json", [b'{"epsilon": ', b"0.5}"])
+        run = run_code(config, ws, code)
+        assert run.outcome.ok, run.outcome
+        assert run.outcome.limit is None and run.outcome.exit_code == 0 and run.outcome.reason == ""
+        assert ws.output_files() == ["result.json"]
+        with ws.open_output("result.json") as fh:
+            assert json.load(fh) == {"epsilon": 0.5, "cwd": "/tmp"}
+
+    identity = next(e for e in run.events if e.get("message") == "identity")
+    assert identity["uid"] != 0 and identity["euid"] != 0
+    assert int(identity["caps"], 16) == 0
+    progress = [e for e in run.events if e["event"] == "progress"]
+    assert len(progress) < 200  # rate-limited ...
+    assert progress[-1]["fraction"] == 1.0  # ... but the last progress always arrives
+    assert all("event" in e for e in run.events)
+    assert not any(len(str(e.get("message", ""))) > 64 << 10 for e in run.events)
+
+
+def test_environment_is_scrubbed(base: Path, config: SandboxConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DJANGO_SETTINGS_MODULE", "config.settings.production")
+    monkeypatch.setenv("DATASET_ENCRYPTION_KEY", "c2VjcmV0LWtleS1zZWNyZXQta2V5LXNlY3JldC1rZXk=")
+    monkeypatch.setenv("SOME_SECRET", "hunter2-very-secret")
+    code = "import json, os; print(json.dumps({'event': 'log', 'message': 'env', 'env': dict(os.environ)}))"
+    with workspace(base, "env", config) as ws:
+        run = run_code(config, ws, code, extra_env={"JOB_LABEL": "abc"})
+        with pytest.raises(ValueError, match="DJANGO_DEBUG"):
+            run_code(config, ws, "pass", extra_env={"DJANGO_DEBUG": "1"})
+        for name in ("API_TOKEN", "aws_secret", "DB_PASSWORD", "SIGNING_KEY", "LD_PRELOAD", "PYTHONSTARTUP"):
+            with pytest.raises(ValueError):
+                run_code(config, ws, "pass", extra_env={name: "x"})
+    env = next(e for e in run.events if e.get("message") == "env")["env"]
+    assert env["JOB_LABEL"] == "abc" and env["HOME"] == "/tmp" and env["OMP_NUM_THREADS"] == "2"
+    assert not [k for k in env if k.startswith("DJANGO_") or "SECRET" in k or "KEY" in k]
+    assert "hunter2" not in json.dumps(env) and "c2VjcmV0" not in json.dumps(env)
+
+
+def test_runner_error_event_becomes_the_reason(base: Path, config: SandboxConfig) -> None:
+    code = """
+import json, sys
+print(json.dumps({"event": "error", "code": "schema", "message": "Column age is missing."}), flush=True)
+sys.stderr.write("Traceback: internal detail /secret/path\\n")
+sys.exit(2)
+"""
+    with workspace(base, "error", config) as ws:
+        run = run_code(config, ws, code)
+    assert not run.outcome.ok and run.outcome.exit_code == 2 and run.outcome.limit is None
+    assert run.outcome.reason == "Column age is missing."
+    assert "internal detail" in run.outcome.stderr_tail
+    assert [e["code"] for e in run.events if e["event"] == "error"] == ["schema"]
+
+    with workspace(base, "exit", config) as ws:
+        run = run_code(config, ws, "import sys; sys.exit(5)")
+    assert run.outcome.reason == "The runner stopped with exit status 5." and run.outcome.exit_code == 5
+
+
+def test_cpu_file_size_and_cancel_limits(base: Path, config: SandboxConfig) -> None:
+    with workspace(base, "cpu", config) as ws:
+        run = run_code(config, ws, "while True: pass", dataclasses.replace(SMALL, cpu_seconds=1))
+        assert run.outcome.limit == "cpu", run.outcome
+        assert run.outcome.reason == "The job exceeded its CPU-time limit of 1 s and was stopped."
+
+        big = "open('/out/big.bin', 'wb').write(b'x' * (2 << 20))"
+        run = run_code(config, ws, big, dataclasses.replace(SMALL, file_size_bytes=1 << 20))
+        assert run.outcome.limit == "file_size", run.outcome
+        assert (ws.output_dir / "big.bin").stat().st_size <= 1 << 20
+
+        started = time.monotonic()
+        run = run_code(
+            config, ws, "import time; time.sleep(30)", should_cancel=lambda: time.monotonic() > started + 0.5
+        )
+        assert run.outcome.limit == "cancelled" and run.outcome.reason == "The job was cancelled."
+        assert run.outcome.wall_seconds < 3
+
+
+def test_workspace_is_private_and_removed_even_when_the_run_fails(
+    base: Path, config: SandboxConfig, sandbox_uid: int
+) -> None:
+    with pytest.raises(RuntimeError, match="caller failed"):
+        with workspace(base, "../../etc/odd key", config) as ws:
+            assert ws.root.parent == base and ws.root.name.startswith("etc-odd-key-")
+            assert (ws.root.stat().st_mode & 0o777) == 0o700
+            assert ws.root.stat().st_uid == sandbox_uid
+            path = ws.write_input("data.csv", iter([b"a,b\n", b"1,2\n"]))
+            assert path.read_bytes() == b"a,b\n1,2\n" and (path.stat().st_mode & 0o777) == 0o400
+            with pytest.raises(ValueError):
+                ws.write_input("../escape", [b""])
+            code = """
+import os
+os.makedirs("/out/locked/deeper")
+open("/out/locked/deeper/f", "w").write("x")
+os.symlink("/etc/shadow", "/out/shadow-link")
+os.chmod("/out/locked/deeper", 0)
+os.chmod("/out/locked", 0)
+raise SystemExit(4)
+"""
+            run = run_code(config, ws, code)
+            assert run.outcome.exit_code == 4
+            assert ws.output_files() == []  # the symlink is not offered as an output
+            with pytest.raises(OSError):
+                ws.open_output("shadow-link")
+            raise RuntimeError("caller failed")
+    assert not ws.root.exists()
+    assert Path("/etc/shadow").exists()
+
+
+def test_preflight_explains_missing_bubblewrap(config: SandboxConfig) -> None:
+    with pytest.raises(SandboxUnavailable, match="apt-get install bubblewrap"):
+        sandbox_preflight(dataclasses.replace(config, bwrap="/nonexistent/bwrap"))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="an unprivileged worker's sandbox shares its uid and permissions")
+def test_preflight_names_unreadable_site_packages(base: Path, config: SandboxConfig) -> None:
+    private = Path(tempfile.mkdtemp(dir=base))  # 0700, owned by root
+    with pytest.raises(SandboxUnavailable, match=str(private)):
+        sandbox_preflight(dataclasses.replace(config, site_packages=(str(private),)))
+
+
+def test_overhead_of_an_empty_python(base: Path, config: SandboxConfig) -> None:
+    timings: dict[str, list[float]] = {"bubblewrap": [], "none": []}
+    with workspace(base, "overhead", config) as ws:
+        for _ in range(5):
+            for isolation, samples in timings.items():
+                run = run_code(config, ws, "pass", isolation=isolation)
+                assert run.outcome.ok, run.outcome
+                samples.append(run.outcome.wall_seconds)
+    sandboxed, plain = (statistics.median(timings[k]) * 1000 for k in ("bubblewrap", "none"))
+    print(f"\n`python -c pass`: sandboxed {sandboxed:.1f} ms, unsandboxed {plain:.1f} ms (median of 5)")
+
+
+def test_isolation_none_uses_host_paths(base: Path, config: SandboxConfig) -> None:
+    code = "import sys; open(sys.argv[1] + '/r.txt', 'w').write(open(sys.argv[2]).read())"
+    with workspace(base, "none", config) as ws:
+        ws.write_input("spec.json", [b"{}"])
+        assert ws.paths("bubblewrap") == {"data": "/data", "out": "/out", "tmp": "/tmp"}
+        assert ws.paths("none")["out"] == str(ws.output_dir)
+        events: list[dict] = []
+        argv = ["python3", "-c", code, "/out", "/data/spec.json"]
+        outcome = sandbox_run(
+            config=config, workspace=ws, argv=argv, limits=SMALL, on_event=events.append, isolation="none"
+        )
+        assert outcome.ok, outcome
+        assert (ws.output_dir / "r.txt").read_text() == "{}"
+
+
+# --------------------------------------------------------------------------------------------------- escapes
+
+
+def test_no_network(run_hostile) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.setblocking(False)
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    udp.setblocking(False)
+    tcp_port, udp_port = listener.getsockname()[1], udp.getsockname()[1]
+    with listener, udp:
+        run = run_hostile("network", args={"tcp": [["127.0.0.1", tcp_port]], "udp": [["127.0.0.1", udp_port]]})
+        run.assert_contained()
+        assert run.outcome.reason == "The runner stopped with exit status 3."
+        with pytest.raises(BlockingIOError):
+            listener.accept()
+        with pytest.raises(BlockingIOError):
+            udp.recvfrom(512)
+
+
+def test_cannot_read_etc_shadow(run_hostile) -> None:
+    run = run_hostile("read_shadow")
+    run.assert_contained()
+    assert run.outcome.exit_code == 3 and run.outcome.limit is None
+
+
+def test_cannot_read_another_dataset(base: Path, config: SandboxConfig, run_hostile, sandbox_uid: int) -> None:
+    secret = b"patient_id,diagnosis\n1,very private\n"
+    with workspace(base, "other-job", config) as other:
+        path = other.write_input("dataset.csv", [secret])
+        os.chmod(other.root, 0o755)  # even with the folders wide open, the other job's files are not mounted
+        os.chmod(other.input_dir, 0o755)
+        os.chmod(path, 0o644)
+        done = threading.Event()
+        background = threading.Thread(
+            target=run_code,
+            args=(config, other, "import time; time.sleep(20)"),
+            kwargs={"should_cancel": done.is_set},
+        )
+        background.start()
+        try:
+            time.sleep(0.3)  # the other sandbox is up, its /data mounted
+            args = {
+                "paths": [str(path), str(other.input_dir), str(other.root)],
+                "secret_sha256": hashlib.sha256(secret).hexdigest(),
+            }
+            run = run_hostile("read_other_dataset", args=args, others_running=True)
+        finally:
+            done.set()
+            background.join()
+    assert _wait_no_processes(sandbox_uid) == []
+    run.assert_contained()
+    assert run.outcome.exit_code == 3
+    assert "very private" not in run.outcome.stderr_tail + run.messages()
+
+
+def test_cannot_read_settings_or_project(run_hostile) -> None:
+    settings = Path(__file__).resolve().parents[2] / "config" / "settings" / "base.py"
+    assert settings.exists()
+    run = run_hostile("read_settings", args={"paths": [str(settings), str(settings.parents[2])]})
+    run.assert_contained()
+    assert run.outcome.exit_code == 3
+
+
+def test_cannot_read_encryption_key(base: Path, run_hostile, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATASET_ENCRYPTION_KEY", "c2VjcmV0LWtleQ==")
+    secrets_dir = Path(tempfile.mkdtemp(dir=base)) / ".local" / "secrets"
+    secrets_dir.mkdir(parents=True)
+    key = secrets_dir / "dataset.key"
+    key.write_bytes(b"0123456789abcdef0123456789abcdef")
+    for folder in (secrets_dir, secrets_dir.parent, secrets_dir.parent.parent):
+        os.chmod(folder, 0o755)
+    os.chmod(key, 0o644)  # world-readable on purpose: only the mount layout keeps it out
+    run = run_hostile("read_encryption_key", args={"paths": [str(key), str(secrets_dir)]})
+    run.assert_contained()
+    assert run.outcome.exit_code == 3
+    assert "0123456789abcdef" not in run.messages() + run.outcome.stderr_tail
+
+
+def test_cannot_write_outside_out(base: Path, run_hostile) -> None:
+    host_dir = Path(tempfile.mkdtemp(dir=base))
+    os.chmod(host_dir, 0o777)  # writable by anyone on the host; unreachable from the sandbox
+    usr_before = set(os.listdir("/usr"))
+    seen: dict[str, object] = {}
+
+    def check(ws: Workspace) -> None:
+        seen["input"] = sorted(os.listdir(ws.input_dir))
+        seen["spec"] = (ws.input_dir / "spec.json").read_bytes()
+
+    run = run_hostile("write_outside", args={"dirs": [str(host_dir), str(base)]}, check=check)
+    run.assert_contained()
+    assert run.outcome.exit_code == 3
+    assert list(host_dir.iterdir()) == []
+    assert not [p for p in base.iterdir() if p.name.startswith("hostile-")]
+    assert set(os.listdir("/usr")) == usr_before and not Path("/hostile.txt").exists()
+    assert seen == {"input": ["spec.json"], "spec": b'{"algorithm": "hostile"}'}
+
+
+def test_fork_bomb_is_contained(run_hostile, sandbox_uid: int) -> None:
+    limits = dataclasses.replace(SMALL, processes=32)
+    peak = [0]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], len(_uid_processes(sandbox_uid)))
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        run = run_hostile("fork_bomb", limits=limits)
+    finally:
+        stop.set()
+        sampler.join()
+    run.assert_contained()
+    assert run.outcome.limit == "processes", run.outcome
+    assert run.outcome.reason == "The job tried to run more than 32 processes or threads."
+    assert run.outcome.wall_seconds < 5
+    assert 0 < peak[0] <= limits.processes
+
+
+def test_memory_bomb_is_contained(run_hostile) -> None:
+    run = run_hostile("memory_bomb", limits=dataclasses.replace(SMALL, memory_bytes=512 << 20))
+    run.assert_contained()
+    assert run.outcome.limit == "memory", run.outcome
+    assert run.outcome.reason == "The job ran out of memory (limit 512 MiB)."
+
+
+@pytest.mark.parametrize("mode", ["bytes", "files"])
+def test_filling_the_disk_is_contained(base: Path, run_hostile, mode: str) -> None:
+    limits = dataclasses.replace(SMALL, disk_bytes=48 << 20, files=500)
+    free_before = shutil.disk_usage(base).free
+    left: list[int] = []
+
+    def check(ws: Workspace) -> None:
+        left.append(sum(p.stat().st_size for d in (ws.output_dir, ws.tmp_dir) for p in d.iterdir()))
+
+    run = run_hostile("fill_disk", limits=limits, args={"mode": mode}, check=check)
+    print(f"\nfill_disk ({mode}): {left[0] >> 20} MiB left when stopped (limit 48 MiB)")
+    run.assert_contained()
+    assert left[0] < limits.disk_bytes + (256 << 20)  # the watchdog's overshoot: one poll interval of writing
+    assert run.outcome.limit == "disk", run.outcome
+    assert run.outcome.reason.startswith("The job wrote more than 48 MiB (or more than 500 files)")
+    assert run.outcome.wall_seconds < 5
+    # Other work on the machine moves the free space a little; a leak would be gigabytes.
+    assert shutil.disk_usage(base).free > free_before - (256 << 20)
+
+
+@pytest.mark.parametrize("attack", ["sleep_forever", "outlive_timeout"])
+def test_nothing_outlives_the_timeout(run_hostile, sandbox_uid: int, attack: str) -> None:
+    run = run_hostile(attack, limits=dataclasses.replace(SMALL, wall_seconds=1.5), args={"seconds": 30})
+    run.assert_contained()
+    assert run.outcome.limit == "wall_clock", run.outcome
+    assert run.outcome.reason == "The job exceeded its wall-clock limit of 1.5 s and was stopped."
+    assert 1.5 <= run.outcome.wall_seconds < 3.5
+    assert [e["event"] for e in run.events] == ["progress"]
+    assert _uid_processes(sandbox_uid) == []  # run_hostile already waited for them: nothing is left to wait for

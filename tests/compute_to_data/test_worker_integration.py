@@ -1,0 +1,149 @@
+"""A real Celery worker process runs a job from the ``compute`` queue; killed mid-job, the job is
+reaped and its budget is charged and settled on chain, never left reserved."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import psutil
+import pytest
+from kombu import pools as kombu_pools
+
+from chain.models import ChainListing
+from chain.units import epsilon_to_units
+from chain.wrappers import Datatoken
+from compute_to_data.models import ComputeJob, PrivacyBudget
+from compute_to_data.services.execution import jobs_reap
+from config.celery_app import app as celery_app
+from tests.compute_to_data.test_job_sandbox import SLEEPER
+from tests.compute_to_data.test_jobs import _listed
+from tests.marketplace.test_tasks_integration import database_url, reset_connections, wait_for
+
+pytestmark = [pytest.mark.chain, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+
+def _sandboxed_runners() -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if "dp_runner" in " ".join(proc.info["cmdline"] or []):
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
+@pytest.fixture
+def compute_worker(tmp_path, on_chain, compute_settings):
+    broker = tmp_path / "broker"
+    broker.mkdir()
+    options = {"data_folder_in": str(broker), "data_folder_out": str(broker), "polling_interval": 0.05}
+    keys = ("task_always_eager", "broker_url", "broker_transport_options")
+    saved = {key: celery_app.conf.get(key) for key in keys}
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "DATABASE_URL": database_url(),
+        "MARKETPLACE_TEST_DATA_DIR": str(tmp_path),
+        "CELERY_INTEGRATION_BROKER_DIR": str(broker),
+        "CELERY_INTEGRATION_MAIL_DIR": str(tmp_path),
+        "CELERY_INTEGRATION_CHAIN_RPC_URL": compute_settings.CHAIN_RPC_URL,
+        "CELERY_INTEGRATION_CHAIN_DEPLOYMENT_FILE": compute_settings.CHAIN_DEPLOYMENT_FILE,
+        "CELERY_INTEGRATION_CHAIN_OPERATOR_KEY": compute_settings.CHAIN_OPERATOR_KEY,
+        "COMPUTE_WORK_DIR": compute_settings.COMPUTE_WORK_DIR,
+        "COMPUTE_HEARTBEAT_SECONDS": "0.5",
+    }
+    log_path = tmp_path / "worker.log"
+    procs: list[subprocess.Popen] = []
+
+    def start(runner_dir: str) -> subprocess.Popen:
+        celery_app.conf.update(task_always_eager=False, broker_url="filesystem://", broker_transport_options=options)
+        reset_connections()
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "worker",
+                "--concurrency",
+                "1",
+                "--loglevel",
+                "INFO",
+                "-Q",
+                "celery,compute",
+                "--without-heartbeat",
+                "--without-mingle",
+                "--without-gossip",
+            ],
+            env={**env, "COMPUTE_RUNNER_DIR": runner_dir},
+            stdout=log_path.open("a"),
+            stderr=subprocess.STDOUT,
+            cwd=Path(__file__).resolve().parents[2],
+            start_new_session=True,
+        )
+        procs.append(proc)
+        return proc
+
+    def eager_again() -> None:
+        celery_app.conf.update(saved)
+        reset_connections()
+        kombu_pools.reset()  # eager tasks still take a producer from kombu's (now closed) pools
+
+    yield start, eager_again, log_path
+    for proc in procs:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    eager_again()
+
+
+def test_a_worker_killed_mid_job_is_reaped_and_leaks_no_budget(
+    api, people, on_chain, fake_runner, compute_settings, compute_worker
+):
+    start, eager_again, log = compute_worker
+    provider, buyer, staff = people
+    dataset = _listed(api, provider, staff)  # published in-process, before the worker takes over
+    runner_dir = fake_runner("sleeper", source=SLEEPER)
+    worker = start(str(runner_dir))
+    api.force_authenticate(buyer)
+    response = api.post(
+        "/api/v1/jobs/",
+        {"dataset": dataset.pk, "algorithm": "dp-statistics", "parameters": {"epsilon": 0.6}},
+        format="json",
+    )
+    assert response.status_code == 202, response.content
+    job_id = response.json()["id"]
+    # The worker sends and verifies the payment, reserves the budget and starts the sandbox.
+    wait_for(lambda: ComputeJob.objects.get(pk=job_id).status == "running", timeout=90, log=log)
+    wait_for(lambda: bool(_sandboxed_runners()), timeout=20, log=log)
+    assert PrivacyBudget.objects.get(dataset=dataset).epsilon_reserved == Decimal("0.6")
+    workspace = ComputeJob.objects.get(pk=job_id).workspace
+    assert Path(workspace).exists()
+
+    os.killpg(worker.pid, signal.SIGKILL)  # the whole worker, without warning
+    worker.wait(timeout=10)
+    wait_for(lambda: not _sandboxed_runners(), timeout=10)  # the sandbox died with its parent
+
+    eager_again()  # settlement now runs in this process
+    compute_settings.COMPUTE_HEARTBEAT_TIMEOUT_SECONDS = 1.0
+    time.sleep(1.5)
+    assert jobs_reap()["failed"] == 1
+    job = ComputeJob.objects.get(pk=job_id)
+    assert job.status == "failed" and job.limit_hit == "worker_lost"
+    assert "stopped responding" in job.reason
+    assert job.budget_state == "charged" and job.epsilon_spent == Decimal("0.6")
+    assert PrivacyBudget.objects.get(dataset=dataset).epsilon_reserved == 0
+    assert not Path(workspace).exists(), "the dead worker's decrypted dataset is removed"
+    job.order.refresh_from_db()
+    assert job.order.status == "receipted"
+    listing = ChainListing.objects.get(dataset=dataset)
+    assert Datatoken(on_chain.w3, listing.datatoken_address).epsilon_ordered() == epsilon_to_units(Decimal("0.6"))
+    assert jobs_reap()["failed"] == 0  # reaping is idempotent
