@@ -14,7 +14,9 @@ class PrivacyBudget(models.Model):
     (``epsilon_total``, ``epsilon_per_job``, ``delta``) and on chain; this row is what jobs lock
     (SELECT ... FOR UPDATE) to reserve, charge and release epsilon."""
 
-    dataset = models.OneToOneField("marketplace.Dataset", on_delete=models.CASCADE, primary_key=True, related_name="budget")
+    dataset = models.OneToOneField(
+        "marketplace.Dataset", on_delete=models.CASCADE, primary_key=True, related_name="budget"
+    )
     epsilon_reserved = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal("0"))
     epsilon_spent = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal("0"))
     updated_at = models.DateTimeField(auto_now=True)
@@ -103,7 +105,9 @@ class ComputeJob(models.Model):
     dataset_hash = models.CharField(max_length=66, blank=True)
     runner_hash = models.CharField(max_length=66, blank=True)
     result_hash = models.CharField(max_length=66, blank=True)
-    results = models.JSONField(default=dict, blank=True, help_text="The runner's manifest: metrics, curves, accounting.")
+    results = models.JSONField(
+        default=dict, blank=True, help_text="The runner's manifest: metrics, curves, accounting."
+    )
     runner_seconds = models.FloatField(null=True, blank=True)
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)

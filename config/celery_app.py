@@ -18,3 +18,19 @@ def _chain_preflight(**kwargs) -> None:
     from chain.client import fail_fast_preflight
 
     fail_fast_preflight("Celery worker")
+
+
+@worker_init.connect
+def _sandbox_preflight(**kwargs) -> None:
+    """The worker says at start whether it can run compute sandboxes. It still starts without one
+    (it has chain work to do); compute jobs it takes then fail before touching data, with the
+    reason, and are refunded."""
+    import logging
+
+    from compute_to_data import sandbox
+    from compute_to_data.services.execution import sandbox_config
+
+    try:
+        sandbox.sandbox_preflight(sandbox_config())
+    except sandbox.SandboxUnavailable as exc:
+        logging.getLogger("compute_to_data").error("No compute sandbox on this worker: %s", exc)

@@ -24,7 +24,14 @@ from eth_account.signers.local import LocalAccount
 
 from chain import client
 from chain.models import ChainListing, ChainTransaction, Order, Wallet
-from chain.services.transactions import confirmed_receipt, on_settled, poll, prepare, transaction_enqueue
+from chain.services.transactions import (
+    confirmed_receipt,
+    on_settled,
+    poll,
+    prepare,
+    transaction_enqueue,
+    unmined_ahead,
+)
 from chain.services.wallets import user_addresses, wallet_primary
 from chain.signals import order_status_changed
 from chain.units import delta_to_units, epsilon_to_units, hash_bytes, units_to_epsilon, units_to_price
@@ -294,7 +301,12 @@ def _order_prepare(tx: ChainTransaction, signer: LocalAccount) -> str:
         return datatoken.dispense_and_order_data(epsilon=ctx["epsilon"], delta=ctx["delta"], algorithm_hash=algo)
     token = MockStablecoin(w3, ctx["token"])
     deadline = int(time.time()) + PERMIT_LIFETIME_SECONDS
-    v, r, s = token.permit_signature(signer, tx.to, ctx["max_price"], deadline, chain_id=tx.chain_id)
+    # Permits of this wallet's orders that are not mined yet come on top of the mined state's nonce.
+    ahead = sum(
+        1 for t in unmined_ahead(w3, tx) if t.purpose == ChainTransaction.Purpose.ORDER and "max_price" in t.context
+    )
+    nonce = token.contract.functions.nonces(signer.address).call() + ahead
+    v, r, s = token.permit_signature(signer, tx.to, ctx["max_price"], deadline, chain_id=tx.chain_id, nonce=nonce)
     return datatoken.buy_and_order_data(
         epsilon=ctx["epsilon"],
         delta=ctx["delta"],

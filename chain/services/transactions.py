@@ -129,19 +129,46 @@ def _next_nonce(w3: Web3, chain_id: int, address: str) -> int:
     return nonce
 
 
+# Gas limit of a transaction signed behind others of the same sender that are not broadcast yet.
+UNESTIMATED_GAS = 500_000
+
+
+def unmined_ahead(w3: Web3, tx: ChainTransaction) -> list[ChainTransaction]:
+    """The sender's other transactions that are signed but not mined yet (not broadcast, or in the
+    mempool): the node's latest state does not include them."""
+    candidates = (
+        ChainTransaction.objects.filter(
+            chain_id=tx.chain_id,
+            sender=tx.sender,
+            status__in=[ChainTransaction.Status.PENDING, ChainTransaction.Status.SENT],
+        )
+        .exclude(tx_hash="")
+        .exclude(pk=tx.pk)
+    )
+    return [c for c in candidates if c.status == ChainTransaction.Status.PENDING or _receipt(w3, c.tx_hash) is None]
+
+
 def _sign(w3: Web3, tx: ChainTransaction) -> bool:
     """Prepare, estimate, take a nonce and sign; the caller holds the row lock. False when the
     transaction failed instead (the call would revert)."""
     signer = _signer(tx.sender)
+    # One signer per address at a time, from preparing the call data (a permit's nonce depends on
+    # the transactions ahead) to taking the nonce.
+    AccountNonce.objects.select_for_update().get_or_create(chain_id=tx.chain_id, address=tx.sender)
     if tx.purpose in _PREPARE:
         tx.data = _PREPARE[tx.purpose](tx, signer)
     call = {"from": tx.sender, "to": tx.to, "data": tx.data, "value": int(tx.value)}
-    try:
-        # Estimated before a nonce is taken: a call that would revert leaves no gap.
-        tx.gas = int(w3.eth.estimate_gas(call) * 1.25) + 10_000
-    except (ContractCustomError, ContractLogicError) as exc:
-        _fail(tx, revert_message(exc))
-        return False
+    if unmined_ahead(w3, tx):
+        # The node cannot simulate this call on top of our transactions still waiting to be mined
+        # (a permit would look replayed): give it a fixed allowance instead of an estimate.
+        tx.gas = UNESTIMATED_GAS
+    else:
+        try:
+            # Estimated before a nonce is taken: a call that would revert leaves no gap.
+            tx.gas = int(w3.eth.estimate_gas(call) * 1.25) + 10_000
+        except (ContractCustomError, ContractLogicError) as exc:
+            _fail(tx, revert_message(exc))
+            return False
     tx.nonce = _next_nonce(w3, tx.chain_id, tx.sender)
     base_fee = int(w3.eth.get_block("latest").get("baseFeePerGas") or 0)
     priority = int(w3.eth.max_priority_fee)

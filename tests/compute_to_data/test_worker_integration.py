@@ -147,3 +147,27 @@ def test_a_worker_killed_mid_job_is_reaped_and_leaks_no_budget(
     listing = ChainListing.objects.get(dataset=dataset)
     assert Datatoken(on_chain.w3, listing.datatoken_address).epsilon_ordered() == epsilon_to_units(Decimal("0.6"))
     assert jobs_reap()["failed"] == 0  # reaping is idempotent
+
+
+def test_three_jobs_ordered_at_once_from_one_wallet_all_finish_on_the_worker(
+    api, people, on_chain, compute_settings, compute_worker
+):
+    """Each order's buy+order carries a permit: signed back to back, their permit nonces must
+    follow each other although none is mined yet."""
+    start, eager_again, log = compute_worker
+    provider, buyer, staff = people
+    dataset = _listed(api, provider, staff)
+    start(str(compute_settings.COMPUTE_RUNNER_DIR))
+    api.force_authenticate(buyer)
+    ids = []
+    for epsilon in (0.3, 0.4, 0.5):
+        body = {"dataset": dataset.pk, "algorithm": "dp-statistics", "parameters": {"epsilon": epsilon}}
+        response = api.post("/api/v1/jobs/", body, format="json")
+        assert response.status_code == 202, response.content
+        ids.append(response.json()["id"])
+    wait_for(lambda: all(ComputeJob.objects.get(pk=i).is_terminal for i in ids), timeout=150, log=log)
+    jobs = ComputeJob.objects.filter(pk__in=ids).select_related("order")
+    assert [(j.status, j.reason) for j in jobs] == [("finished", "")] * 3
+    wait_for(
+        lambda: all(j.order.status == "receipted" for j in ComputeJob.objects.filter(pk__in=ids)), timeout=60, log=log
+    )
