@@ -290,6 +290,7 @@ class JobArtifactView(APIView):
             **_errors(401, 403, 404, 409),
         },
         tags=["compute"],
+        operation_id="v1_jobs_result_artifact_retrieve",
         summary="Download one artifact of my finished job",
     )
     def get(self, request, job_id: int, name: str):
