@@ -34,7 +34,7 @@ from bench._common import remove_tree, report, setup_django  # noqa: E402
 
 OVERHEAD_TARGET = 0.5  # s
 SANDBOX_TARGET = 1.1
-PARAMETERS = {"target": "label", "features": ["age", "dose", "site"], "epochs": 2, "batch_size": 64, "epsilon": 0.05}
+PARAMETERS = {"target": "label", "features": ["age", "dose", "site"], "epochs": 2, "batch_size": 64, "epsilon": 0.2}
 
 
 def _wait(predicate, timeout: float, what: str, log: Path | None = None):

@@ -633,6 +633,8 @@ def _program_argv(argv: list[str], python: str) -> list[str]:
 
 
 def _to_host_path(value: str, ws: Workspace) -> str:
+    if value == str(ws.root) or value.startswith(str(ws.root) + "/"):
+        return value  # already a host path of this workspace (which may itself live under /tmp)
     for mount, host in ((DATA_MOUNT, ws.input_dir), (OUT_MOUNT, ws.output_dir), (TMP_MOUNT, ws.tmp_dir)):
         if value == mount or value.startswith(mount + "/"):
             return str(host) + value[len(mount) :]
