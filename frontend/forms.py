@@ -339,7 +339,7 @@ COLUMN_PARAMS = ("target", "features", "columns")
 PRIVACY_PARAMS = ("epsilon", "delta", "accountant")
 # Column types a job can use (free text has no declared bounds), and the target types per kind.
 USABLE_COLUMN_TYPES = ("integer", "float", "boolean", "categorical", "datetime")
-TARGET_TYPES = {"classifier": ("categorical", "boolean"), "regressor": ("integer", "float")}
+TARGET_TYPES = {"classifier": ("categorical", "boolean", "integer"), "regressor": ("integer", "float")}
 EPSILON_STEP = Decimal("0.0001")  # the precision an order carries
 
 

@@ -43,6 +43,8 @@ MAX_FEATURES = 200
 # Width of the model input after one-hot encoding; bounds the memory of the sandboxed run.
 MAX_INPUT_WIDTH = 10_000
 MAX_CLASSES = 1_000
+# An integer target is a class per whole number between its bounds: at most this many.
+MAX_INTEGER_CLASSES = 100
 MAX_COLUMNS = 200
 
 
@@ -518,8 +520,19 @@ def _normalize_training(
         raise ParameterError("target", "'target' must name a column of the schema.")
     tcol = columns[target]
     if algo.kind == "classifier":
-        if tcol["type"] not in ("categorical", "boolean"):
-            raise ParameterError("target", f"'target' must be a categorical or boolean column for {algo.name}.")
+        if tcol["type"] not in ("categorical", "boolean", "integer"):
+            raise ParameterError(
+                "target", f"'target' must be a categorical, boolean or integer column for {algo.name}."
+            )
+        if tcol["type"] == "integer":
+            # Each whole number between the declared bounds is a class (e.g. a 0/1 label).
+            low, high = tcol.get("min"), tcol.get("max")
+            if not (_is_number(low) and _is_number(high)) or not 2 <= int(high) - int(low) + 1 <= MAX_INTEGER_CLASSES:
+                raise ParameterError(
+                    "target",
+                    f"An integer 'target' needs declared bounds spanning 2 to {MAX_INTEGER_CLASSES} values "
+                    "(one class each).",
+                )
         if tcol["type"] == "categorical":
             cats = _categories(tcol)
             if cats is None or len(cats) < 2:

@@ -347,7 +347,12 @@ class TargetSpec:
 def target_spec(schema: dict[str, Any], target: str, kind: str) -> TargetSpec:
     col = schema_columns(schema)[target]
     if kind == "classifier":
-        classes = ("false", "true") if col["type"] == "boolean" else tuple(col["categories"])
+        if col["type"] == "boolean":
+            classes: tuple[str, ...] = ("false", "true")
+        elif col["type"] == "integer":
+            classes = tuple(str(i) for i in range(int(col["min"]), int(col["max"]) + 1))
+        else:
+            classes = tuple(col["categories"])
         return TargetSpec(target, kind, col["type"], classes=classes)
     low, high = column_bounds_seconds(col)  # type: ignore[misc]
     return TargetSpec(target, kind, col["type"], low=low, high=high)

@@ -218,8 +218,8 @@ def test_hidden_sizes_bounds(value, fragment):
     [
         ("dp-logistic-regression", None, "required"),
         ("dp-logistic-regression", "nope", "column of the schema"),
-        ("dp-logistic-regression", "age", "categorical or boolean"),
-        ("dp-mlp-classifier", "notes", "categorical or boolean"),
+        ("dp-logistic-regression", "income", "categorical, boolean or integer"),
+        ("dp-mlp-classifier", "notes", "categorical, boolean or integer"),
         ("dp-linear-regression", "region", "integer or float"),
         ("dp-linear-regression", "unbounded", "min and a max"),
     ],
