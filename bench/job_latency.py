@@ -225,7 +225,7 @@ def _runner_time(job, isolation: str, execution) -> float:
         outcome = sandbox.sandbox_run(
             config=config,
             workspace=ws,
-            argv=["python3", "-m", "dp_runner", f"{ws.paths(isolation)['data']}/spec.json"],
+            argv=execution.runner_argv(ws, isolation),
             limits=execution.sandbox_limits(),
             on_event=lambda event: None,
             isolation=isolation,

@@ -31,6 +31,7 @@ from chain.services import publishing as publishing_services
 from chain.services import wallets as wallet_services
 from compute_to_data.models import ComputeJob
 from compute_to_data.runner import params as runner_params
+from compute_to_data.selectors import jobs_on_dataset_visible
 from compute_to_data.services import budget as budget_services
 from compute_to_data.services import jobs as job_services
 from compute_to_data.services import results as result_services
@@ -569,12 +570,7 @@ def _chain_context(
         algorithm = _algorithm_described(request.GET.get("algorithm"))
     if can_buy and job_form is None:
         job_form = JobForm(algorithm=algorithm, dataset=dataset, epsilon_left=budget.epsilon_left)
-    if user.is_authenticated and (is_owner or user.is_staff):
-        jobs = ComputeJob.objects.filter(dataset=dataset).select_related("buyer", "order")
-    elif user.is_authenticated:
-        jobs = ComputeJob.objects.filter(dataset=dataset, buyer=user).select_related("order")
-    else:
-        jobs = ComputeJob.objects.none()
+    jobs = jobs_on_dataset_visible(dataset=dataset, user=user)
     return {
         "listing": listing,
         "chain_configured": configured,

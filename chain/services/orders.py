@@ -30,7 +30,6 @@ from chain.services.transactions import (
     poll,
     prepare,
     transaction_enqueue,
-    unmined_ahead,
 )
 from chain.services.wallets import user_addresses, wallet_primary
 from chain.signals import order_status_changed
@@ -291,8 +290,9 @@ def _claim_indexed_order(*, user: User, tx_hash: str, common: dict) -> Order | N
 
 
 @prepare(ChainTransaction.Purpose.ORDER)
-def _order_prepare(tx: ChainTransaction, signer: LocalAccount) -> str:
-    """buyAndOrder call data with a permit signed now, against the pending permit nonce."""
+def _order_prepare(tx: ChainTransaction, signer: LocalAccount, ahead: list[ChainTransaction]) -> str:
+    """buyAndOrder call data with a permit signed now; ``ahead`` are the wallet's transactions
+    signed before this one and not mined yet."""
     ctx = tx.context
     w3 = client.web3()
     datatoken = Datatoken(w3, tx.to)
@@ -302,10 +302,8 @@ def _order_prepare(tx: ChainTransaction, signer: LocalAccount) -> str:
     token = MockStablecoin(w3, ctx["token"])
     deadline = int(time.time()) + PERMIT_LIFETIME_SECONDS
     # Permits of this wallet's orders that are not mined yet come on top of the mined state's nonce.
-    ahead = sum(
-        1 for t in unmined_ahead(w3, tx) if t.purpose == ChainTransaction.Purpose.ORDER and "max_price" in t.context
-    )
-    nonce = token.contract.functions.nonces(signer.address).call() + ahead
+    permits = sum(1 for t in ahead if t.purpose == ChainTransaction.Purpose.ORDER and "max_price" in t.context)
+    nonce = token.contract.functions.nonces(signer.address).call() + permits
     v, r, s = token.permit_signature(signer, tx.to, ctx["max_price"], deadline, chain_id=tx.chain_id, nonce=nonce)
     return datatoken.buy_and_order_data(
         epsilon=ctx["epsilon"],

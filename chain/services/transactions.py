@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 # purpose -> callable(tx, receipt) run once the transaction is mined (or failed) and confirmed.
 _ON_SETTLED: dict[str, Callable[[ChainTransaction, Any], None]] = {}
 # purpose -> callable(tx, signer) returning fresh call data just before signing (e.g. a permit).
-_PREPARE: dict[str, Callable[[ChainTransaction, LocalAccount], str]] = {}
+_PREPARE: dict[str, Callable[[ChainTransaction, LocalAccount, list[ChainTransaction]], str]] = {}
 
 
 class TransientChainError(Exception):
@@ -45,7 +45,7 @@ def on_settled(purpose: str) -> Callable:
 
 
 def prepare(purpose: str) -> Callable:
-    def register(fn: Callable[[ChainTransaction, LocalAccount], str]) -> Callable:
+    def register(fn: Callable[[ChainTransaction, LocalAccount, list[ChainTransaction]], str]) -> Callable:
         _PREPARE[purpose] = fn
         return fn
 
@@ -106,14 +106,14 @@ def transaction_give_up(tx_id: int, error: str) -> None:
             _fail(tx, error)
 
 
-def _next_nonce(w3: Web3, chain_id: int, address: str) -> int:
-    """The next nonce for ``address``; the caller holds a transaction.
+def _next_nonce(w3: Web3, row: AccountNonce) -> int:
+    """The next nonce for ``row``'s address; call with ``row`` locked (SELECT ... FOR UPDATE).
 
     The node's pending count covers every broadcast transaction; on top of it come ours that are
     signed but not broadcast yet. Nothing else is remembered, so a node that dropped transactions,
     or a development chain started afresh, never leaves a gap. The ``AccountNonce`` row is the lock
     that keeps two workers from signing for one address at once."""
-    row, _ = AccountNonce.objects.select_for_update().get_or_create(chain_id=chain_id, address=address)
+    chain_id, address = row.chain_id, row.address
     nonce = w3.eth.get_transaction_count(address, "pending")
     unbroadcast = (
         ChainTransaction.objects.filter(
@@ -154,11 +154,12 @@ def _sign(w3: Web3, tx: ChainTransaction) -> bool:
     signer = _signer(tx.sender)
     # One signer per address at a time, from preparing the call data (a permit's nonce depends on
     # the transactions ahead) to taking the nonce.
-    AccountNonce.objects.select_for_update().get_or_create(chain_id=tx.chain_id, address=tx.sender)
+    lock, _ = AccountNonce.objects.select_for_update().get_or_create(chain_id=tx.chain_id, address=tx.sender)
+    ahead = unmined_ahead(w3, tx)
     if tx.purpose in _PREPARE:
-        tx.data = _PREPARE[tx.purpose](tx, signer)
+        tx.data = _PREPARE[tx.purpose](tx, signer, ahead)
     call = {"from": tx.sender, "to": tx.to, "data": tx.data, "value": int(tx.value)}
-    if unmined_ahead(w3, tx):
+    if ahead:
         # The node cannot simulate this call on top of our transactions still waiting to be mined
         # (a permit would look replayed): give it a fixed allowance instead of an estimate.
         tx.gas = UNESTIMATED_GAS
@@ -169,7 +170,7 @@ def _sign(w3: Web3, tx: ChainTransaction) -> bool:
         except (ContractCustomError, ContractLogicError) as exc:
             _fail(tx, revert_message(exc))
             return False
-    tx.nonce = _next_nonce(w3, tx.chain_id, tx.sender)
+    tx.nonce = _next_nonce(w3, lock)
     base_fee = int(w3.eth.get_block("latest").get("baseFeePerGas") or 0)
     priority = int(w3.eth.max_priority_fee)
     signed = signer.sign_transaction(

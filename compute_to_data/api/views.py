@@ -20,6 +20,7 @@ from chain.units import HASH_PATTERN
 from compute_to_data.api.serializers import ArtifactSerializer, CheckSerializer, JobSerializer, LogEntrySerializer
 from compute_to_data.models import ComputeJob
 from compute_to_data.runner import params as runner_params
+from compute_to_data.selectors import jobs_on_dataset_visible
 from compute_to_data.services import budget as budget_services
 from compute_to_data.services import jobs as job_services
 from compute_to_data.services import results as result_services
@@ -73,9 +74,7 @@ class DatasetBudgetView(APIView):
     def get(self, request, dataset_id: int):
         dataset = catalog.dataset_get_visible(dataset_id=dataset_id, user=request.user)
         summary = budget_services.budget_summary(dataset=dataset)
-        jobs = ComputeJob.objects.filter(dataset=dataset)
-        if not (request.user.is_authenticated and (request.user.is_staff or dataset.owner_id == request.user.pk)):
-            jobs = jobs.filter(buyer_id=request.user.pk) if request.user.is_authenticated else jobs.none()
+        jobs = jobs_on_dataset_visible(dataset=dataset, user=request.user)
         return Response(
             BudgetSerializer(
                 {

@@ -27,6 +27,7 @@ from django.core.files.storage import storages
 from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
+from chain.models import ChainTransaction
 from compute_to_data import sandbox
 from compute_to_data.models import ComputeJob, JobArtifact, JobLogEntry
 from compute_to_data.services import budget as budget_services
@@ -234,6 +235,11 @@ def _spec(job: ComputeJob, data_name: str, isolation: str, ws: sandbox.Workspace
     }
 
 
+def runner_argv(ws: sandbox.Workspace, isolation: str) -> list[str]:
+    """The command the sandbox runs: the trusted runner on the job's spec."""
+    return ["python3", "-m", "dp_runner", f"{ws.paths(isolation)['data']}/spec.json"]
+
+
 def _provision(job: ComputeJob, ws: sandbox.Workspace, isolation: str) -> dict[str, Any]:
     """Decrypt the dataset into the workspace (checking it is the file that was listed) and write
     the runner's spec; returns the spec."""
@@ -310,7 +316,7 @@ def _run_claimed(job: ComputeJob, monitor: _Monitor, isolation: str) -> ComputeJ
         outcome = sandbox.sandbox_run(
             config=config,
             workspace=ws,
-            argv=["python3", "-m", "dp_runner", f"{ws.paths(isolation)['data']}/spec.json"],
+            argv=runner_argv(ws, isolation),
             limits=sandbox_limits(),
             on_event=monitor.on_event,
             should_cancel=monitor.should_cancel,
@@ -504,9 +510,18 @@ def jobs_reap() -> dict[str, int]:
     for job_id in lost:
         job_run_task.delay(job_id)  # a second delivery of a live task is a no-op (see _claim)
         counts["reenqueued"] += 1
-    # Settlements that never went out (the chain was down when the job ended).
-    for job_id in ComputeJob.objects.filter(
-        status__in=ComputeJob.TERMINAL, order__status="confirmed", finished_at__lt=now - timedelta(minutes=2)
-    ).values_list("pk", flat=True):
+    # Settlements that never went out (the chain was down when the job ended and the task gave up).
+    settling = ChainTransaction.objects.filter(
+        purpose__in=[ChainTransaction.Purpose.RECEIPT, ChainTransaction.Purpose.REFUND],
+        status__in=[ChainTransaction.Status.PENDING, ChainTransaction.Status.SENT],
+        order_id__isnull=False,
+    ).values("order_id")
+    for job_id in (
+        ComputeJob.objects.filter(
+            status__in=ComputeJob.TERMINAL, order__status="confirmed", finished_at__lt=now - timedelta(minutes=2)
+        )
+        .exclude(order_id__in=settling)
+        .values_list("pk", flat=True)
+    ):
         job_settle_later(ComputeJob(pk=job_id))
     return counts

@@ -316,6 +316,7 @@ def job_settle(*, job_id: int) -> str:
     """Settle an ended job's order on chain: a receipt when its budget was charged, else a refund.
     Idempotent: does nothing once the order is settled (or while a settlement is in flight)."""
     from chain.services import orders as order_services
+    from compute_to_data.services.execution import runner_code_hash
 
     job = ComputeJob.objects.select_related("order", "dataset").get(pk=job_id)
     order = job.order
@@ -370,9 +371,3 @@ def job_require_buyer(*, job: ComputeJob, user: User) -> None:
     """Results are the buyer's alone (the provider sees the receipt, never the outputs)."""
     if job.buyer_id != user.pk:
         raise PermissionDenied("Only the buyer can fetch this job's results.")
-
-
-def runner_code_hash() -> str:
-    from compute_to_data.services.execution import runner_code_hash as _hash
-
-    return _hash()

@@ -74,8 +74,9 @@ def receipt_verify(*, job: ComputeJob) -> list[Check]:
         )
     if job.status == ComputeJob.Status.FINISHED:
         artifacts = list(job.artifacts.all())
-        mismatched = [a.name for a in artifacts if _sha256_stored(a) != a.sha256]
-        recomputed_result = result_hash_of([(a.name, _sha256_stored(a)) for a in artifacts])
+        rehashed = {a.name: _sha256_stored(a) for a in artifacts}
+        mismatched = [a.name for a in artifacts if rehashed[a.name] != a.sha256]
+        recomputed_result = result_hash_of(list(rehashed.items()))
         checks.append(
             Check(
                 "results",
