@@ -2,7 +2,8 @@
 # Installs the Debian packages the project needs when they are missing. Uses sudo when not root.
 #   (no argument)  everything the test suite needs: bubblewrap (compute-job sandboxes) and chromium
 #                  (browser tests)
-#   --runtime      only what running the app needs: bubblewrap
+#   --runtime      only what running the app needs: bubblewrap, and Debian's Python 3.11 for inside
+#                  the sandbox (its unprivileged uid cannot read a Python installed under /root)
 set -euo pipefail
 mode="all"
 case "${1:-}" in
@@ -12,6 +13,7 @@ case "${1:-}" in
 esac
 need=()
 command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
+[ -x /usr/bin/python3.11 ] || need+=(python3.11)
 if [ "$mode" = "all" ]; then
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
 fi
