@@ -42,6 +42,11 @@ STORAGES = {
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # A file, not memory, so a Celery worker process started by a test sees the same data.
     DATABASES["default"]["TEST"] = {"NAME": str(_data_dir / "test.sqlite3")}
+elif not env("CELERY_INTEGRATION_BROKER_DIR"):
+    # One test database per pytest run, so two runs on one server (two checkouts, CI beside a
+    # developer) never drop each other's database. Worker processes a test starts are handed
+    # the database's real name in DATABASE_URL, so they do not take this branch.
+    DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{os.getpid()}"}
 DATABASES["default"]["CONN_MAX_AGE"] = 0
 REST_FRAMEWORK = {
     **REST_FRAMEWORK,
@@ -69,3 +74,4 @@ MODERATION_NOTIFY_EMAILS = ["moderators@example.org"]
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 WHITENOISE_AUTOREFRESH = True
 WHITENOISE_USE_FINDERS = True
+WEBHOOK_ALLOW_PRIVATE_HOSTS = True  # tests receive webhooks on loopback

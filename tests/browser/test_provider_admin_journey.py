@@ -4,34 +4,20 @@ of the private file."""
 
 from __future__ import annotations
 
-import os
 import re
 from collections import deque
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 import pytest
-from django.conf import settings
-from django.db import connections
 
 from marketplace.models import Dataset
+from tests import browser_support
+from tests.browser_support import browser, shot  # noqa: F401
 from tests.factories import UserFactory, make_dataset
-
-# Playwright's sync API runs an event loop in this thread; the ORM calls below are not async.
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-SCREENSHOTS = Path(settings.BASE_DIR) / "test-artifacts" / "screenshots"
 PASSWORD = "a sturdy passphrase 42"
 MARKER = b"PRIVATE-MARKER-c41d7e02"
 PRIVATE_CSV = b"age,cholesterol,smoker,region,note\n" + b"".join(
@@ -70,34 +56,8 @@ SHOWCASE = [
 ]
 
 
-@pytest.fixture
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"Chromium is not installed at {CHROMIUM}; `make test` installs it (apt-get install chromium).")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-            # The ORM calls made while Playwright's loop runs get their own connection (Django keys
-            # connections by context); close it here, or PostgreSQL cannot drop the test database.
-            connections.close_all()
-
-
-def shot(page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
-
-
 def log_in(page, base: str, username: str) -> None:
-    page.goto(f"{base}/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(f"{base}/")
+    browser_support.log_in(page, base, username, PASSWORD)
 
 
 def crawl(context, base: str, start: list[str], limit: int = 80) -> list[str]:

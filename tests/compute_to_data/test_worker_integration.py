@@ -5,25 +5,21 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from decimal import Decimal
 from pathlib import Path
 
 import psutil
 import pytest
-from kombu import pools as kombu_pools
 
 from chain.models import ChainListing
 from chain.units import epsilon_to_units
 from chain.wrappers import Datatoken
 from compute_to_data.models import ComputeJob, PrivacyBudget
 from compute_to_data.services.execution import jobs_reap
-from config.celery_app import app as celery_app
 from tests.compute_to_data.test_job_sandbox import SLEEPER
 from tests.compute_to_data.test_jobs import _listed
-from tests.marketplace.test_tasks_integration import database_url, reset_connections, wait_for
+from tests.marketplace.test_tasks_integration import wait_for
 
 pytestmark = [pytest.mark.chain, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -37,72 +33,6 @@ def _sandboxed_runners() -> list[psutil.Process]:
         except psutil.Error:
             continue
     return found
-
-
-@pytest.fixture
-def compute_worker(tmp_path, on_chain, compute_settings):
-    broker = tmp_path / "broker"
-    broker.mkdir()
-    options = {"data_folder_in": str(broker), "data_folder_out": str(broker), "polling_interval": 0.05}
-    keys = ("task_always_eager", "broker_url", "broker_transport_options")
-    saved = {key: celery_app.conf.get(key) for key in keys}
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings.test",
-        "DATABASE_URL": database_url(),
-        "MARKETPLACE_TEST_DATA_DIR": str(tmp_path),
-        "CELERY_INTEGRATION_BROKER_DIR": str(broker),
-        "CELERY_INTEGRATION_MAIL_DIR": str(tmp_path),
-        "CELERY_INTEGRATION_CHAIN_RPC_URL": compute_settings.CHAIN_RPC_URL,
-        "CELERY_INTEGRATION_CHAIN_DEPLOYMENT_FILE": compute_settings.CHAIN_DEPLOYMENT_FILE,
-        "CELERY_INTEGRATION_CHAIN_OPERATOR_KEY": compute_settings.CHAIN_OPERATOR_KEY,
-        "COMPUTE_WORK_DIR": compute_settings.COMPUTE_WORK_DIR,
-        "COMPUTE_HEARTBEAT_SECONDS": "0.5",
-    }
-    log_path = tmp_path / "worker.log"
-    procs: list[subprocess.Popen] = []
-
-    def start(runner_dir: str) -> subprocess.Popen:
-        celery_app.conf.update(task_always_eager=False, broker_url="filesystem://", broker_transport_options=options)
-        reset_connections()
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "config",
-                "worker",
-                "--concurrency",
-                "1",
-                "--loglevel",
-                "INFO",
-                "-Q",
-                "celery,compute",
-                "--without-heartbeat",
-                "--without-mingle",
-                "--without-gossip",
-            ],
-            env={**env, "COMPUTE_RUNNER_DIR": runner_dir},
-            stdout=log_path.open("a"),
-            stderr=subprocess.STDOUT,
-            cwd=Path(__file__).resolve().parents[2],
-            start_new_session=True,
-        )
-        procs.append(proc)
-        return proc
-
-    def eager_again() -> None:
-        celery_app.conf.update(saved)
-        reset_connections()
-        kombu_pools.reset()  # eager tasks still take a producer from kombu's (now closed) pools
-
-    yield start, eager_again, log_path
-    for proc in procs:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    eager_again()
 
 
 def test_a_worker_killed_mid_job_is_reaped_and_leaks_no_budget(
