@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.http import JsonResponse
 from django.urls import include, path, re_path
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from frontend import views as frontend_views
@@ -10,6 +11,7 @@ def healthz(request):
     return JsonResponse({"status": "ok"})
 
 
+@csrf_exempt  # a JSON 404 for any method: a POST to an unknown API path must not get the HTML CSRF page
 def api_not_found(request, rest=""):
     return JsonResponse({"code": "not_found", "detail": f"No API endpoint at {request.path}."}, status=404)
 
@@ -20,6 +22,7 @@ urlpatterns = [
     path("api/v1/", include("marketplace.api.urls")),
     path("api/v1/", include("chain.api.urls")),
     path("api/v1/", include("compute_to_data.api.urls")),
+    path("api/v1/", include("integrations.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     re_path(r"^api/(?P<rest>.*)$", api_not_found),

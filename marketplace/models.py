@@ -191,3 +191,20 @@ class ModerationLogEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} on {self.dataset_id} by {self.actor_id}"
+
+
+class Notification(models.Model):
+    """An e-mail the marketplace sent, at most once per ``key`` (``moderation-entry:12``,
+    ``job:7:finished:buyer``): a task delivered twice finds its key sent and sends nothing."""
+
+    key = models.CharField(max_length=200, unique=True)
+    recipients = models.JSONField(default=list)
+    subject = models.CharField(max_length=300)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({'sent' if self.sent_at else 'not sent'})"

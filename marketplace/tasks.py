@@ -21,6 +21,11 @@ def notify_report_filed_task(report_id: int) -> bool:
 
 
 @shared_task(acks_late=True)
+def notify_job_ended_task(job_id: int, status: str) -> int:
+    return notifications.notify_job_ended(job_id=job_id, status=status)
+
+
+@shared_task(acks_late=True)
 def storage_orphans_sweep_task() -> int:
     return len(datasets.storage_orphans_sweep())
 

@@ -72,6 +72,7 @@ INSTALLED_APPS = [
     "marketplace",
     "compute_to_data",
     "chain",
+    "integrations",
     "frontend",
 ]
 
@@ -328,6 +329,10 @@ CHAIN_RECEIPT_MAX_POLLS = env_int("CHAIN_RECEIPT_MAX_POLLS", 600)
 SIWE_NONCE_TTL_SECONDS = env_int("SIWE_NONCE_TTL_SECONDS", 600)
 # 32 bytes, base64: encrypts managed wallets' private keys at rest. Required in production.
 WALLET_ENCRYPTION_KEY = env("WALLET_ENCRYPTION_KEY", "")
+
+# --- Integrations: webhooks may reach loopback/private hosts only when allowed (local and test do) ---
+WEBHOOK_ALLOW_PRIVATE_HOSTS = env_bool("WEBHOOK_ALLOW_PRIVATE_HOSTS", False)
+CELERY_BEAT_SCHEDULE["webhooks-resume"] = {"task": "integrations.tasks.webhook_deliveries_resume_task", "schedule": 60}
 
 # --- E-mail: console by default ---
 EMAIL_BACKEND = env("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")

@@ -10,3 +10,4 @@ DATASET_ENCRYPTION_KEY = env("DATASET_ENCRYPTION_KEY") or persistent_secret("dat
 WHITENOISE_AUTOREFRESH = True
 WHITENOISE_USE_FINDERS = True
 WALLET_ENCRYPTION_KEY = env("WALLET_ENCRYPTION_KEY") or persistent_secret("wallet_encryption_key")
+WEBHOOK_ALLOW_PRIVATE_HOSTS = env_bool("WEBHOOK_ALLOW_PRIVATE_HOSTS", True)  # make run: receivers on localhost
