@@ -87,7 +87,8 @@ def test_worker_refuses_to_start_on_an_unreachable_chain(tmp_path):
 @pytest.mark.integration
 def test_make_run_setup_deploys_funds_the_demo_wallets_and_publishes_the_demo_datasets(tmp_path):
     """What `make run` does before serving, in a fresh data folder: chain, demo users, their funded
-    managed wallets, and the provider's datasets on chain."""
+    managed wallets, the provider's datasets on chain, and the buyer's demo jobs with their receipts
+    (and one refund); a second start adds nothing."""
     env = {
         "PATH": "/usr/bin:/bin",
         "DJANGO_SETTINGS_MODULE": "config.settings.local",
@@ -112,3 +113,38 @@ def test_make_run_setup_deploys_funds_the_demo_wallets_and_publishes_the_demo_da
     deployments = json.loads((tmp_path / "chain" / "deployments.json").read_text())
     assert set(deployments["31337"]["contracts"]) == {"MockStablecoin", "DataNFT", "Datatoken", "DataFactory"}
     assert (tmp_path / "chain" / "anvil-state.json").exists()  # saved on the way out
+    # The demo buyer's jobs ran inline, in the sandbox, and were settled on chain.
+    assert out.count("Finished (receipt recorded, payment released)") == 3, out
+    assert out.count("Cancelled (refunded)") == 1, out
+    assert "demo jobs: 4 in" in out
+
+    again = subprocess.run(
+        [*manage, "run_embedded", "--no-serve", "--port", "8765"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "contracts already deployed" in again.stdout
+    assert "seeded:" not in again.stdout and "demo job" not in again.stdout, again.stdout
+    rows = subprocess.run(
+        [
+            *manage,
+            "shell",
+            "-v0",
+            "-c",
+            "from compute_to_data.models import ComputeJob as J; from chain.models import Order as O; "
+            "jobs, orders = J.objects.values_list('status', flat=True), O.objects.values_list('status', flat=True); "
+            "print(sorted(jobs), sorted(orders))",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout.strip()
+    jobs, orders = ["cancelled"] + ["finished"] * 3, ["receipted"] * 3 + ["refunded"]
+    assert rows == f"{jobs} {orders}", rows

@@ -1,18 +1,25 @@
 """Demo data for ``make run``: three users and realistic datasets from several domains, uploaded
-through the real services (encrypted, validated, schema declared, moderated). Idempotent."""
+through the real services (encrypted, validated, schema declared, moderated), published on chain,
+and a few compute jobs the demo buyer ran on them (finished with receipts on chain, and one refunded),
+so every page has something to show. Idempotent."""
 
 from __future__ import annotations
 
 import io
 import logging
 import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+from unittest import mock
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from django.conf import settings
 from django.core.management.base import BaseCommand
-from django.db import transaction
+from django.db import connections, transaction
+from django.test.utils import override_settings
 
 from marketplace.models import Dataset, User
 from marketplace.services.datasets import (
@@ -23,6 +30,8 @@ from marketplace.services.datasets import (
     dataset_validate,
 )
 from marketplace.services.moderation import dataset_transition, report_create
+
+logger = logging.getLogger(__name__)
 
 USERS = [
     # username, env var for the password, default password, staff, organisation
@@ -216,8 +225,39 @@ DATASETS = [
 ]
 
 
+# Jobs the demo buyer runs (dataset title, algorithm, parameters, how it ends). "refunded": cancelled
+# before it started, so its epsilon goes back to the budget and its payment back to the buyer.
+DEMO_JOBS = [
+    (
+        "Cardiology outpatients 2019-2023",
+        "dp-statistics",
+        {"columns": ["age", "cholesterol", "resting_bp", "region"], "epsilon": 0.5},
+        "finished",
+    ),
+    (
+        "Cardiology outpatients 2019-2023",
+        "dp-logistic-regression",
+        {"target": "heart_disease", "epochs": 3, "batch_size": 256, "epsilon": 1.0},
+        "finished",
+    ),
+    (
+        "Retail bank loan applications and defaults",
+        "dp-logistic-regression",
+        {
+            "target": "defaulted",
+            "features": ["annual_income", "loan_amount", "credit_score", "employment_years", "home_ownership"],
+            "epochs": 2,
+            "batch_size": 256,
+            "epsilon": 0.5,
+        },
+        "finished",
+    ),
+    ("Retail bank loan applications and defaults", "dp-statistics", {"epsilon": 0.3}, "refunded"),
+]
+
+
 class Command(BaseCommand):
-    help = "Create demo users and datasets (idempotent) and print the credentials."
+    help = "Create demo users, datasets and jobs (idempotent) and print the credentials."
 
     def add_arguments(self, parser):
         parser.add_argument("--port", default=os.environ.get("PORT", "8000"))
@@ -249,6 +289,7 @@ class Command(BaseCommand):
             self._publish(provider, admin, buyer, build(rng), spec)
         if settings.CHAIN_RPC_URL:
             self._seed_chain([u for u, _ in users.values()], provider)
+            self._seed_jobs(buyer, provider)
         base = f"http://127.0.0.1:{options['port']}/"
         self.stdout.write(self.style.SUCCESS("\nDemo marketplace ready."))
         self.stdout.write(f"  Open:      {base}")
@@ -296,6 +337,100 @@ class Command(BaseCommand):
                 listing_ordering_sync_for_dataset(dataset.pk)
         finally:
             app.conf.task_always_eager = eager
+
+    def _seed_jobs(self, buyer: User, provider: User) -> None:
+        """Run the demo buyer's jobs inline (the worker is not up yet), through the real services with
+        Celery eager: each is paid from the buyer's managed wallet (order confirmed on chain), run in
+        the sandbox, and settled on chain (receipt, or refund for the one cancelled before it ran).
+        The runs go side by side, so the seed takes about as long as the slowest job. A job already
+        seeded (same dataset, algorithm and epsilon) is not run again; one that cannot run is
+        reported and skipped."""
+        from compute_to_data.models import ComputeJob
+        from compute_to_data.sandbox import SandboxUnavailable, sandbox_preflight
+        from compute_to_data.services.execution import sandbox_config
+        from config.celery_app import app
+
+        todo = []
+        for title, algorithm, parameters, outcome in DEMO_JOBS:
+            dataset = Dataset.objects.filter(owner=provider, title=title, status=Dataset.Status.LISTED).first()
+            if dataset is None:
+                continue
+            seeded = ComputeJob.objects.filter(
+                buyer=buyer, dataset=dataset, algorithm=algorithm, epsilon=Decimal(str(parameters["epsilon"]))
+            )
+            if not seeded.exists():
+                todo.append((dataset, algorithm, parameters, outcome))
+        if not todo:
+            return
+        try:
+            sandbox_preflight(sandbox_config())
+        except SandboxUnavailable as exc:
+            self.stdout.write(self.style.WARNING(f"  demo jobs skipped: no compute sandbox on this machine ({exc})"))
+            return
+        started = time.monotonic()
+        eager = app.conf.task_always_eager
+        app.conf.task_always_eager = True
+        try:
+            # Quicker looks at the chain while the seed waits for its transactions; job e-mails stay quiet.
+            with override_settings(
+                CHAIN_RECEIPT_POLL_SECONDS=0.1, EMAIL_BACKEND="django.core.mail.backends.dummy.EmailBackend"
+            ):
+                job_ids = self._demo_jobs_run(buyer, todo)
+        finally:
+            app.conf.task_always_eager = eager
+        for job in ComputeJob.objects.filter(pk__in=job_ids).select_related("order", "dataset").order_by("pk"):
+            order = job.order.get_status_display().lower() if job.order else "no order"
+            line = f"  demo job {job.pk}: {job.algorithm} on {job.dataset.title}: {job.get_status_display()} ({order})"
+            if job.status in (ComputeJob.Status.FINISHED, ComputeJob.Status.CANCELLED):
+                self.stdout.write(line)
+            else:
+                self.stdout.write(self.style.WARNING(f"{line}: {job.reason}"))
+        self.stdout.write(f"  demo jobs: {len(job_ids)} in {time.monotonic() - started:.1f} s")
+
+    def _demo_jobs_run(self, buyer: User, todo: list) -> list[int]:
+        """Pay for every job (one after the other: one wallet), run the paid ones side by side, then
+        settle them on chain one after the other (one operator). Returns the jobs' ids."""
+        from compute_to_data import tasks as compute_tasks
+        from compute_to_data.models import ComputeJob
+        from compute_to_data.services.execution import job_run
+        from compute_to_data.services.jobs import job_cancel, job_create, job_settle
+
+        def warn(algorithm: str, dataset: Dataset, exc: Exception) -> None:
+            detail = getattr(exc, "detail", None) or f"{type(exc).__name__}: {exc}"
+            self.stdout.write(self.style.WARNING(f"  demo job {algorithm} on {dataset.title}: {detail}"))
+
+        def run(job_id: int) -> None:
+            try:
+                job_run(job_id)  # ends the job (finished or failed) whatever happens in the sandbox
+            except Exception:
+                logger.exception("demo job %s could not be run", job_id)
+            finally:
+                connections.close_all()  # this thread's own connection
+
+        ids, to_run = [], []
+        with (
+            mock.patch.object(compute_tasks.job_run_task, "delay", lambda job_id: None),
+            mock.patch.object(compute_tasks.job_settle_task, "delay", lambda job_id: None),
+        ):
+            for dataset, algorithm, parameters, outcome in todo:
+                try:
+                    job = job_create(user=buyer, dataset=dataset, algorithm=algorithm, parameters=parameters)
+                    ids.append(job.pk)
+                    if outcome == "refunded":
+                        job_cancel(job=job, user=buyer)  # before it started: budget released, payment refunded
+                    else:
+                        to_run.append(job.pk)
+                except Exception as exc:  # one job that cannot run must not stop the demo
+                    warn(algorithm, dataset, exc)
+            with ThreadPoolExecutor(max_workers=max(len(to_run), 1)) as pool:
+                list(pool.map(run, to_run))
+        for job_id in ids:
+            try:
+                job_settle(job_id=job_id)
+            except Exception as exc:
+                job = ComputeJob.objects.select_related("dataset").get(pk=job_id)
+                warn(job.algorithm, job.dataset, exc)
+        return ids
 
     def _publish(self, provider, admin, buyer, data: bytes, spec: dict) -> None:
         status = spec.pop("status")

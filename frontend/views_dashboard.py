@@ -1,0 +1,87 @@
+"""The provider's dashboard page: per dataset the privacy budget and the earnings, jobs run on
+their data per day, and the latest jobs. Charts are drawn by Chart.js from JSON in the page; every
+chart has a table with the same numbers."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from compute_to_data import selectors_dashboard as dashboard
+from compute_to_data.runner import params as runner_params
+from frontend.views import _budget_view
+
+DAY_CHOICES = (7, 30, 90)
+
+
+def _number(value: Decimal | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def _charts(figures: dashboard.ProviderDashboard) -> dict[str, Any]:
+    """What the charts draw (the tables show the same figures from the context)."""
+    groups = [g for g in dashboard.JOB_GROUPS if figures.jobs.by_group.get(g)]
+    return {
+        "budget": {
+            "labels": [f.dataset.title for f in figures.datasets],
+            "spent": [_number(f.budget.epsilon_spent) for f in figures.datasets],
+            "reserved": [_number(f.budget.epsilon_reserved) for f in figures.datasets],
+            "left": [_number(f.budget.epsilon_left) for f in figures.datasets],
+        },
+        "earnings": {
+            "labels": [f.dataset.title for f in figures.datasets],
+            "token": figures.totals[0].token if len(figures.totals) == 1 else "",
+            "paid": [_number(f.earnings.paid) for f in figures.datasets],
+            "in_escrow": [_number(f.earnings.in_escrow) for f in figures.datasets],
+            "refunded": [_number(f.earnings.refunded) for f in figures.datasets],
+        },
+        "jobs": {
+            "labels": [d.day.isoformat() for d in figures.jobs_per_day],
+            "series": [
+                {
+                    "key": g,
+                    "label": dashboard.JOB_GROUPS[g][0],
+                    "counts": [d.by_group.get(g, 0) for d in figures.jobs_per_day],
+                }
+                for g in groups
+            ],
+        },
+    }
+
+
+@login_required
+def provider_dashboard(request: HttpRequest) -> HttpResponse:
+    try:
+        days = int(request.GET.get("days", dashboard.DEFAULT_DAYS))
+    except ValueError:
+        days = dashboard.DEFAULT_DAYS
+    if days not in DAY_CHOICES:
+        days = dashboard.DEFAULT_DAYS
+    figures = dashboard.provider_dashboard(provider=request.user, days=days)
+    for job in figures.recent_jobs:
+        spec = runner_params.ALGORITHMS.get(job.algorithm)
+        job.algorithm_title = spec.title if spec else job.algorithm
+    shown = [g for g in dashboard.JOB_GROUPS if figures.jobs.by_group.get(g)]
+    return render(
+        request,
+        "frontend/dashboard.html",
+        {
+            "dash": figures,
+            "rows": [(f, _budget_view(f.budget)) for f in figures.datasets],
+            "has_earnings": any(not e.is_empty for e in figures.totals),
+            # The per-day table: days with jobs only, a column per status that occurs.
+            "day_columns": [dashboard.JOB_GROUPS[g][0] for g in shown],
+            "day_rows": [
+                (d.day, [d.by_group.get(g, 0) for g in shown], d.total) for d in figures.jobs_per_day if d.total
+            ],
+            # A horizontal bar per dataset: the chart grows with them.
+            "budget_chart_px": min(120 + 48 * len(figures.datasets), 560),
+            "jobs_in_window": sum(d.total for d in figures.jobs_per_day),
+            "day_choices": DAY_CHOICES,
+            "charts": _charts(figures),
+        },
+    )
