@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
+from chain.models import Order
 from compute_to_data.models import ComputeJob
 from marketplace.models import Dataset, User
 
@@ -17,3 +18,18 @@ def jobs_on_dataset_visible(*, dataset: Dataset, user: User) -> QuerySet[Compute
     if user.is_staff or dataset.owner_id == user.pk:
         return jobs
     return jobs.filter(buyer=user)
+
+
+def receipts_on_dataset(*, dataset: Dataset) -> QuerySet[ComputeJob]:
+    """The jobs on ``dataset`` whose receipt is recorded on chain, newest first: public, like the
+    ``ReceiptRecorded`` events themselves. Callers show when, which algorithm, the epsilon spent
+    and the receipt's hashes and transaction; never who bought, except to that buyer."""
+    return (
+        ComputeJob.objects.filter(
+            dataset=dataset,
+            settlement=ComputeJob.Settlement.RECEIPT,
+            order__status=Order.Status.RECEIPTED,
+        )
+        .select_related("order")
+        .order_by("-order__settled_at", "-id")
+    )

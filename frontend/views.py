@@ -31,7 +31,7 @@ from chain.services import publishing as publishing_services
 from chain.services import wallets as wallet_services
 from compute_to_data.models import ComputeJob
 from compute_to_data.runner import params as runner_params
-from compute_to_data.selectors import jobs_on_dataset_visible
+from compute_to_data.selectors import jobs_on_dataset_visible, receipts_on_dataset
 from compute_to_data.services import budget as budget_services
 from compute_to_data.services import jobs as job_services
 from compute_to_data.services import results as result_services
@@ -587,6 +587,7 @@ def _chain_context(
         "budget": _budget_view(budget),
         "dataset_jobs": _with_titles(list(jobs[:DATASET_JOBS_SHOWN])),
         "dataset_jobs_all": is_owner or (user.is_authenticated and user.is_staff),
+        "receipts": _with_titles(list(receipts_on_dataset(dataset=dataset)[:RECEIPTS_SHOWN])),
     }
 
 
@@ -690,6 +691,7 @@ def order_detail(request: HttpRequest, order_id: int) -> HttpResponse:
 # --- compute jobs --------------------------------------------------------------------------
 
 DATASET_JOBS_SHOWN = 50
+RECEIPTS_SHOWN = 20
 # The runner's phases (``progress.phase``) in words.
 PHASE_LABELS = {
     "provisioning": "Preparing the sandbox",

@@ -1,12 +1,13 @@
 from django.urls import path
 
-from compute_to_data.api import views
+from compute_to_data.api import dashboard, views
 
 app_name = "compute-api"
 
 urlpatterns = [
     path("algorithms/", views.AlgorithmsView.as_view(), name="algorithms"),
     path("datasets/<int:dataset_id>/budget/", views.DatasetBudgetView.as_view(), name="dataset-budget"),
+    path("datasets/<int:dataset_id>/receipts/", views.DatasetReceiptsView.as_view(), name="dataset-receipts"),
     path("jobs/", views.JobListCreateView.as_view(), name="jobs"),
     path("jobs/quote/", views.JobQuoteView.as_view(), name="job-quote"),
     path("jobs/<int:job_id>/", views.JobDetailView.as_view(), name="job"),
@@ -15,4 +16,5 @@ urlpatterns = [
     path("jobs/<int:job_id>/result/<str:name>/", views.JobArtifactView.as_view(), name="job-artifact"),
     path("jobs/<int:job_id>/logs/", views.JobLogsView.as_view(), name="job-logs"),
     path("jobs/<int:job_id>/receipt/", views.JobReceiptView.as_view(), name="job-receipt"),
+    path("me/dashboard/", dashboard.ProviderDashboardView.as_view(), name="provider-dashboard"),
 ]

@@ -7,7 +7,7 @@ import dataclasses
 
 from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.parsers import FormParser, JSONParser
 from rest_framework.permissions import AllowAny, IsAuthenticated
@@ -20,10 +20,11 @@ from chain.units import HASH_PATTERN
 from compute_to_data.api.serializers import ArtifactSerializer, CheckSerializer, JobSerializer, LogEntrySerializer
 from compute_to_data.models import ComputeJob
 from compute_to_data.runner import params as runner_params
-from compute_to_data.selectors import jobs_on_dataset_visible
+from compute_to_data.selectors import jobs_on_dataset_visible, receipts_on_dataset
 from compute_to_data.services import budget as budget_services
 from compute_to_data.services import jobs as job_services
 from compute_to_data.services import results as result_services
+from marketplace.api.errors import PAGE_NOT_FOUND
 from marketplace.api.errors import error_responses as _errors
 from marketplace.api.pagination import StandardPagination
 from marketplace.errors import NotFound
@@ -156,6 +157,7 @@ class JobQuoteView(APIView):
 class JobListCreateView(APIView):
     permission_classes = [IsAuthenticated]
     parser_classes = [JSONParser, FormParser]
+    pagination_class = StandardPagination  # also what the schema's paginated list is drawn from
 
     class JobCreateInput(JobInput):
         order = serializers.IntegerField(required=False, help_text="An order of yours to pay with (already placed).")
@@ -171,12 +173,20 @@ class JobListCreateView(APIView):
             return attrs
 
     @extend_schema(
-        responses={200: JobSerializer(many=True), **_errors(401)},
+        parameters=[
+            OpenApiParameter(
+                "role",
+                str,
+                enum=["buyer", "provider"],
+                description="buyer (default): my jobs; provider: jobs on my datasets.",
+            )
+        ],
+        responses={200: JobSerializer(many=True), **_errors(401), **PAGE_NOT_FOUND},
         tags=["compute"],
         summary="My compute jobs (newest first); ?role=provider: jobs on my datasets",
     )
     def get(self, request):
-        paginator = StandardPagination()
+        paginator = self.pagination_class()
         if request.query_params.get("role") == "provider":
             qs = ComputeJob.objects.filter(dataset__owner=request.user)
         else:
@@ -340,3 +350,54 @@ class JobReceiptView(APIView):
                 "checks": [c.as_dict() for c in checks],
             }
         )
+
+
+RECEIPTS_LISTED = 200
+
+
+class DatasetReceiptsView(APIView):
+    """The dataset page's "Receipts of past jobs": public, like the ReceiptRecorded events."""
+
+    permission_classes = [AllowAny]
+
+    class ReceiptRow(serializers.Serializer):
+        recorded_at = serializers.DateTimeField(allow_null=True)
+        algorithm = serializers.CharField()
+        epsilon_spent = serializers.CharField()
+        dataset_hash = serializers.CharField()
+        algorithm_hash = serializers.CharField(help_text="The parameters hash the order committed to.")
+        result_hash = serializers.CharField()
+        tx_hash = serializers.CharField()
+        block_number = serializers.IntegerField(allow_null=True)
+        chain_order_id = serializers.IntegerField(allow_null=True)
+        job = serializers.IntegerField(
+            allow_null=True, help_text="The job's id when it is yours (or your dataset's); otherwise null."
+        )
+
+    @extend_schema(
+        responses={200: ReceiptRow(many=True), **_errors(404)},
+        tags=["compute"],
+        summary="Receipts recorded on chain for jobs on a dataset, newest first (public; buyers are not named)",
+        description="At most the 200 newest. `job` is the job's id for its buyer, the dataset's provider and "
+        "moderators; null for everyone else.",
+    )
+    def get(self, request, dataset_id: int):
+        dataset = catalog.dataset_get_visible(dataset_id=dataset_id, user=request.user)
+        user = request.user
+        sees_jobs = user.is_authenticated and (user.is_staff or dataset.owner_id == user.pk)
+        rows = []
+        for job in receipts_on_dataset(dataset=dataset)[:RECEIPTS_LISTED]:
+            receipt = job.order.receipt or {}
+            spent = job.order.epsilon_spent if job.order.epsilon_spent is not None else job.epsilon_spent
+            rows.append(
+                {
+                    "recorded_at": job.order.settled_at,
+                    "algorithm": job.algorithm,
+                    "epsilon_spent": str(spent),
+                    **{k: receipt.get(k, "") for k in ("dataset_hash", "algorithm_hash", "result_hash", "tx_hash")},
+                    "block_number": receipt.get("block_number"),
+                    "chain_order_id": job.order.chain_order_id,
+                    "job": job.pk if sees_jobs or (user.is_authenticated and job.buyer_id == user.pk) else None,
+                }
+            )
+        return Response(self.ReceiptRow(rows, many=True).data)

@@ -8,6 +8,12 @@
   var POLL_MAX_MS = 15000;
   var BRAND = "#2446a8";
   var ACCENT = "#0f766e";
+  // What the job page says it waits for (the server renders the same sentences).
+  var HINTS = {
+    created: "Waiting for the payment to be confirmed on chain. ",
+    paid: "Waiting for a worker. ",
+    queued: "Waiting for a worker. "
+  };
 
   function readJSON(id) {
     var el = id && document.getElementById(id);
@@ -59,11 +65,89 @@
           if (!fresh || !current) { throw new Error("no form"); }
           current.replaceWith(fresh);
           bindTargetFeatures(fresh);
+          bindValidation(fresh);
           if (window.history.replaceState) { window.history.replaceState(null, "", url.pathname + url.search + "#run"); }
           var title = fresh.querySelector(".job-form-title");
           if (status && title) { status.textContent = "Showing the " + title.textContent.toLowerCase() + "."; }
         })
         .catch(function () { if (button) { button.hidden = false; } });
+    });
+  }
+
+  /* --- job form: inline validation of each parameter against the bounds the form carries (the
+     server checks them again and puts its own message next to the field) --- */
+
+  function decimals(step) {
+    var dot = String(step).indexOf(".");
+    return dot === -1 ? 0 : String(step).length - dot - 1;
+  }
+
+  function fieldMessage(input) {
+    var v = input.validity;
+    if (!v || v.valid) { return ""; }
+    if (v.valueMissing) { return input.tagName === "SELECT" ? "Choose one." : "Required."; }
+    if (v.badInput || v.typeMismatch) { return "Enter a number."; }
+    if (v.rangeUnderflow) { return "At least " + input.min + "."; }
+    if (v.rangeOverflow) { return "At most " + input.max + "."; }
+    if (v.stepMismatch) {
+      var places = decimals(input.step);
+      return places ? "At most " + places + " decimal places." : "Enter a whole number.";
+    }
+    return input.validationMessage;
+  }
+
+  function showFieldError(input, message) {
+    var box = input.closest(".field");
+    if (!box || !input.id) { return; }
+    var id = input.id + "_live";
+    var note = document.getElementById(id);
+    if (!note && message) {
+      note = document.createElement("p");
+      note.id = id;
+      note.className = "errorlist live-error";
+      box.appendChild(note);
+    }
+    var described = (input.getAttribute("aria-describedby") || "").split(/\s+/).filter(function (x) { return x && x !== id; });
+    if (note) { note.textContent = message; note.hidden = !message; }
+    if (message) { described.push(id); }
+    if (described.length) { input.setAttribute("aria-describedby", described.join(" ")); } else { input.removeAttribute("aria-describedby"); }
+    var serverError = box.querySelector(".errorlist:not(.live-error)");
+    if (message) {
+      input.setAttribute("aria-invalid", "true");
+      box.classList.add("field-invalid");
+    } else if (!serverError) {
+      input.removeAttribute("aria-invalid");
+      box.classList.remove("field-invalid");
+    }
+  }
+
+  function bindValidation(form) {
+    if (!form || form.hasAttribute("data-validating")) { return; }
+    form.setAttribute("data-validating", "");
+    form.noValidate = true; // our messages, next to the field, instead of the browser's bubble
+    var fields = function () { return form.querySelectorAll("input[type=number], input[required], select[required]"); };
+    form.addEventListener("focusout", function (event) {
+      var input = event.target;
+      if (input.matches && input.matches("input[type=number], input[required], select[required]")) {
+        showFieldError(input, fieldMessage(input));
+      }
+    });
+    form.addEventListener("input", function (event) {
+      var input = event.target;
+      if (input.id && document.getElementById(input.id + "_live")) { showFieldError(input, fieldMessage(input)); }
+    });
+    form.addEventListener("submit", function (event) {
+      var first = null;
+      fields().forEach(function (input) {
+        var message = fieldMessage(input);
+        showFieldError(input, message);
+        if (message && !first) { first = input; }
+      });
+      if (first) {
+        event.preventDefault();
+        event.stopImmediatePropagation();
+        first.focus();
+      }
     });
   }
 
@@ -97,6 +181,7 @@
       setText("step", String(progress.step || 0));
       setText("steps", String(progress.steps || 0));
       setText("epsilon", number(progress.epsilon, 4));
+      setText("hint", HINTS[job.status] || "");
       document.querySelectorAll("[data-job-field='status-badge']").forEach(function (badge) {
         badge.className = "badge badge-job-" + job.status;
         badge.textContent = statusLabel;
@@ -215,7 +300,7 @@
   function init() {
     document.querySelectorAll("form[data-algorithm-picker]").forEach(bindPicker);
     var params = document.getElementById("job-params");
-    if (params) { bindTargetFeatures(params); }
+    if (params) { bindTargetFeatures(params); bindValidation(params); }
     document.querySelectorAll("[data-job-api]").forEach(bindJob);
     drawCharts(document);
   }
