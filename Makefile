@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test test-fast lint format bench venv dev-venv npm-deps contracts system-deps runtime-deps migrate seed clean
+.PHONY: run test test-fast lint format bench venv dev-venv npm-deps frontend-assets contracts system-deps runtime-deps migrate seed clean
 
 $(VENV)/.runtime: requirements.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required (found %s)" % sys.version.split()[0]'
@@ -24,7 +24,13 @@ node_modules/.installed: package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+## The browser wallet script (frontend/assets/ + ethers) bundled by esbuild into static files; no CDN.
+WALLET_BUNDLE := frontend/static/frontend/vendor/wallet.bundle.js
+$(WALLET_BUNDLE): node_modules/.installed frontend/build.mjs $(wildcard frontend/assets/*.js)
+	node frontend/build.mjs
+
 npm-deps: node_modules/.installed
+frontend-assets: $(WALLET_BUNDLE)
 
 venv: $(VENV)/.runtime
 dev-venv: $(VENV)/.dev
@@ -43,11 +49,11 @@ seed: migrate
 	$(PY) manage.py seed_demo --port $(PORT)
 
 ## Everything on embedded defaults: SQLite, filesystem Celery broker, anvil, demo data; Ctrl-C stops it all.
-run: migrate npm-deps runtime-deps
+run: migrate npm-deps frontend-assets runtime-deps
 	$(PY) manage.py run_embedded --port $(PORT)
 
 ## The whole suite. DATABASE_URL selects the database (CI: PostgreSQL); default SQLite.
-test: dev-venv npm-deps system-deps
+test: dev-venv npm-deps frontend-assets system-deps
 	$(VENV)/bin/pytest
 
 lint: dev-venv
@@ -58,7 +64,7 @@ format: dev-venv
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-bench: dev-venv npm-deps runtime-deps
+bench: dev-venv npm-deps frontend-assets runtime-deps
 	$(PY) bench/upload.py
 	$(PY) bench/catalog_search.py
 	$(PY) bench/gas.py

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from frontend import views
+from frontend import views, views_dashboard, views_integrations, views_wallet
 
 app_name = "frontend"
 
@@ -13,10 +13,14 @@ urlpatterns = [
     path("me/", views.profile, name="profile"),
     path("me/token/", views.token_regenerate, name="token-regenerate"),
     path("me/datasets/", views.my_datasets, name="my-datasets"),
+    path("me/dashboard/", views_dashboard.provider_dashboard, name="dashboard"),
     path("me/orders/", views.my_orders, name="my-orders"),
     path("me/jobs/", views.my_jobs, name="my-jobs"),
     path("me/wallets/faucet/", views.wallet_faucet, name="wallet-faucet"),
     path("me/wallets/<int:wallet_id>/primary/", views.wallet_primary, name="wallet-primary"),
+    path("me/webhooks/", views_integrations.webhook_create, name="webhook-create"),
+    path("me/webhooks/<int:webhook_id>/delete/", views_integrations.webhook_delete, name="webhook-delete"),
+    path("me/webhooks/<int:webhook_id>/ping/", views_integrations.webhook_ping, name="webhook-ping"),
     # datasets
     path("datasets/new/", views.dataset_new, name="dataset-new"),
     path("datasets/<int:dataset_id>/", views.dataset_detail, name="dataset"),
@@ -30,6 +34,7 @@ urlpatterns = [
     # chain
     path("datasets/<int:dataset_id>/publish/", views.dataset_publish, name="dataset-publish"),
     path("datasets/<int:dataset_id>/job/", views.dataset_job, name="dataset-job"),
+    path("datasets/<int:dataset_id>/job/wallet/", views_wallet.dataset_job_wallet, name="dataset-job-wallet"),
     path("orders/<int:order_id>/", views.order_detail, name="order"),
     # compute jobs
     path("jobs/<int:job_id>/", views.job_detail, name="job"),

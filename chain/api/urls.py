@@ -15,5 +15,6 @@ urlpatterns = [
     path("datasets/<int:dataset_id>/publish/", views.DatasetPublishView.as_view(), name="dataset-publish"),
     path("orders/", views.OrderListCreateView.as_view(), name="orders"),
     path("orders/quote/", views.OrderQuoteView.as_view(), name="order-quote"),
+    path("orders/prepare/", views.OrderPrepareView.as_view(), name="order-prepare"),
     path("orders/<int:order_id>/", views.OrderDetailView.as_view(), name="order"),
 ]

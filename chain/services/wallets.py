@@ -260,13 +260,16 @@ def wallet_link_external(*, user: User, message: SiweMessage) -> Wallet:
     return Wallet.objects.create(user=user, address=address, kind=Wallet.Kind.EXTERNAL, verified_at=timezone.now())
 
 
-def wallet_login_user(*, message: SiweMessage) -> User:
-    """The user a verified external wallet signs in as."""
+def wallet_login_user(*, message: SiweMessage, create_account: bool = False) -> User:
+    """The user a verified external wallet signs in as. With ``create_account`` a wallet no account
+    is linked to signs up: a new account (no password; it signs in with the wallet) owns it."""
     wallet = (
         Wallet.objects.select_related("user")
         .filter(address=Web3.to_checksum_address(message.address), kind=Wallet.Kind.EXTERNAL)
         .first()
     )
+    if wallet is None and create_account:
+        return _wallet_signup(Web3.to_checksum_address(message.address))
     if wallet is None or not wallet.user.is_active:
         raise PermissionDenied(
             "No account is linked to this wallet; sign in with a password and link it on your profile first.",
@@ -277,8 +280,28 @@ def wallet_login_user(*, message: SiweMessage) -> User:
     return wallet.user
 
 
+def _wallet_signup(address: str) -> User:
+    """A new account for ``address`` (SIWE-verified by the caller), named after the address."""
+    base = f"wallet-{address[2:10].lower()}"
+    for attempt in range(20):
+        username = base if attempt == 0 else f"{base}-{secrets.token_hex(2)}"
+        try:
+            with transaction.atomic():
+                user = User.objects.create_user(username=username, password=None)
+                Wallet.objects.create(user=user, address=address, kind=Wallet.Kind.EXTERNAL, verified_at=timezone.now())
+                return user
+        except IntegrityError:
+            wallet = Wallet.objects.select_related("user").filter(address=address).first()
+            if wallet is not None:  # linked meanwhile (a second tab): sign in as its owner
+                if wallet.kind != Wallet.Kind.EXTERNAL or not wallet.user.is_active:
+                    raise Conflict("That wallet belongs to another account.", code="wallet_taken") from None
+                return wallet.user
+    raise Conflict("Could not choose a username for this wallet; try again.", code="signup_failed")
+
+
 def wallet_top_up(*, user: User) -> Wallet:
-    """Development chains only: test ether for gas and test stablecoin for the user's managed wallet."""
+    """Development chains only: test ether for gas and test stablecoin for the user's managed wallet,
+    and for the own wallets they linked with SIWE (so a browser wallet can pay on the dev chain too)."""
     from chain import client
     from chain.embedded import fund_address
 
@@ -287,4 +310,6 @@ def wallet_top_up(*, user: User) -> Wallet:
         raise PermissionDenied("The faucet exists only on development chains.", code="no_faucet")
     wallet = wallet_managed_get_or_create(user=user)
     fund_address(client.web3(), {"contracts": dep.contracts}, wallet.address)
+    for address in user_addresses(user=user) - {wallet.address}:
+        fund_address(client.web3(), {"contracts": dep.contracts}, address)
     return wallet

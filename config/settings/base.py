@@ -312,6 +312,8 @@ SITE_URL = env("SITE_URL", "http://127.0.0.1:8000")
 # --- Chain: EVM node, deployment file, operator key; the embedded launcher fills these for anvil ---
 # JSON-RPC endpoint of the node. Empty: the chain is not configured (the Web2 half still works).
 CHAIN_RPC_URL = env("CHAIN_RPC_URL", "")
+# RPC URL browser wallets may add the chain with (GET /api/v1/chain/); empty: CHAIN_RPC_URL on dev chains only.
+CHAIN_PUBLIC_RPC_URL = env("CHAIN_PUBLIC_RPC_URL", "")
 # Chain id the node must report; 0 accepts whatever the deployment file lists for the node's id.
 CHAIN_ID = env_int("CHAIN_ID", 0)
 # Contract addresses per chain id, written by `manage.py chain_deploy` (and the embedded launcher).
