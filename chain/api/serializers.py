@@ -32,7 +32,7 @@ class ListingSerializer(serializers.ModelSerializer):
     epsilon_ordered = serializers.SerializerMethodField()
     epsilon_left = serializers.SerializerMethodField()
     delta_cap = serializers.SerializerMethodField()
-    publish_tx = TransactionSerializer(read_only=True)
+    publish_tx = TransactionSerializer(read_only=True, allow_null=True)
 
     class Meta:
         model = ChainListing

@@ -25,6 +25,7 @@ from chain.services import publishing as publishing_services
 from chain.services import wallets as wallet_services
 from chain.units import HASH_PATTERN
 from chain.wrappers import MockStablecoin
+from marketplace.api.errors import PAGE_NOT_FOUND
 from marketplace.api.errors import error_responses as _errors
 from marketplace.api.pagination import StandardPagination
 from marketplace.errors import NotFound, PermissionDenied
@@ -43,6 +44,11 @@ class ChainInfoView(APIView):
         confirmations = serializers.IntegerField()
         block_number = serializers.IntegerField()
         payment_token_symbol = serializers.CharField()
+        wallet_rpc_url = serializers.CharField(
+            allow_null=True,
+            help_text="A JSON-RPC URL for browser wallets to add this chain with (wallet_addEthereumChain): "
+            "CHAIN_PUBLIC_RPC_URL, or the node itself on a development chain; null when there is none to give.",
+        )
 
     @extend_schema(
         responses={200: ChainInfoSerializer, **_errors(503)},
@@ -62,6 +68,7 @@ class ChainInfoView(APIView):
                 "confirmations": settings.CHAIN_CONFIRMATIONS,
                 "block_number": client.web3().eth.block_number,
                 "payment_token_symbol": MockStablecoin(client.web3(), token).symbol() if token else "",
+                "wallet_rpc_url": settings.CHAIN_PUBLIC_RPC_URL or (settings.CHAIN_RPC_URL if dep.has_faucet else None),
             }
         )
 
@@ -146,6 +153,11 @@ class SiweNonceView(APIView):
         responses={200: NonceOutput, **_errors(400, 503)},
         tags=["auth"],
         summary="Start Sign-In with Ethereum (EIP-4361): a single-use nonce and the message to sign",
+        examples=[
+            OpenApiExample(
+                "With the address", value={"address": "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"}, request_only=True
+            )
+        ],
     )
     def post(self, request):
         data = self.NonceInput(data=request.data)
@@ -168,6 +180,11 @@ class SiweVerifyView(APIView):
     class VerifyInput(serializers.Serializer):
         message = serializers.CharField(max_length=4000)
         signature = serializers.CharField(max_length=200)
+        create_account = serializers.BooleanField(
+            required=False,
+            default=False,
+            help_text="Signed out: a wallet no account is linked to signs up (a new account owns it).",
+        )
 
     class VerifyOutput(serializers.Serializer):
         wallet = WalletSerializer()
@@ -210,7 +227,7 @@ class SiweVerifyView(APIView):
                     "username": request.user.username,
                 }
             )
-        user = wallet_services.wallet_login_user(message=message)
+        user = wallet_services.wallet_login_user(message=message, create_account=data.validated_data["create_account"])
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         token, _ = Token.objects.get_or_create(user=user)
         wallet = Wallet.objects.get(address=Web3.to_checksum_address(message.address))
@@ -289,6 +306,14 @@ class DatasetPublishView(APIView):
         responses={202: ListingSerializer, **_errors(400, 401, 403, 404, 409, 503)},
         tags=["chain"],
         summary="Publish my dataset on chain (data NFT + datatoken + price + budget caps, one transaction)",
+        examples=[
+            OpenApiExample("From my managed wallet", value={}, request_only=True),
+            OpenApiExample(
+                "Sent from my own wallet",
+                value={"tx_hash": "0x5c504ed432cb51138bcf09aa5e8a410dd4a1e204ef84bfed1be16dfba1b22060"},
+                request_only=True,
+            ),
+        ],
         description="Answers at once with the listing `publishing`; it turns `published` when the transaction is "
         "mined and checked (poll `GET datasets/{id}/chain/`), or `failed` with the reason.",
     )
@@ -334,6 +359,19 @@ class OrderQuoteView(APIView):
         responses={200: QuoteSerializer, **_errors(400, 401, 403, 404, 409, 503)},
         tags=["orders"],
         summary="Quote an order before paying: price, fee, epsilon left, balance and allowance, problems",
+        examples=[
+            OpenApiExample(
+                "Logistic regression",
+                value={
+                    "dataset": 1,
+                    "epsilon": "0.5",
+                    "delta": 1e-6,
+                    "algorithm": "dp-logistic-regression",
+                    "parameters": {"target": "heart_disease", "epochs": 5},
+                },
+                request_only=True,
+            )
+        ],
     )
     def post(self, request):
         data = self.QuoteInput(data=request.data)
@@ -351,9 +389,213 @@ class OrderQuoteView(APIView):
         return Response(QuoteSerializer({**dataclasses.asdict(quote), "release": order_services.RELEASE_TEXT}).data)
 
 
+def _transaction_serializer() -> type[serializers.Serializer]:
+    # "from" is a Python keyword: declare the fields through the class namespace.
+    fields = {
+        "chain_id": serializers.IntegerField(),
+        "from": serializers.CharField(help_text="The paying wallet (yours); sign with its key."),
+        "to": serializers.CharField(help_text="The dataset's datatoken."),
+        "data": serializers.CharField(help_text="buyAndOrder (or dispenseAndOrder for a free dataset) call data."),
+        "value": serializers.IntegerField(help_text="Always 0: the price is paid in the payment token."),
+        "gas": serializers.IntegerField(help_text="The node's estimate with headroom."),
+        "nonce": serializers.IntegerField(help_text="Hint: the wallet's next nonce (pending state)."),
+        "max_fee_per_gas": serializers.IntegerField(help_text="Hint (wei): twice the base fee plus the tip."),
+        "max_priority_fee_per_gas": serializers.IntegerField(help_text="Hint (wei)."),
+        "type": serializers.IntegerField(help_text="2: EIP-1559."),
+    }
+    return type("UnsignedTransactionSerializer", (serializers.Serializer,), fields)
+
+
+UnsignedTransactionSerializer = _transaction_serializer()
+
+
+class PermitTypedDataSerializer(serializers.Serializer):
+    types = serializers.DictField(help_text="EIP712Domain and Permit (EIP-2612).")
+    primaryType = serializers.CharField()  # noqa: N815  (the EIP-712 field name)
+    domain = serializers.DictField(help_text="name, version, chainId, verifyingContract (the payment token).")
+    message = serializers.DictField(
+        help_text="owner (your wallet), spender (the datatoken), value (the price in token units), nonce, "
+        "deadline; uint256 values as decimal strings."
+    )
+
+
+EXAMPLE_WALLET = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"
+EXAMPLE_DATATOKEN = "0x8464135c8F25Da09e49BC8782676a84730C318bC"
+EXAMPLE_USDC = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+EXAMPLE_PREPARE = {
+    "dataset": 1,
+    "epsilon": "0.5",
+    "delta": 1e-6,
+    "algorithm_hash": "0x6c1c0d3b4b3f5a4e9f1f2d1e0c9b8a7f6e5d4c3b2a1908f7e6d5c4b3a2910f8e",
+    "wallet": EXAMPLE_WALLET,
+}
+EXAMPLE_PREPARED = {
+    "dataset": 1,
+    "wallet": EXAMPLE_WALLET,
+    "chain_id": 31337,
+    "datatoken": EXAMPLE_DATATOKEN,
+    "payment_token": EXAMPLE_USDC,
+    "payment_token_symbol": "USDC",
+    "price": "3.000000",
+    "price_units": 3000000,
+    "epsilon": "0.5000",
+    "delta": 1e-6,
+    "algorithm_hash": EXAMPLE_PREPARE["algorithm_hash"],
+}
+
+
+class OrderPrepareView(APIView):
+    permission_classes = [IsAuthenticated]
+    parser_classes = [JSONParser, FormParser]
+
+    class PrepareInput(OrderInputSerializer):
+        wallet = serializers.CharField(
+            max_length=42, help_text="Your own wallet, linked with Sign-In with Ethereum: it signs and pays."
+        )
+        permit_signature = serializers.RegexField(
+            r"^0x[0-9a-fA-F]{130}$",
+            required=False,
+            help_text="Second step: your wallet's EIP-712 signature of the permit the first step returned.",
+        )
+        deadline = serializers.IntegerField(
+            required=False, min_value=1, max_value=2**64, help_text="With permit_signature: the deadline it signed."
+        )
+
+        def validate(self, attrs):
+            attrs = super().validate(attrs)
+            if attrs.get("permit_signature") and not attrs.get("deadline"):
+                raise serializers.ValidationError("Send the permit's deadline with its signature.")
+            return attrs
+
+    class PrepareOutput(serializers.Serializer):
+        step = serializers.ChoiceField(
+            choices=["sign_permit", "send_transaction"],
+            help_text="sign_permit: sign `permit` (eth_signTypedData_v4) and call again with the signature. "
+            "send_transaction: sign and send `transaction`, then register its hash.",
+        )
+        dataset = serializers.IntegerField(source="dataset_id")
+        wallet = serializers.CharField()
+        chain_id = serializers.IntegerField()
+        datatoken = serializers.CharField()
+        payment_token = serializers.CharField()
+        payment_token_symbol = serializers.CharField()
+        price = serializers.DecimalField(max_digits=40, decimal_places=6)
+        price_units = serializers.IntegerField()
+        epsilon = serializers.DecimalField(max_digits=12, decimal_places=4)
+        delta = serializers.FloatField()
+        algorithm_hash = serializers.CharField(help_text="What the order commits to on chain.")
+        permit = PermitTypedDataSerializer(allow_null=True, help_text="EIP-712 typed data of the EIP-2612 permit.")
+        deadline = serializers.IntegerField(allow_null=True, help_text="The permit's deadline (unix seconds).")
+        transaction = UnsignedTransactionSerializer(allow_null=True, help_text="Unsigned buyAndOrder, permit inside.")
+
+    @extend_schema(
+        request=PrepareInput,
+        responses={200: PrepareOutput, **_errors(400, 401, 403, 404, 409, 503)},
+        tags=["orders"],
+        summary="Prepare buy+order for my own wallet: the permit to sign, then the transaction to send",
+        description="For a wallet the marketplace holds no key of (a browser wallet, an API client's key), linked "
+        "with SIWE. Call it first without `permit_signature`: the answer holds the EIP-2612 permit as EIP-712 typed "
+        "data (`permit`) and its `deadline`. Sign it (eth_signTypedData_v4, or eth-account `sign_typed_data`) and "
+        "call again with `permit_signature` and `deadline`: the answer holds the unsigned `buyAndOrder` "
+        "transaction carrying the permit. Sign and send it (one transaction pays and orders), then register its "
+        "hash: `POST jobs/` (or `POST orders/`) with `tx_hash`. For a compute job, `algorithm_hash` is the "
+        "`params_hash` of `POST jobs/quote/`. Refused before anything is signed, like a quote's problems: not "
+        "listed or ordering closed, your own dataset, epsilon or delta past the caps, budget exhausted, balance "
+        "too low, a wallet not linked to you. A free dataset needs no permit: the first answer is the transaction.",
+        examples=[
+            OpenApiExample("Step 1: ask for the permit", value=EXAMPLE_PREPARE, request_only=True),
+            OpenApiExample(
+                "Step 2: send the signed permit",
+                value={**EXAMPLE_PREPARE, "permit_signature": "0x" + "ab" * 65, "deadline": 1767225600},
+                request_only=True,
+            ),
+            OpenApiExample(
+                "Step 1 answer: the permit to sign",
+                value={
+                    **EXAMPLE_PREPARED,
+                    "step": "sign_permit",
+                    "permit": {
+                        "types": {
+                            "EIP712Domain": [
+                                {"name": "name", "type": "string"},
+                                {"name": "version", "type": "string"},
+                                {"name": "chainId", "type": "uint256"},
+                                {"name": "verifyingContract", "type": "address"},
+                            ],
+                            "Permit": [
+                                {"name": "owner", "type": "address"},
+                                {"name": "spender", "type": "address"},
+                                {"name": "value", "type": "uint256"},
+                                {"name": "nonce", "type": "uint256"},
+                                {"name": "deadline", "type": "uint256"},
+                            ],
+                        },
+                        "primaryType": "Permit",
+                        "domain": {
+                            "name": "Test USD Coin",
+                            "version": "1",
+                            "chainId": 31337,
+                            "verifyingContract": EXAMPLE_USDC,
+                        },
+                        "message": {
+                            "owner": EXAMPLE_WALLET,
+                            "spender": EXAMPLE_DATATOKEN,
+                            "value": "3000000",
+                            "nonce": "0",
+                            "deadline": "1767225600",
+                        },
+                    },
+                    "deadline": 1767225600,
+                    "transaction": None,
+                },
+                response_only=True,
+            ),
+            OpenApiExample(
+                "Step 2 answer: the transaction to sign and send",
+                value={
+                    **EXAMPLE_PREPARED,
+                    "step": "send_transaction",
+                    "permit": None,
+                    "deadline": 1767225600,
+                    "transaction": {
+                        "chain_id": 31337,
+                        "from": EXAMPLE_WALLET,
+                        "to": EXAMPLE_DATATOKEN,
+                        "data": "0x5c1f6f4a...",
+                        "value": 0,
+                        "gas": 251000,
+                        "nonce": 0,
+                        "max_fee_per_gas": 2000000000,
+                        "max_priority_fee_per_gas": 1000000000,
+                        "type": 2,
+                    },
+                },
+                response_only=True,
+            ),
+        ],
+    )
+    def post(self, request):
+        data = self.PrepareInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        dataset = catalog.dataset_get_visible(dataset_id=v["dataset"], user=request.user)
+        prepared = order_services.order_prepare(
+            user=request.user,
+            dataset=dataset,
+            epsilon=v["epsilon"],
+            delta=v["delta"],
+            algorithm_hash_hex=v["algorithm_hash"],
+            wallet_address=v["wallet"],
+            permit_signature=v.get("permit_signature"),
+            permit_deadline=v.get("deadline"),
+        )
+        return Response(self.PrepareOutput(prepared).data)
+
+
 class OrderListCreateView(APIView):
     permission_classes = [IsAuthenticated]
     parser_classes = [JSONParser, FormParser]
+    pagination_class = StandardPagination  # also what the schema's paginated list is drawn from
 
     class OrderCreateInput(OrderInputSerializer):
         tx_hash = serializers.RegexField(
@@ -364,12 +606,12 @@ class OrderListCreateView(APIView):
         )
 
     @extend_schema(
-        responses={200: OrderSerializer(many=True), **_errors(401)},
+        responses={200: OrderSerializer(many=True), **_errors(401), **PAGE_NOT_FOUND},
         tags=["orders"],
         summary="My orders (newest first)",
     )
     def get(self, request):
-        paginator = StandardPagination()
+        paginator = self.pagination_class()
         qs = Order.objects.filter(buyer=request.user).select_related("dataset", "listing", "buyer")
         page = paginator.paginate_queryset(qs, request, view=self)
         return paginator.get_paginated_response(OrderSerializer(page, many=True).data)

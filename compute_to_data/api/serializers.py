@@ -20,8 +20,10 @@ class ProgressSerializer(serializers.Serializer):
 
 class JobSerializer(serializers.ModelSerializer):
     progress = serializers.SerializerMethodField()
-    order_status = serializers.CharField(source="order.status", default=None, read_only=True)
-    chain_order_id = serializers.IntegerField(source="order.chain_order_id", default=None, read_only=True)
+    order_status = serializers.CharField(source="order.status", default=None, read_only=True, allow_null=True)
+    chain_order_id = serializers.IntegerField(
+        source="order.chain_order_id", default=None, read_only=True, allow_null=True
+    )
     cancelling = serializers.SerializerMethodField()
     receipt = serializers.SerializerMethodField()
 

@@ -295,7 +295,13 @@ class JobArtifactView(APIView):
 
     @extend_schema(
         responses={
-            (200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY, description="The artifact"),
+            (200, "application/octet-stream"): OpenApiResponse(
+                OpenApiTypes.BINARY, description="The artifact (weights, ONNX model)"
+            ),
+            # FileResponse names the type from the file name: the model card and statistics are JSON.
+            (200, "application/json"): OpenApiResponse(
+                OpenApiTypes.OBJECT, description="A JSON artifact (model card, DP statistics)"
+            ),
             **_errors(401, 403, 404, 409),
         },
         tags=["compute"],

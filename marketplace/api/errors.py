@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
-from drf_spectacular.utils import OpenApiResponse
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -12,15 +12,33 @@ from rest_framework.views import exception_handler
 from marketplace.api.serializers import ErrorSerializer
 from marketplace.errors import DomainError
 
-# OpenAPI descriptions of the error answers, shared by every API view.
+
+def _error(description: str, code: str, detail: str, **extra) -> OpenApiResponse:
+    example = OpenApiExample(code, value={"code": code, "detail": detail, **extra}, response_only=True)
+    return OpenApiResponse(ErrorSerializer, description=description, examples=[example])
+
+
+# OpenAPI descriptions of the error answers, shared by every API view, each with a typical body.
 ERROR_RESPONSES = {
-    400: OpenApiResponse(ErrorSerializer, description="Bad input"),
-    401: OpenApiResponse(ErrorSerializer, description="Not signed in"),
-    403: OpenApiResponse(ErrorSerializer, description="Not allowed"),
-    404: OpenApiResponse(ErrorSerializer, description="Unknown id, or not visible to you"),
-    409: OpenApiResponse(ErrorSerializer, description="Refused in the current state"),
-    503: OpenApiResponse(ErrorSerializer, description="The chain is not configured or not reachable"),
+    400: _error(
+        "Bad input",
+        "invalid",
+        "epsilon: Ensure this value is greater than or equal to 0.0001.",
+        errors={"epsilon": ["Ensure this value is greater than or equal to 0.0001."]},
+    ),
+    401: _error("Not signed in", "not_authenticated", "Authentication credentials were not provided."),
+    403: _error("Not allowed", "permission_denied", "Only the dataset's owner can change it."),
+    404: _error("Unknown id, or not visible to you", "not_found", "Not found."),
+    409: _error(
+        "Refused in the current state",
+        "illegal_transition",
+        "Cannot approve a dataset that is draft; approve applies to: pending_review.",
+    ),
+    503: _error("The chain is not configured or not reachable", "chain_unavailable", "The chain node does not answer."),
 }
+
+# Paginated lists answer 404 for a page past the last one (or a page that is not a number).
+PAGE_NOT_FOUND = {404: _error("No such page", "not_found", "Invalid page.")}
 
 
 def error_responses(*codes: int) -> dict:

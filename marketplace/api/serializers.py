@@ -79,10 +79,58 @@ class DatasetSerializer(serializers.ModelSerializer):
 
 class DatasetListSerializer(DatasetSerializer):
     """Catalogue rows: no rendered HTML and no schema, to keep search pages fast; the detail
-    endpoint has everything."""
+    endpoint has everything.
+
+    Output only, and the same output as DRF's own loop with the same fields' ``to_representation``,
+    for a ``Dataset`` or for a plain row from ``marketplace.selectors.catalog.listing_rows`` (what
+    the API's paginator hands over for the catalogue). The fields are built once per process
+    rather than once per request (``ModelSerializer.get_fields`` maps every model field anew), and
+    attributes are read directly: every source here is a plain attribute path that always exists
+    on a ``Dataset`` (no callables, no dicts), which is what DRF's ``get_attribute`` reduces to."""
+
+    # Where a plain row keeps what a Dataset's attribute path or method gives.
+    ROW_KEYS = {"owner": "owner_username", "tags": "tag_names"}
 
     class Meta(DatasetSerializer.Meta):
         fields = tuple(f for f in DatasetSerializer.Meta.fields if f not in ("description_html", "declared_schema"))
+
+    @classmethod
+    def _representation_plan(cls) -> list[tuple[str, tuple[str, ...], object, str]]:
+        """(field name, attribute path or () for a method field, its to_representation or method
+        name, the plain row's key), built once per class."""
+        plan = cls.__dict__.get("_plan")
+        if plan is None:
+            plan = []
+            for field in cls()._readable_fields:
+                name = field.field_name
+                if isinstance(field, serializers.SerializerMethodField):
+                    plan.append((name, (), field.method_name, cls.ROW_KEYS.get(name, name)))
+                else:
+                    plan.append(
+                        (name, tuple(field.source_attrs), field.to_representation, cls.ROW_KEYS.get(name, name))
+                    )
+            cls._plan = plan
+        return plan
+
+    def to_representation(self, instance: Dataset | dict) -> dict:
+        ret = {}
+        if isinstance(instance, dict):
+            for name, attrs, represent, key in self._representation_plan():
+                value = instance[key]
+                if not attrs:
+                    ret[name] = sorted(value) if name == "tags" else value
+                else:
+                    ret[name] = None if value is None else represent(value)
+            return ret
+        for name, attrs, represent, _ in self._representation_plan():
+            if not attrs:  # a SerializerMethodField: represent is the method's name
+                ret[name] = getattr(self, represent)(instance)
+                continue
+            value = instance
+            for attr in attrs:
+                value = getattr(value, attr)
+            ret[name] = None if value is None else represent(value)
+        return ret
 
 
 class OwnerDatasetSerializer(DatasetSerializer):
@@ -97,6 +145,17 @@ class OwnerDatasetSerializer(DatasetSerializer):
             "row_count",
             "proposed_schema",
         )
+
+
+OWNER_ONLY_FIELDS = tuple(f for f in OwnerDatasetSerializer.Meta.fields if f not in DatasetSerializer.Meta.fields)
+
+
+class DatasetDetailSerializer(OwnerDatasetSerializer):
+    """The schema of ``GET datasets/{id}/``: everyone gets the public fields; the owner and staff
+    also get the owner's (optional here, since others' answers leave them out)."""
+
+    class Meta(OwnerDatasetSerializer.Meta):
+        extra_kwargs = {name: {"required": False} for name in OWNER_ONLY_FIELDS}
 
 
 def dataset_data(dataset: Dataset, user) -> dict:

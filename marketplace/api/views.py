@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib.auth import authenticate
+from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
@@ -13,10 +14,12 @@ from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from marketplace.api.errors import PAGE_NOT_FOUND
 from marketplace.api.errors import error_responses as _errors
 from marketplace.api.pagination import StandardPagination
 from marketplace.api.serializers import (
     SCHEMA_EXAMPLE,
+    DatasetDetailSerializer,
     DatasetListSerializer,
     ErrorSerializer,
     ModerationLogEntrySerializer,
@@ -29,6 +32,7 @@ from marketplace.errors import InvalidInput, NotFound, PermissionDenied
 from marketplace.models import Dataset, Licence, Report
 from marketplace.selectors import catalog
 from marketplace.selectors import moderation as moderation_selectors
+from marketplace.services import accounts as account_services
 from marketplace.services import datasets as dataset_services
 from marketplace.services import moderation as moderation_services
 from marketplace.services.datasets import ListingFields
@@ -36,7 +40,7 @@ from marketplace.services.mock import MOCK_DEFAULT_ROWS, dataset_mock_csv
 
 
 def _paginate(view: APIView, request, queryset, serializer_class, **kwargs):
-    paginator = StandardPagination()
+    paginator = view.pagination_class()
     page = paginator.paginate_queryset(queryset, request, view=view)
     return paginator.get_paginated_response(
         serializer_class(page, many=True, context={"request": request}, **kwargs).data
@@ -60,6 +64,14 @@ class ObtainTokenView(APIView):
         responses={200: TokenOutputSerializer, **_errors(400)},
         tags=["auth"],
         summary="Exchange a username and password for an API token",
+        examples=[
+            OpenApiExample("Demo buyer", value={"username": "buyer", "password": "buyer-demo-2026"}, request_only=True),
+            OpenApiExample(
+                "Token",
+                value={"token": "9944b09199c62bcf9418ad846dd0e4bbdfc6ee4b", "username": "buyer"},
+                response_only=True,
+            ),
+        ],
     )
     def post(self, request):
         data = self.TokenInputSerializer(data=request.data)
@@ -69,6 +81,103 @@ class ObtainTokenView(APIView):
             raise InvalidInput("Unable to sign in with those credentials.", code="invalid_credentials")
         token, _ = Token.objects.get_or_create(user=user)
         return Response({"token": token.key, "username": user.get_username()})
+
+
+class SignupView(APIView):
+    permission_classes = [AllowAny]
+    authentication_classes: list = []
+
+    class SignupInputSerializer(serializers.Serializer):
+        username = serializers.CharField(max_length=150, validators=[UnicodeUsernameValidator()])
+        email = serializers.EmailField(help_text="For notices: moderation decisions, finished jobs.")
+        password = serializers.CharField(style={"input_type": "password"}, trim_whitespace=False, max_length=128)
+        organisation = serializers.CharField(required=False, allow_blank=True, max_length=200)
+
+    @extend_schema(
+        request=SignupInputSerializer,
+        responses={201: ObtainTokenView.TokenOutputSerializer, **_errors(400, 409)},
+        tags=["auth"],
+        summary="Create an account (as the sign-up page does) and get its API token",
+        description="A managed wallet is created on first use. Usernames are unique regardless of case (409 "
+        "`username_taken`); the password must pass the server's password rules (400 `weak_password`).",
+        examples=[
+            OpenApiExample(
+                "New integrator",
+                value={
+                    "username": "acme-ml",
+                    "email": "ml@acme.example",
+                    "password": "a long and unusual passphrase",
+                    "organisation": "Acme AI Ltd",
+                },
+                request_only=True,
+            ),
+            OpenApiExample(
+                "Created",
+                value={"token": "9944b09199c62bcf9418ad846dd0e4bbdfc6ee4b", "username": "acme-ml"},
+                response_only=True,
+                status_codes=["201"],
+            ),
+        ],
+    )
+    def post(self, request):
+        data = self.SignupInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        user, token = account_services.user_signup(**data.validated_data)
+        return Response({"token": token.key, "username": user.get_username()}, status=status.HTTP_201_CREATED)
+
+
+class TokenRegenerateView(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        request=None,
+        responses={200: ObtainTokenView.TokenOutputSerializer, **_errors(401)},
+        tags=["auth"],
+        summary="Replace my API token (the old one stops working at once)",
+    )
+    def post(self, request):
+        token = account_services.api_token_regenerate(user=request.user)
+        return Response({"token": token.key, "username": request.user.get_username()})
+
+
+class MeView(APIView):
+    permission_classes = [IsAuthenticated]
+    parser_classes = [JSONParser, FormParser]
+
+    class ProfileSerializer(serializers.Serializer):
+        username = serializers.CharField(read_only=True)
+        email = serializers.EmailField(required=False, allow_blank=True)
+        organisation = serializers.CharField(required=False, allow_blank=True, max_length=200)
+        bio = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+        is_staff = serializers.BooleanField(read_only=True, help_text="A moderator.")
+        date_joined = serializers.DateTimeField(read_only=True)
+
+    @extend_schema(
+        responses={200: ProfileSerializer, **_errors(401)}, tags=["auth"], summary="My profile (who the token is)"
+    )
+    def get(self, request):
+        return Response(self.ProfileSerializer(request.user).data)
+
+    @extend_schema(
+        request=ProfileSerializer,
+        responses={200: ProfileSerializer, **_errors(400, 401)},
+        tags=["auth"],
+        summary="Edit my profile: e-mail (for notices), organisation, bio",
+        examples=[
+            OpenApiExample(
+                "Profile",
+                value={"email": "ml@startup.example", "organisation": "Startup Ltd", "bio": "We train risk models."},
+                request_only=True,
+            )
+        ],
+    )
+    def patch(self, request):
+        data = self.ProfileSerializer(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        user = request.user
+        current = {"email": user.email, "organisation": user.organisation, "bio": user.bio}
+        user = account_services.user_profile_update(user=user, **{**current, **data.validated_data})
+        return Response(self.ProfileSerializer(user).data)
 
 
 class ListingFieldsSerializer(serializers.Serializer):
@@ -88,6 +197,7 @@ class ListingFieldsSerializer(serializers.Serializer):
 
 class DatasetListCreateView(APIView):
     parser_classes = [MultiPartParser, FormParser]
+    pagination_class = StandardPagination  # also what the schema's paginated list is drawn from
 
     class DatasetCreateSerializer(ListingFieldsSerializer):
         file = serializers.FileField(
@@ -106,7 +216,7 @@ class DatasetListCreateView(APIView):
             OpenApiParameter("page", int),
             OpenApiParameter("page_size", int),
         ],
-        responses={200: DatasetListSerializer(many=True), **_errors(400)},
+        responses={200: DatasetListSerializer(many=True), **_errors(400), **PAGE_NOT_FOUND},
         tags=["datasets"],
     )
     def get(self, request):
@@ -127,6 +237,24 @@ class DatasetListCreateView(APIView):
     @extend_schema(
         summary="Upload a dataset (multipart); it starts as a draft with a proposed schema",
         request={"multipart/form-data": DatasetCreateSerializer},
+        examples=[
+            OpenApiExample(
+                "CSV with a listing",
+                value={
+                    "file": "age,sex,cholesterol,heart_disease\n54,F,212.5,0\n61,M,245.0,1\n47,M,198.0,0\n",
+                    "title": "Cardiology outpatients 2019-2023",
+                    "description": "Anonymised outpatient visits: age, sex, **cholesterol** and diagnosis.",
+                    "tags": "health,cardiology",
+                    "licence": "CC-BY-4.0",
+                    "price": "12.50",
+                    "epsilon_total": "5",
+                    "epsilon_per_job": "1",
+                    "delta": 1e-6,
+                },
+                request_only=True,
+                media_type="multipart/form-data",
+            )
+        ],
         responses={
             201: OwnerDatasetSerializer,
             413: OpenApiResponse(ErrorSerializer, description="File too large"),
@@ -158,7 +286,11 @@ class DatasetDetailView(APIView):
     class DatasetUpdateSerializer(ListingFieldsSerializer):
         title = serializers.CharField(max_length=200, required=False)
 
-    @extend_schema(summary="Read a dataset", responses={200: OwnerDatasetSerializer, **_errors(404)}, tags=["datasets"])
+    @extend_schema(
+        summary="Read a dataset (the owner and staff also see the owner-only fields)",
+        responses={200: DatasetDetailSerializer, **_errors(404)},
+        tags=["datasets"],
+    )
     def get(self, request, dataset_id: int):
         dataset = catalog.dataset_get_visible(dataset_id=dataset_id, user=request.user)
         return Response(dataset_data(dataset, request.user))
@@ -166,6 +298,11 @@ class DatasetDetailView(APIView):
     @extend_schema(
         summary="Update a dataset's listing (owner)",
         request=DatasetUpdateSerializer,
+        examples=[
+            OpenApiExample(
+                "New price and tags", value={"price": "15.00", "tags": "health,cardiology,ehr"}, request_only=True
+            )
+        ],
         responses={200: OwnerDatasetSerializer, **_errors(400, 401, 403, 404)},
         tags=["datasets"],
     )
@@ -264,6 +401,14 @@ class MockView(APIView):
     @extend_schema(
         summary="Upload a mock CSV (owner)",
         request={"multipart/form-data": MockUploadSerializer},
+        examples=[
+            OpenApiExample(
+                "Mock rows",
+                value={"file": "age,income,group\n31,1200,a\n45,2100,b\n"},
+                request_only=True,
+                media_type="multipart/form-data",
+            )
+        ],
         responses={200: OwnerDatasetSerializer, **_errors(400, 401, 403, 404, 409)},
         tags=["datasets"],
     )
@@ -280,7 +425,9 @@ class MockView(APIView):
         return Response(OwnerDatasetSerializer(dataset).data)
 
     @extend_schema(
-        summary="Remove the uploaded mock file (owner)", responses={200: OwnerDatasetSerializer}, tags=["datasets"]
+        summary="Remove the uploaded mock file (owner)",
+        responses={200: OwnerDatasetSerializer, **_errors(401, 403, 404, 409)},
+        tags=["datasets"],
     )
     def delete(self, request, dataset_id: int):
         dataset = catalog.dataset_get_visible(dataset_id=dataset_id, user=request.user)
@@ -294,7 +441,7 @@ class ReasonSerializer(serializers.Serializer):
     reason = serializers.CharField(required=False, allow_blank=True, max_length=2000)
 
 
-def _transition_view(action: str, summary: str):
+def _transition_view(action: str, summary: str, reason: str):
     class TransitionView(APIView):
         permission_classes = [IsAuthenticated]
         parser_classes = [JSONParser, FormParser, MultiPartParser]
@@ -309,6 +456,7 @@ def _transition_view(action: str, summary: str):
             },
             tags=["moderation"],
             operation_id=f"datasets_{action}",
+            examples=[OpenApiExample("Reason", value={"reason": reason}, request_only=True)],
         )
         def post(self, request, dataset_id: int):
             dataset = catalog.dataset_get_visible(dataset_id=dataset_id, user=request.user)
@@ -323,16 +471,27 @@ def _transition_view(action: str, summary: str):
     return TransitionView
 
 
-DatasetSubmitView = _transition_view("submit", "Submit a draft or rejected dataset for review (owner)")
-DatasetApproveView = _transition_view("approve", "Approve a pending dataset (staff, reason required)")
-DatasetRejectView = _transition_view("reject", "Reject a pending dataset (staff, reason required)")
-DatasetDelistView = _transition_view("delist", "Delist a listed dataset (staff, reason required)")
-DatasetRelistView = _transition_view("relist", "Relist a delisted dataset (staff, reason required)")
+DatasetSubmitView = _transition_view(
+    "submit", "Submit a draft or rejected dataset for review (owner)", "Schema confirmed; ready for review."
+)
+DatasetApproveView = _transition_view(
+    "approve", "Approve a pending dataset (staff, reason required)", "Schema, licence and description checked."
+)
+DatasetRejectView = _transition_view(
+    "reject", "Reject a pending dataset (staff, reason required)", "The description does not say how consent was given."
+)
+DatasetDelistView = _transition_view(
+    "delist", "Delist a listed dataset (staff, reason required)", "Report upheld: the data holds direct identifiers."
+)
+DatasetRelistView = _transition_view(
+    "relist", "Relist a delisted dataset (staff, reason required)", "The provider removed the identifying columns."
+)
 
 
 class DatasetReportsView(APIView):
     permission_classes = [IsAuthenticated]
     parser_classes = [JSONParser, FormParser, MultiPartParser]
+    pagination_class = StandardPagination
 
     class ReportInputSerializer(serializers.Serializer):
         reason = serializers.CharField(max_length=2000)
@@ -350,6 +509,13 @@ class DatasetReportsView(APIView):
     @extend_schema(
         summary="Report a listed dataset to the moderators",
         request=ReportInputSerializer,
+        examples=[
+            OpenApiExample(
+                "Report",
+                value={"reason": "The description says anonymised, but the mock data has a name column."},
+                request_only=True,
+            )
+        ],
         responses={201: ReportSerializer, **_errors(400, 401, 404, 409)},
         tags=["moderation"],
     )
@@ -374,6 +540,13 @@ class ReportResolveView(APIView):
     @extend_schema(
         summary="Answer a report (staff)",
         request=ReportResolveInputSerializer,
+        examples=[
+            OpenApiExample(
+                "Resolve",
+                value={"resolution": "Checked with the provider: the column holds synthetic names.", "dismiss": True},
+                request_only=True,
+            )
+        ],
         responses={200: ReportSerializer, **_errors(400, 401, 403, 404, 409)},
         tags=["moderation"],
     )
@@ -391,6 +564,7 @@ class ReportResolveView(APIView):
 
 class ModerationQueueView(APIView):
     permission_classes = [IsAuthenticated]
+    pagination_class = StandardPagination
 
     @extend_schema(
         summary="Datasets awaiting moderation (staff)",
@@ -401,7 +575,7 @@ class ModerationQueueView(APIView):
             OpenApiParameter("q", str, description="Title or owner contains."),
             OpenApiParameter("reported", bool, description="Only datasets with open reports."),
         ],
-        responses={200: QueueItemSerializer(many=True), **_errors(401, 403)},
+        responses={200: QueueItemSerializer(many=True), **_errors(400, 401, 403), **PAGE_NOT_FOUND},
         tags=["moderation"],
     )
     def get(self, request):
@@ -417,6 +591,7 @@ class ModerationQueueView(APIView):
 
 class ModerationLogView(APIView):
     permission_classes = [IsAuthenticated]
+    pagination_class = StandardPagination
 
     @extend_schema(
         summary="Audit log (staff: everything; providers: their own datasets)",
@@ -434,9 +609,12 @@ class ModerationLogView(APIView):
 
 class MyDatasetsView(APIView):
     permission_classes = [IsAuthenticated]
+    pagination_class = StandardPagination
 
     @extend_schema(
-        summary="My datasets, in every state", responses={200: OwnerDatasetSerializer(many=True)}, tags=["datasets"]
+        summary="My datasets, in every state",
+        responses={200: OwnerDatasetSerializer(many=True), **_errors(401), **PAGE_NOT_FOUND},
+        tags=["datasets"],
     )
     def get(self, request):
         return _paginate(self, request, catalog.datasets_of_owner(owner=request.user), OwnerDatasetSerializer)
