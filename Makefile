@@ -67,6 +67,7 @@ format: dev-venv
 bench: dev-venv npm-deps frontend-assets runtime-deps
 	$(PY) bench/upload.py
 	$(PY) bench/catalog_search.py
+	$(PY) bench/api_load.py
 	$(PY) bench/gas.py
 	$(PY) bench/indexer.py
 	$(PY) bench/dp_overhead.py

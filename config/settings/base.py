@@ -181,6 +181,9 @@ DATASET_SCHEMA_SAMPLE_BYTES = env_int("DATASET_SCHEMA_SAMPLE_BYTES", 2 * 1024**2
 DATASET_SCHEMA_SAMPLE_ROWS = env_int("DATASET_SCHEMA_SAMPLE_ROWS", 10_000)
 # Catalogue totals (page counts) are cached this long; 0 counts on every request.
 CATALOGUE_COUNT_CACHE_SECONDS = env_int("CATALOGUE_COUNT_CACHE_SECONDS", 30)
+# Catalogue list pages kept per web process, served while the catalogue is unchanged (PostgreSQL;
+# see marketplace/api/catalogue_cache.py). 0 turns it off.
+CATALOGUE_PAGE_CACHE_SIZE = env_int("CATALOGUE_PAGE_CACHE_SIZE", 512)
 DATASET_MOCK_MAX_ROWS = env_int("DATASET_MOCK_MAX_ROWS", 10_000)
 # Uploads are parsed by handlers that keep plaintext off disk and stop at the size limit.
 FILE_UPLOAD_HANDLERS = ["marketplace.uploads.EncryptedTemporaryFileUploadHandler"]

@@ -30,14 +30,17 @@ class CachedCountPaginator(Paginator):
         seconds = getattr(self.object_list, "count_cache_seconds", 0)
         search = getattr(self.object_list, "full_text_search", None)
         if search is not None:
-            counter, (sql, params) = search.count, search.count_sql()
+            if not seconds:
+                return search.count()
+            counter, key = search.count, _count_key(*search.count_sql())
         elif seconds:
-            counter, (sql, params) = self.object_list.count, self.object_list.query.sql_with_params()
+            # A queryset that names what its total depends on spares compiling its SQL for the key.
+            counter = self.object_list.count
+            key = getattr(self.object_list, "count_cache_key", None) or _count_key(
+                *self.object_list.query.sql_with_params()
+            )
         else:
             return super().count
-        if not seconds:
-            return counter()
-        key = _count_key(sql, params)
         total = cache.get(key)
         if total is None:
             total = counter()
@@ -55,17 +58,32 @@ class CachedCountPaginator(Paginator):
         return self._get_page(_rows_in_order(self.object_list, ids), number, self)
 
 
+class ListingRowsPaginator(CachedCountPaginator):
+    """The API's paginator: a queryset that offers ``listing_rows`` (the catalogue, see
+    marketplace.selectors.catalog) is paged as plain rows for DatasetListSerializer rather than
+    model instances. Totals, page numbers and errors are the parent's."""
+
+    def page(self, number):
+        rows = getattr(self.object_list, "listing_rows", None)
+        if rows is None or getattr(self.object_list, "full_text_search", None) is not None:
+            return super().page(number)
+        number = self.validate_number(number)
+        return self._get_page(
+            rows(self.object_list, offset=(number - 1) * self.per_page, limit=self.per_page), number, self
+        )
+
+
 class StandardPagination(PageNumberPagination):
     """Page-number pagination. Full-text searches (querysets with ``full_text_search``) page on the
     narrow search table: one query returns the page's ids, with the total (``COUNT(*) OVER ()``)
     unless a cached total is at hand (``count_cache_seconds``, shared with the paginator above),
     and a second fetches those rows by primary key. Matches are ranked without ever reading the
-    wide dataset rows."""
+    wide dataset rows. Catalogue querysets (``listing_rows``) come back as plain rows."""
 
     page_size = 20
     page_size_query_param = "page_size"
     max_page_size = 100
-    django_paginator_class = CachedCountPaginator
+    django_paginator_class = ListingRowsPaginator
 
     def paginate_queryset(self, queryset, request, view=None):
         search = getattr(queryset, "full_text_search", None)
@@ -91,7 +109,8 @@ class StandardPagination(PageNumberPagination):
             ids, _ = search.page(limit=page_size, offset=offset, with_total=False)
         if not ids and number > 1:
             raise NotFound(f"Invalid page '{raw_number}': that page contains no results.")
-        rows = _rows_in_order(queryset, ids)
+        listing_rows = getattr(queryset, "listing_rows", None)
+        rows = listing_rows(queryset, ids=ids) if listing_rows else _rows_in_order(queryset, ids)
         paginator = Paginator([], page_size)
         paginator.__dict__["count"] = total or 0
         self.page = Page(rows, number, paginator)

@@ -14,6 +14,7 @@ from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from marketplace.api import catalogue_cache
 from marketplace.api.errors import PAGE_NOT_FOUND
 from marketplace.api.errors import error_responses as _errors
 from marketplace.api.pagination import StandardPagination
@@ -220,6 +221,8 @@ class DatasetListCreateView(APIView):
         tags=["datasets"],
     )
     def get(self, request):
+        if getattr(self, "_cached_page", None) is not None:
+            return self._cached_page
         params = request.query_params
         prices = {}
         for key in ("price_min", "price_max"):
@@ -232,7 +235,40 @@ class DatasetListCreateView(APIView):
             sort=params.get("sort") or None,
             **prices,
         )
+        if self._page_generation is not None:
+            qs.count_cache_seconds = 0  # the stored page carries its total: count it at this generation
         return _paginate(self, request, qs, DatasetListSerializer)
+
+    # Catalogue pages from memory while the catalogue is unchanged (marketplace/api/catalogue_cache.py).
+    _page_generation: int | None = None
+
+    def _page_from_memory(self, request) -> HttpResponse | None:
+        if request.method != "GET" or getattr(request.accepted_renderer, "format", None) != "json":
+            return None
+        self._page_generation = catalogue_cache.generation()
+        if self._page_generation is None:
+            return None
+        self._page_key = catalogue_cache.page_key(request.query_params)
+        body = catalogue_cache.get(self._page_generation, self._page_key)
+        if body is None:
+            return None
+        return HttpResponse(body, content_type=request.accepted_renderer.media_type)
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)  # authentication, permissions, throttles, negotiation
+        self._cached_page = self._page_from_memory(request)
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        if (
+            self._page_generation is not None
+            and getattr(self, "_cached_page", None) is None
+            and isinstance(response, Response)
+            and response.status_code == 200
+        ):
+            response.render()
+            catalogue_cache.put(self._page_generation, self._page_key, response.content)
+        return response
 
     @extend_schema(
         summary="Upload a dataset (multipart); it starts as a draft with a proposed schema",
