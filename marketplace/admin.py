@@ -5,7 +5,7 @@ from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
 from marketplace.errors import DomainError
-from marketplace.models import Dataset, ModerationLogEntry, Report, Tag, User
+from marketplace.models import Dataset, ModerationLogEntry, Notification, Report, Tag, User
 from marketplace.services.moderation import dataset_transition
 
 
@@ -82,6 +82,18 @@ class ModerationLogEntryAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(Notification)
+class NotificationAdmin(admin.ModelAdmin):
+    """The e-mails sent (one per key); read-only, a record of what went out."""
+
+    list_display = ("created_at", "key", "subject", "sent_at")
+    search_fields = ("key", "subject")
+    readonly_fields = ("key", "recipients", "subject", "created_at", "sent_at")
 
     def has_add_permission(self, request):
         return False
