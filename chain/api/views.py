@@ -515,21 +515,7 @@ class OrderPrepareView(APIView):
                     **EXAMPLE_PREPARED,
                     "step": "sign_permit",
                     "permit": {
-                        "types": {
-                            "EIP712Domain": [
-                                {"name": "name", "type": "string"},
-                                {"name": "version", "type": "string"},
-                                {"name": "chainId", "type": "uint256"},
-                                {"name": "verifyingContract", "type": "address"},
-                            ],
-                            "Permit": [
-                                {"name": "owner", "type": "address"},
-                                {"name": "spender", "type": "address"},
-                                {"name": "value", "type": "uint256"},
-                                {"name": "nonce", "type": "uint256"},
-                                {"name": "deadline", "type": "uint256"},
-                            ],
-                        },
+                        "types": order_services.PERMIT_TYPES,
                         "primaryType": "Permit",
                         "domain": {
                             "name": "Test USD Coin",
