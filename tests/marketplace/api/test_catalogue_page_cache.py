@@ -80,3 +80,12 @@ def test_errors_and_the_browsable_api_are_not_stored(api, provider, staff):
     html = api.get("/api/v1/datasets/", HTTP_ACCEPT="text/html")
     assert html.status_code == 200 and html["Content-Type"].startswith("text/html")
     assert api.get("/api/v1/datasets/", HTTP_ACCEPT="application/json")["Content-Type"] == "application/json"
+
+
+def test_with_the_page_cache_totals_are_exact_even_with_a_count_cache(api, provider, staff, settings):
+    settings.CATALOGUE_COUNT_CACHE_SECONDS = 30
+    make_dataset(owner=provider, title="Sensor one", status="listed", moderator=staff)
+    assert api.get("/api/v1/datasets/?q=sensor", HTTP_ACCEPT="application/json").json()["count"] == 1
+    make_dataset(owner=provider, title="Sensor two", status="listed", moderator=staff)
+    body = api.get("/api/v1/datasets/?q=sensor", HTTP_ACCEPT="application/json").json()
+    assert body["count"] == 2 and len(body["results"]) == 2
