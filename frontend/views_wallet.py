@@ -5,8 +5,6 @@ with the transaction hash."""
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_POST
@@ -47,18 +45,16 @@ def dataset_job_wallet(request: HttpRequest, dataset_id: int) -> JsonResponse:
         )
         return _error("invalid_parameters", f"Please correct the parameters. {detail}", 400, errors=errors)
     try:
-        normalised = job_services.parameters_for(dataset=dataset, algorithm=name, parameters=form.parameters())
-        epsilon = Decimal(str(normalised["epsilon"]))
-        budget_services.budget_check_left(dataset=dataset, epsilon=epsilon)
+        terms = job_services.job_terms(dataset=dataset, algorithm=name, parameters=form.parameters())
     except DomainError as exc:
         return _error(exc.code, exc.detail, exc.status, **exc.extra)
     return JsonResponse(
         {
             "dataset": dataset.pk,
             "algorithm": name,
-            "parameters": normalised,
-            "params_hash": job_services.params_hash(name, normalised),
-            "epsilon": str(epsilon),
-            "delta": float(normalised["delta"]),
+            "parameters": terms.parameters,
+            "params_hash": terms.params_hash,
+            "epsilon": str(terms.epsilon),
+            "delta": terms.delta,
         }
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -155,6 +156,35 @@ def _check_orderable(*, user: User, dataset: Dataset) -> None:
         raise Conflict("This dataset's file has not passed validation.", code="dataset_not_valid")
 
 
+@dataclass(frozen=True)
+class JobTerms:
+    """What an order paying for a job must commit to."""
+
+    parameters: dict[str, Any]  # normalised
+    params_hash: str
+    epsilon: Decimal
+    delta: float
+
+
+def job_terms(*, dataset: Dataset, algorithm: str, parameters: dict[str, Any] | None) -> JobTerms:
+    """The normalised parameters, their hash, epsilon and delta of a job, as ``job_create`` will
+    book them; refused (before anything is paid) when epsilon has more than 4 decimal places or is
+    above the dataset's budget left."""
+    normalised = parameters_for(dataset=dataset, algorithm=algorithm, parameters=parameters)
+    epsilon = Decimal(str(normalised["epsilon"]))
+    if epsilon != epsilon.quantize(budget_services.EPSILON_QUANTUM):
+        raise InvalidInput(
+            "Epsilon can have at most 4 decimal places.", code="invalid_parameters", extra={"field": "epsilon"}
+        )
+    budget_services.budget_check_left(dataset=dataset, epsilon=epsilon)
+    return JobTerms(
+        parameters=normalised,
+        params_hash=params_hash(algorithm, normalised),
+        epsilon=epsilon,
+        delta=float(normalised["delta"]),
+    )
+
+
 def job_create(
     *,
     user: User,
@@ -171,15 +201,8 @@ def job_create(
     from chain.services import orders as order_services
 
     _check_orderable(user=user, dataset=dataset)
-    normalised = parameters_for(dataset=dataset, algorithm=algorithm, parameters=parameters)
-    epsilon = Decimal(str(normalised["epsilon"]))
-    if epsilon != epsilon.quantize(budget_services.EPSILON_QUANTUM):
-        raise InvalidInput(
-            "Epsilon can have at most 4 decimal places.", code="invalid_parameters", extra={"field": "epsilon"}
-        )
-    delta = float(normalised["delta"])
-    digest = params_hash(algorithm, normalised)
-    budget_services.budget_check_left(dataset=dataset, epsilon=epsilon)
+    terms = job_terms(dataset=dataset, algorithm=algorithm, parameters=parameters)
+    normalised, epsilon, delta, digest = terms.parameters, terms.epsilon, terms.delta, terms.params_hash
     with transaction.atomic():
         if order is not None:
             order = Order.objects.select_for_update(of=("self",)).get(pk=order.pk)

@@ -257,6 +257,9 @@ def test_job_form_wallet_step_gives_the_parameters_and_hash_the_job_api_accepts(
     # Bad input answers JSON naming the field; another user's dataset of their own is refused.
     bad = client.post(f"/datasets/{dataset.pk}/job/wallet/", {**fields, "epsilon": "-1"})
     assert bad.status_code == 400 and bad.json()["code"] == "invalid_parameters" and "epsilon" in bad.json()["detail"]
+    # An epsilon the job API would refuse after payment is refused before anything is signed.
+    fine = client.post(f"/datasets/{dataset.pk}/job/wallet/", {**fields, "epsilon": "0.12345"})
+    assert fine.status_code == 400 and "4 decimal places" in fine.json()["detail"]
     client.force_login(provider)
     mine = client.post(f"/datasets/{dataset.pk}/job/wallet/", fields)
     assert mine.status_code == 409 and "your own dataset" in mine.json()["detail"]
