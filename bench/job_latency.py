@@ -128,7 +128,9 @@ def run(jobs: int, data_dir: Path) -> None:
         dataset.refresh_from_db()
         Dataset.objects.filter(pk=dataset.pk).update(epsilon_total=100, epsilon_per_job=1)
         dataset.refresh_from_db()
-        dataset = dataset_schema_declare(dataset=dataset, actor=provider, schema=dataset.proposed_schema)
+        dataset = dataset_schema_declare(
+            dataset=dataset, actor=provider, schema=dataset.proposed_schema, public_row_count=dataset.row_count
+        )
         dataset = dataset_transition(dataset=dataset, actor=provider, action="submit", reason="bench")
         dataset = dataset_transition(dataset=dataset, actor=admin, action="approve", reason="bench")
         dataset_publish(dataset=dataset, user=provider)

@@ -2,7 +2,7 @@
 
 Seams used from the marketplace core: ``Dataset.price / price_token`` become the on-chain fixed
 price, moderation transitions (``marketplace.signals.dataset_status_changed``) flip the operator's
-ordering flag, and ``Dataset.file_sha256`` is the dataset hash for receipts."""
+ordering flag, and ``Dataset.commitment`` (SHA-256 of a secret salt and the file) is the dataset hash for receipts."""
 
 from django.apps import AppConfig
 

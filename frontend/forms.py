@@ -12,7 +12,7 @@ from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
 
 from marketplace.models import Dataset, Licence
 from marketplace.selectors.catalog import SORTS
-from marketplace.services.datasets import ListingFields
+from marketplace.services.datasets import HOLDOUT_MAX, PUBLIC_ROW_COUNT_MAX, ListingFields, public_row_count_suggest
 from marketplace.services.schema import COLUMN_TYPES
 
 User = get_user_model()
@@ -99,9 +99,25 @@ class ListingForm(NoColonMixin, forms.Form):
         help_text="The most one job may spend; at most the total.",
     )
     delta = forms.FloatField(
-        label="Delta (δ)",
+        label="Delta (δ) per job",
         initial="0.00001",
         help_text="Above 0 and below 0.01; typically well below 1 / number of rows.",
+    )
+    delta_total = forms.FloatField(
+        label="Total delta (δ), all jobs together",
+        required=False,
+        initial="0.0001",
+        help_text="Delta composes across jobs too: once the jobs' deltas add up to this, no more jobs run. "
+        "At least the delta per job.",
+    )
+    holdout_fraction = forms.FloatField(
+        label="Holdout fraction",
+        required=False,
+        min_value=0,
+        max_value=HOLDOUT_MAX,
+        initial="0.2",
+        help_text="Share of rows the runner keeps out of training to report metrics on (0 to 0.5). "
+        "Which rows is decided by a secret key per dataset, so no buyer can choose them.",
     )
 
     field_order = [
@@ -114,6 +130,8 @@ class ListingForm(NoColonMixin, forms.Form):
         "epsilon_total",
         "epsilon_per_job",
         "delta",
+        "delta_total",
+        "holdout_fraction",
     ]
 
     @classmethod
@@ -128,6 +146,8 @@ class ListingForm(NoColonMixin, forms.Form):
             "epsilon_total": dataset.epsilon_total.normalize(),
             "epsilon_per_job": dataset.epsilon_per_job.normalize(),
             "delta": format(Decimal(repr(dataset.delta)), "f"),  # 0.00001, not 1e-05
+            "delta_total": format(Decimal(repr(dataset.delta_total)), "f"),
+            "holdout_fraction": plain_number(dataset.holdout_fraction),
         }
 
     def listing_fields(self) -> ListingFields:
@@ -142,6 +162,8 @@ class ListingForm(NoColonMixin, forms.Form):
             epsilon_total=data["epsilon_total"],
             epsilon_per_job=data["epsilon_per_job"],
             delta=data["delta"],
+            delta_total=data.get("delta_total"),  # blank: unchanged (or the default on upload)
+            holdout_fraction=data.get("holdout_fraction"),
         )
 
 
@@ -231,6 +253,40 @@ def _number(raw: str, kind: str) -> int | float | str | None:
 
 
 SchemaFormSet = forms.formset_factory(SchemaColumnForm, extra=0, max_num=500, absolute_max=500)
+
+
+class SchemaConfirmForm(NoColonMixin, forms.Form):
+    """What the owner declares with the schema besides the columns: the public row count and the
+    holdout fraction. The service has the final word on both."""
+
+    public_row_count = forms.IntegerField(
+        label="Public row count (about how many rows)",
+        min_value=1,
+        max_value=PUBLIC_ROW_COUNT_MAX,
+        help_text="This number will be public. The runner derives batch sampling and the number of training "
+        "steps from it, never from the exact private count. We pre-filled the file's row count rounded to "
+        "2 significant figures; round it further if you like.",
+    )
+    holdout_fraction = forms.FloatField(
+        label="Holdout fraction",
+        required=False,
+        min_value=0,
+        max_value=HOLDOUT_MAX,
+        help_text="Share of rows kept out of training to report metrics on (0 to 0.5; default 0.2). "
+        "Which rows is decided by a secret key per dataset that no one is shown.",
+    )
+
+    def __init__(self, *args, dataset: Dataset, **kwargs):
+        kwargs.setdefault(
+            "initial",
+            {
+                "public_row_count": dataset.public_row_count or public_row_count_suggest(dataset.row_count),
+                "holdout_fraction": plain_number(dataset.holdout_fraction),
+            },
+        )
+        super().__init__(*args, **kwargs)
+        # Required to confirm; a schema that already has one may be saved without retyping it.
+        self.fields["public_row_count"].required = dataset.public_row_count is None
 
 
 # --- catalogue and moderation -----------------------------------------------------------------

@@ -85,12 +85,15 @@ class Dataset(models.Model):
     epsilon_total = models.DecimalField(max_digits=10, decimal_places=4, default=Decimal("10"))
     epsilon_per_job = models.DecimalField(max_digits=10, decimal_places=4, default=Decimal("1"))
     delta = models.FloatField(default=1e-5)
+    # Delta composes across jobs too: the cap on the sum of every job's delta (>= delta per job).
+    delta_total = models.FloatField(default=1e-4)
 
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.DRAFT, db_index=True)
     listed_at = models.DateTimeField(null=True, blank=True)
 
     # The private file: encrypted at rest, never served. storage_name is a key in the
-    # "datasets" storage; row_count is private to the owner.
+    # "datasets" storage. file_size, file_sha256 and row_count are private to the owner (and
+    # staff): a plain hash or exact size would let anyone holding a candidate file confirm it.
     file_format = models.CharField(max_length=10, choices=FileFormat.choices)
     original_filename = models.CharField(max_length=255)
     storage_name = models.CharField(max_length=255, unique=True)
@@ -100,6 +103,23 @@ class Dataset(models.Model):
     validation_detail = models.TextField(blank=True)
     validation_progress = models.PositiveSmallIntegerField(default=0)
     row_count = models.BigIntegerField(null=True, blank=True)
+    # Owner only: cells that do not fit the schema, per column, from the last full-file check
+    # (marketplace.services.datasets.dataset_validate; rendered by selectors.schema_report).
+    schema_report = models.JSONField(default=dict, blank=True)
+
+    # Public: a hiding commitment to the file, "0x" + SHA-256(salt || file bytes), with a 256-bit
+    # salt kept sealed under the platform key and shown to the owner only (so they can re-derive
+    # it). Receipts and the on-chain listing bind to it. The size is public only as a bucket.
+    commitment = models.CharField(max_length=66, blank=True, db_index=True)
+    commitment_salt_sealed = models.BinaryField(editable=False, default=b"")
+    size_bucket = models.CharField(max_length=20, blank=True)
+    # Public, declared by the owner at schema confirmation: the runner derives batch sampling and
+    # steps from it, never from the private row count.
+    public_row_count = models.PositiveBigIntegerField(null=True, blank=True)
+    # The runner's holdout split: the owner's fraction (public), keyed by a sealed secret that no
+    # one is shown, so no buyer can choose the rows.
+    holdout_fraction = models.FloatField(default=0.2)
+    holdout_key_sealed = models.BinaryField(editable=False, default=b"")
 
     # Schema: proposed by the platform from a bounded sample (owner only), declared by the owner (public).
     proposed_schema = models.JSONField(default=dict, blank=True)

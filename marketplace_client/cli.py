@@ -288,6 +288,7 @@ def cmd_publish(client: MarketplaceClient, args: argparse.Namespace, out: _Out) 
         title=args.title,
         schema=schema,
         submit=not args.no_submit,
+        public_row_count=args.public_row_count,
         on_chain=not args.no_chain,
         timeout=args.wait_timeout,
         on_step=on_step,
@@ -555,6 +556,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--delta")
     p.add_argument("--schema", metavar="FILE", help="declared schema (JSON); default: confirm the proposal as is")
     p.add_argument("--no-submit", action="store_true", help="leave it a draft")
+    p.add_argument(
+        "--public-row-count",
+        type=int,
+        metavar="N",
+        help="public approximate row count to declare (default: the file's row count to 2 significant figures)",
+    )
     p.add_argument("--no-chain", action="store_true", help="do not publish on chain")
     p.add_argument("--wait-timeout", type=float, default=300.0, help="seconds to wait for each step (300)")
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from marketplace_client.errors import (
     AuthenticationError,
     NotFound,
     OperationFailed,
+    PermissionDenied,
     RateLimited,
     ServiceUnavailable,
     TransportError,
@@ -386,9 +388,22 @@ class MarketplaceClient:
         """The declared (public) schema and, for the owner, the platform's proposal."""
         return SchemaInfo.from_json(self._json("GET", f"datasets/{int(dataset_id)}/schema/"))
 
-    def schema_declare(self, dataset_id: int, schema: Schema | Mapping[str, Any]) -> SchemaInfo:
-        """Confirm (or edit) the declared schema (owner; draft or rejected datasets only)."""
+    def schema_declare(
+        self,
+        dataset_id: int,
+        schema: Schema | Mapping[str, Any],
+        *,
+        public_row_count: int | None = None,
+        holdout_fraction: float | None = None,
+    ) -> SchemaInfo:
+        """Confirm (or edit) the declared schema (owner; draft or rejected datasets only) with the
+        public approximate row count (required on first confirmation; it becomes public) and,
+        optionally, the holdout fraction (0 to 0.5)."""
         body = schema.to_json() if isinstance(schema, Schema) else dict(schema)
+        if public_row_count is not None:
+            body["public_row_count"] = int(public_row_count)
+        if holdout_fraction is not None:
+            body["holdout_fraction"] = float(holdout_fraction)
         return SchemaInfo.from_json(self._json("PUT", f"datasets/{int(dataset_id)}/schema/", json_body=body))
 
     def dataset_submit(self, dataset_id: int) -> Dataset:
@@ -471,10 +486,13 @@ class MarketplaceClient:
         on_chain: bool = True,
         timeout: float = 300.0,
         on_step: StepCallback | None = None,
+        public_row_count: int | None = None,
         **fields: Any,
     ) -> PublishResult:
         """The provider's whole path in one call: upload, wait for the file check, confirm the
-        schema (``schema``, or the platform's proposal as is), submit for review and publish on
+        schema (``schema``, or the platform's proposal as is) with the public row count
+        (``public_row_count``, or the server's suggestion: the row count to 2 significant figures,
+        which becomes public), submit for review and publish on
         chain from the managed wallet. ``fields`` are :meth:`dataset_create`'s (price,
         epsilon_total, epsilon_per_job, delta, tags, licence, description...). ``on_step(name,
         obj)`` hears of each step: uploaded, validated, schema, submitted, publishing, published."""
@@ -487,12 +505,15 @@ class MarketplaceClient:
         step("uploaded", dataset)
         dataset = self.dataset_wait_valid(dataset.id, timeout=timeout)
         step("validated", dataset)
+        current = self.schema(dataset.id)
         if schema is None:
-            proposed = self.schema(dataset.id).proposed or dataset.proposed_schema
+            proposed = current.proposed or dataset.proposed_schema
             if proposed is None:
                 raise OperationFailed("The server proposed no schema; pass one.")
             schema = proposed
-        info = self.schema_declare(dataset.id, schema)
+        if public_row_count is None:
+            public_row_count = current.suggested_public_row_count
+        info = self.schema_declare(dataset.id, schema, public_row_count=public_row_count)
         step("schema", info)
         if submit:
             dataset = self.dataset_submit(dataset.id)
@@ -802,7 +823,24 @@ class MarketplaceClient:
         )
         if folder is not None:
             checks.extend(self._local_result_checks(job, receipt, Path(folder)))
+        elif job.status == "finished":
+            checks.extend(self._downloaded_result_checks(job, receipt))
         return Verification(job=job.id, checks=checks)
+
+    def _downloaded_result_checks(self, job: Job, receipt: Receipt) -> list[Check]:
+        """Without a folder, the buyer's verify downloads the artifacts afresh into a temporary
+        folder and re-hashes those bytes against the receipt (the provider, who may not download
+        them, relies on the server's checks)."""
+        with tempfile.TemporaryDirectory(prefix=f"verify-job-{int(job.id)}-") as tmp:
+            try:
+                result = self.job_result(job.id)
+                for artifact in result.artifacts:
+                    self.artifact_download(job.id, artifact.name, tmp)
+            except PermissionDenied:
+                return []
+            except VerificationFailed as exc:
+                return [Check("local download", False, str(exc), source="local")]
+            return self._local_result_checks(job, receipt, Path(tmp))
 
     def _local_result_checks(self, job: Job, receipt: Receipt, folder: Path) -> list[Check]:
         if job.status != "finished":

@@ -132,14 +132,21 @@ class SchemaInfo:
     declared: Schema | None
     proposed: Schema | None
     confirmed_at: datetime | None
+    public_row_count: int | None = None  # public, declared by the owner
+    holdout_fraction: float | None = None
+    suggested_public_row_count: int | None = None  # owner only: the row count to 2 significant figures
     raw: JSON = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> SchemaInfo:
+        fraction = data.get("holdout_fraction")
         return cls(
             declared=Schema.from_json(data.get("declared")),
             proposed=Schema.from_json(data.get("proposed")),
             confirmed_at=_dt(data.get("confirmed_at")),
+            public_row_count=_int(data.get("public_row_count")),
+            holdout_fraction=float(fraction) if isinstance(fraction, int | float) else None,
+            suggested_public_row_count=_int(data.get("suggested_public_row_count")),
             raw=dict(data),
         )
 
@@ -162,20 +169,29 @@ class Dataset:
     status: str
     owner: str
     file_format: str
-    file_size: int | None
-    file_sha256: str
     schema_confirmed: bool
     has_uploaded_mock: bool
     created_at: datetime | None
     listed_at: datetime | None
     updated_at: datetime | None
     declared_schema: Schema | None = None
+    # Cumulative delta cap over all jobs (delta composes too).
+    delta_total: float | None = None
+    # The file's public identity: "0x" + SHA-256(salt || file), the salt known to the owner only.
+    commitment: str = ""
+    size_bucket: str = ""  # e.g. "1–10 MB": the exact size is private
+    public_row_count: int | None = None  # declared by the owner
+    holdout_fraction: float | None = None
     # Owner (and staff) only:
     original_filename: str | None = None
+    file_size: int | None = None
+    file_sha256: str | None = None
+    commitment_salt: str | None = None
     validation: str | None = None
     validation_detail: str | None = None
     validation_progress: int | None = None
     row_count: int | None = None
+    schema_report: JSON | None = None
     proposed_schema: Schema | None = None
     raw: JSON = field(default_factory=dict, repr=False, compare=False)
 
@@ -195,19 +211,26 @@ class Dataset:
             status=_str(data.get("status")),
             owner=_str(data.get("owner")),
             file_format=_str(data.get("file_format")),
-            file_size=_int(data.get("file_size")),
-            file_sha256=_str(data.get("file_sha256")),
             schema_confirmed=bool(data.get("schema_confirmed")),
             has_uploaded_mock=bool(data.get("has_uploaded_mock")),
             created_at=_dt(data.get("created_at")),
             listed_at=_dt(data.get("listed_at")),
             updated_at=_dt(data.get("updated_at")),
             declared_schema=Schema.from_json(data.get("declared_schema")),
+            delta_total=_float(data.get("delta_total")),
+            commitment=_str(data.get("commitment")),
+            size_bucket=_str(data.get("size_bucket")),
+            public_row_count=_int(data.get("public_row_count")),
+            holdout_fraction=_float(data.get("holdout_fraction")),
             original_filename=data.get("original_filename"),
+            file_size=_int(data.get("file_size")),
+            file_sha256=data.get("file_sha256"),
+            commitment_salt=data.get("commitment_salt"),
             validation=data.get("validation"),
             validation_detail=data.get("validation_detail"),
             validation_progress=_int(data.get("validation_progress")),
             row_count=_int(data.get("row_count")),
+            schema_report=data.get("schema_report"),
             proposed_schema=Schema.from_json(data.get("proposed_schema")),
             raw=dict(data),
         )

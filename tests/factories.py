@@ -3,13 +3,23 @@ exist, encrypted, in the test storage."""
 
 from __future__ import annotations
 
+import copy
 import io
 
 import factory
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 from django.contrib.auth import get_user_model
 
 from marketplace.models import Dataset
-from marketplace.services.datasets import ListingFields, dataset_create, dataset_schema_declare, dataset_validate
+from marketplace.services.datasets import (
+    ListingFields,
+    dataset_create,
+    dataset_schema_declare,
+    dataset_validate,
+    public_row_count_suggest,
+)
 from marketplace.services.moderation import dataset_transition
 
 DEFAULT_CSV = b"age,income,group\n" + b"".join(f"{20 + i},{1000 + 37 * i},{'ab'[i % 2]}\n".encode() for i in range(30))
@@ -26,6 +36,25 @@ class UserFactory(factory.django.DjangoModelFactory):
     password = factory.django.Password("correct horse battery staple")
 
 
+def declarable_schema(dataset: Dataset, data: bytes, filename: str) -> dict:
+    """The proposal, with every categorical column that the proposal left empty (no value seen
+    often enough to propose) filled in with the values in ``data``, as an owner would type them."""
+    schema = copy.deepcopy(dataset.proposed_schema)
+    empty = [c for c in schema["columns"] if c["type"] == "categorical" and not c.get("categories")]
+    if empty:
+        if filename.endswith(".csv"):
+            table = pacsv.read_csv(
+                pa.BufferReader(data),
+                convert_options=pacsv.ConvertOptions(column_types={c["name"]: pa.string() for c in empty}),
+            )
+        else:
+            table = pq.read_table(pa.BufferReader(data))
+        for column in empty:
+            values = table.column(column["name"]).drop_null().cast(pa.string()).unique().to_pylist()
+            column["categories"] = sorted(str(v) for v in values)[:100]
+    return schema
+
+
 def make_dataset(
     *,
     owner,
@@ -39,8 +68,12 @@ def make_dataset(
     status: str = Dataset.Status.DRAFT,
     moderator=None,
     declare: bool = True,
+    public_row_count: int | None = None,
+    holdout_fraction: float | None = None,
 ) -> Dataset:
-    """Upload, validate, declare the proposed schema and move to ``status`` via the services."""
+    """Upload, validate, declare the proposed schema (with a public row count: by default the
+    private count to 2 significant figures, as the confirm form suggests) and move to ``status``
+    via the services."""
     fh = io.BytesIO(data)
     fh.name = filename
     dataset = dataset_create(
@@ -51,7 +84,13 @@ def make_dataset(
     )
     dataset = dataset_validate(dataset_id=dataset.pk)
     if declare or status != Dataset.Status.DRAFT:
-        dataset = dataset_schema_declare(dataset=dataset, actor=owner, schema=dataset.proposed_schema)
+        dataset = dataset_schema_declare(
+            dataset=dataset,
+            actor=owner,
+            schema=declarable_schema(dataset, data, filename),
+            public_row_count=public_row_count or public_row_count_suggest(dataset.row_count) or 1,
+            holdout_fraction=holdout_fraction,
+        )
     path = {
         Dataset.Status.DRAFT: [],
         Dataset.Status.PENDING_REVIEW: ["submit"],

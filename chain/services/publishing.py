@@ -56,7 +56,9 @@ def metadata_document(dataset: Dataset) -> dict[str, Any]:
         "title": dataset.title,
         "licence": dataset.licence,
         "declared_schema": dataset.declared_schema,
-        "file_sha256": dataset.file_sha256,
+        # The hiding commitment, SHA-256(salt || file): a plain hash would let anyone holding a
+        # candidate file confirm it is this dataset.
+        "commitment": dataset.commitment,
         "price": str(dataset.price),
         "price_token": dataset.price_token,
         "epsilon_total": str(dataset.epsilon_total),
@@ -77,6 +79,8 @@ def _publishable(dataset: Dataset, user: User) -> None:
         raise Conflict("Confirm the schema before publishing on chain.", code="schema_not_declared")
     if dataset.validation != Dataset.Validation.VALID:
         raise Conflict("The file must pass validation before it is published on chain.", code="validation_pending")
+    if not dataset.commitment:
+        raise Conflict("The dataset has no commitment to its file yet; upload the file again.", code="no_commitment")
     if dataset.status in (Dataset.Status.REJECTED, Dataset.Status.DELISTED):
         raise Conflict(f"A {dataset.get_status_display().lower()} dataset cannot be published.", code="not_publishable")
 

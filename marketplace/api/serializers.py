@@ -5,8 +5,10 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from marketplace.crypto import DecryptionError
 from marketplace.markdown import markdown_render
 from marketplace.models import Dataset, ModerationLogEntry, Report
+from marketplace.services.datasets import COMMITMENT_FORMULA, dataset_commitment_salt
 
 SCHEMA_EXAMPLE = {
     "columns": [
@@ -24,7 +26,11 @@ SCHEMA_EXAMPLE = {
 
 
 class DatasetSerializer(serializers.ModelSerializer):
-    """Public view of a dataset. Owner-only fields are added by the view for the owner."""
+    """Public view of a dataset. Owner-only fields are added by the view for the owner.
+
+    Nothing here may let a holder of a candidate file confirm it is this dataset: the file is
+    named only by its hiding ``commitment`` and a coarse ``size_bucket``; the exact size, the
+    plain SHA-256 and the private row count are owner-only (``OwnerDatasetSerializer``)."""
 
     owner = serializers.CharField(source="owner.username")
     tags = serializers.SerializerMethodField()
@@ -48,11 +54,14 @@ class DatasetSerializer(serializers.ModelSerializer):
             "epsilon_total",
             "epsilon_per_job",
             "delta",
+            "delta_total",
             "status",
             "owner",
             "file_format",
-            "file_size",
-            "file_sha256",
+            "commitment",
+            "size_bucket",
+            "public_row_count",
+            "holdout_fraction",
             "declared_schema",
             "schema_confirmed",
             "has_uploaded_mock",
@@ -134,17 +143,38 @@ class DatasetListSerializer(DatasetSerializer):
 
 
 class OwnerDatasetSerializer(DatasetSerializer):
-    """What the owner (and staff) also see: the proposal, validation and private row count."""
+    """What the owner (and staff) also see: the proposal, validation, the private row count, the
+    exact size and SHA-256 of the file, the report of cells that do not fit the schema, and the
+    commitment's salt (hex) with its formula, so the owner can re-derive the commitment."""
+
+    commitment_salt = serializers.SerializerMethodField(
+        help_text="Owner only: the 32-byte salt of the commitment, hex (null if unavailable)."
+    )
+    commitment_formula = serializers.SerializerMethodField()
 
     class Meta(DatasetSerializer.Meta):
         fields = DatasetSerializer.Meta.fields + (
             "original_filename",
+            "file_size",
+            "file_sha256",
+            "commitment_salt",
+            "commitment_formula",
             "validation",
             "validation_detail",
             "validation_progress",
             "row_count",
+            "schema_report",
             "proposed_schema",
         )
+
+    def get_commitment_salt(self, obj: Dataset) -> str | None:
+        try:
+            return dataset_commitment_salt(dataset=obj).hex()
+        except DecryptionError:
+            return None
+
+    def get_commitment_formula(self, obj: Dataset) -> str:
+        return COMMITMENT_FORMULA
 
 
 OWNER_ONLY_FIELDS = tuple(f for f in OwnerDatasetSerializer.Meta.fields if f not in DatasetSerializer.Meta.fields)
@@ -153,6 +183,13 @@ OWNER_ONLY_FIELDS = tuple(f for f in OwnerDatasetSerializer.Meta.fields if f not
 class DatasetDetailSerializer(OwnerDatasetSerializer):
     """The schema of ``GET datasets/{id}/``: everyone gets the public fields; the owner and staff
     also get the owner's (optional here, since others' answers leave them out)."""
+
+    # Plain (not read-only) fields here, so the schema can mark them optional; this serializer
+    # only describes the answer, which ``dataset_data`` builds.
+    commitment_salt = serializers.CharField(
+        required=False, allow_null=True, help_text="Owner only: the 32-byte salt of the commitment, hex."
+    )
+    commitment_formula = serializers.CharField(required=False, help_text="Owner only: how the commitment is built.")
 
     class Meta(OwnerDatasetSerializer.Meta):
         extra_kwargs = {name: {"required": False} for name in OWNER_ONLY_FIELDS}

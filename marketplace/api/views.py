@@ -191,6 +191,12 @@ class ListingFieldsSerializer(serializers.Serializer):
     epsilon_total = serializers.DecimalField(max_digits=10, decimal_places=4, required=False)
     epsilon_per_job = serializers.DecimalField(max_digits=10, decimal_places=4, required=False)
     delta = serializers.FloatField(required=False)
+    delta_total = serializers.FloatField(
+        required=False, help_text="Cumulative delta cap over all jobs on the dataset; at least delta."
+    )
+    holdout_fraction = serializers.FloatField(
+        required=False, help_text="Share of rows the runner holds out for metrics, 0 to 0.5 (default 0.2)."
+    )
 
     def to_fields(self) -> ListingFields:
         return ListingFields(**self.validated_data)
@@ -367,16 +373,37 @@ class SchemaView(APIView):
 
     class SchemaInputSerializer(serializers.Serializer):
         columns = serializers.ListField(child=serializers.DictField(), min_length=1)
+        public_row_count = serializers.IntegerField(
+            min_value=1,
+            required=False,
+            help_text="Public: about how many rows the file has. Required to confirm the schema (it may be left out "
+            "only when editing a schema that has one). The runner derives batch sampling and steps from it, never "
+            "from the private count.",
+        )
+        holdout_fraction = serializers.FloatField(
+            required=False, help_text="Share of rows held out for metrics, 0 to 0.5 (default 0.2)."
+        )
 
     class SchemaOutputSerializer(serializers.Serializer):
         declared = serializers.DictField(allow_null=True, help_text="The public declared schema.")
         confirmed_at = serializers.DateTimeField(allow_null=True)
+        public_row_count = serializers.IntegerField(allow_null=True, help_text="Declared by the owner; public.")
+        holdout_fraction = serializers.FloatField()
         proposed = serializers.DictField(required=False, help_text="Owner only: the platform's proposal.")
+        suggested_public_row_count = serializers.IntegerField(
+            required=False, allow_null=True, help_text="Owner only: the private row count to 2 significant figures."
+        )
 
     def _out(self, dataset, user):
-        out = {"declared": dataset.declared_schema, "confirmed_at": dataset.schema_confirmed_at}
+        out = {
+            "declared": dataset.declared_schema,
+            "confirmed_at": dataset.schema_confirmed_at,
+            "public_row_count": dataset.public_row_count,
+            "holdout_fraction": dataset.holdout_fraction,
+        }
         if catalog.can_edit(dataset=dataset, user=user) or (user.is_authenticated and user.is_staff):
             out["proposed"] = dataset.proposed_schema
+            out["suggested_public_row_count"] = dataset_services.public_row_count_suggest(dataset.row_count)
         return out
 
     @extend_schema(
@@ -391,7 +418,13 @@ class SchemaView(APIView):
     @extend_schema(
         summary="Confirm or edit the declared schema (owner; draft or rejected only)",
         request=SchemaInputSerializer,
-        examples=[OpenApiExample("schema", value=SCHEMA_EXAMPLE, request_only=True)],
+        examples=[
+            OpenApiExample(
+                "schema",
+                value={**SCHEMA_EXAMPLE, "public_row_count": 12000, "holdout_fraction": 0.2},
+                request_only=True,
+            )
+        ],
         responses={200: SchemaOutputSerializer, **_errors(400, 401, 403, 404, 409)},
         tags=["datasets"],
     )
@@ -399,7 +432,14 @@ class SchemaView(APIView):
         dataset = catalog.dataset_get_visible(dataset_id=dataset_id, user=request.user)
         if not request.user.is_authenticated:
             self.permission_denied(request)
-        dataset = dataset_services.dataset_schema_declare(dataset=dataset, actor=request.user, schema=request.data)
+        body = request.data if isinstance(request.data, dict) else {}
+        dataset = dataset_services.dataset_schema_declare(
+            dataset=dataset,
+            actor=request.user,
+            schema=request.data,
+            public_row_count=body.get("public_row_count"),
+            holdout_fraction=body.get("holdout_fraction"),
+        )
         return Response(self._out(dataset, request.user))
 
 

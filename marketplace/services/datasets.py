@@ -1,14 +1,22 @@
-"""Writing datasets: upload, metadata, declared schema, mock file, full-file validation."""
+"""Writing datasets: upload, metadata, declared schema, mock file, full-file validation, and the
+dataset's sealed secrets (commitment salt, holdout key).
+
+The public commitment to a file is ``"0x" + SHA-256(salt || file bytes)`` with a 256-bit salt
+from ``secrets``, sealed (AES-256-GCM) under a key derived from the platform's master key. Without
+the salt a candidate file cannot be tested against the commitment; the owner is shown the salt
+and can re-derive it."""
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
+import hashlib
 import io
 import logging
 import math
 import os
 import re
+import secrets
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -19,14 +27,27 @@ from typing import Any, BinaryIO
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from marketplace.crypto import DecryptionError, master_key
 from marketplace.errors import Conflict, InvalidFile, InvalidInput, PermissionDenied
 from marketplace.models import Dataset, Licence, Tag, User
 from marketplace.services import storage
-from marketplace.services.schema import file_format_detect, sample_table, schema_propose, schema_validate
+from marketplace.services.schema import (
+    csv_null_values,
+    file_format_detect,
+    sample_table,
+    schema_check,
+    schema_propose,
+    schema_report_merge,
+    schema_validate,
+)
 from marketplace.uploads import too_large
 
 logger = logging.getLogger(__name__)
@@ -34,6 +55,127 @@ logger = logging.getLogger(__name__)
 TAG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,49}$")
 MAX_TAGS = 10
 SCHEMA_EDITABLE = {Dataset.Status.DRAFT, Dataset.Status.REJECTED}
+HOLDOUT_MAX = 0.5
+PUBLIC_ROW_COUNT_MAX = 10**12
+SECRET_BYTES = 32
+COMMITMENT_FORMULA = '"0x" + hex(SHA-256(salt || file bytes)), salt = commitment_salt hex-decoded (32 bytes)'
+
+
+# --- sealed per-dataset secrets ------------------------------------------------------------
+
+_SEAL_VERSION = b"\x01"
+_SEAL_INFO = b"ppdx dataset secret v1"
+SALT_PURPOSE = "commitment-salt"
+HOLDOUT_PURPOSE = "holdout-key"
+
+
+def _seal_aead() -> AESGCM:
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_SEAL_INFO).derive(master_key())
+    return AESGCM(key)
+
+
+def secret_seal(secret: bytes, *, purpose: str) -> bytes:
+    """``secret`` sealed under the platform key (AES-256-GCM, random nonce). ``purpose`` is the
+    associated data, so a sealed salt can never be opened as a holdout key or vice versa."""
+    nonce = secrets.token_bytes(12)
+    return _SEAL_VERSION + nonce + _seal_aead().encrypt(nonce, secret, purpose.encode())
+
+
+def secret_open(sealed: bytes | memoryview, *, purpose: str) -> bytes:
+    """The secret sealed by ``secret_seal``; ``DecryptionError`` when it is missing, corrupt or
+    sealed under another key or purpose."""
+    sealed = bytes(sealed or b"")
+    if len(sealed) < 1 + 12 + 16 or not sealed.startswith(_SEAL_VERSION):
+        raise DecryptionError(f"The dataset's {purpose} is missing.")
+    try:
+        return _seal_aead().decrypt(sealed[1:13], sealed[13:], purpose.encode())
+    except InvalidTag as exc:
+        raise DecryptionError(f"The dataset's {purpose} was sealed under another key or is corrupt.") from exc
+
+
+def secret_new(*, purpose: str) -> tuple[bytes, bytes]:
+    """A fresh 256-bit secret from the OS and its sealed form."""
+    secret = secrets.token_bytes(SECRET_BYTES)
+    return secret, secret_seal(secret, purpose=purpose)
+
+
+def commitment_compute(*, salt: bytes, chunks: Iterable[bytes]) -> str:
+    """``"0x" + SHA-256(salt || chunks...)`` in hex."""
+    digest = hashlib.sha256(salt)
+    for piece in chunks:
+        digest.update(piece)
+    return "0x" + digest.hexdigest()
+
+
+def dataset_commitment_salt(*, dataset: Dataset) -> bytes:
+    """The dataset's 32-byte commitment salt. For the owner's page and the trusted runner only."""
+    return secret_open(dataset.commitment_salt_sealed, purpose=SALT_PURPOSE)
+
+
+def dataset_commitment_of(*, dataset: Dataset, chunks: Iterable[bytes]) -> str:
+    """The commitment that the file whose bytes are ``chunks`` would have under this dataset's
+    salt ("0x"-hex); equal to ``dataset.commitment`` exactly when it is the dataset's file."""
+    return commitment_compute(salt=dataset_commitment_salt(dataset=dataset), chunks=chunks)
+
+
+def dataset_holdout_key(*, dataset: Dataset) -> str:
+    """The dataset's secret holdout key, 64 hex characters. For the trusted runner only: it is
+    never shown to anyone, so no buyer can choose which rows are held out."""
+    return secret_open(dataset.holdout_key_sealed, purpose=HOLDOUT_PURPOSE).hex()
+
+
+def dataset_commitment_check(*, dataset: Dataset, actor: User, file: BinaryIO) -> bool:
+    """Whether ``file`` is the dataset's file, by its commitment. Owner (and staff) only: to
+    anyone else this would be exactly the confirmation oracle the salt exists to prevent."""
+    if not (actor.is_authenticated and (actor.is_staff or dataset.owner_id == actor.pk)):
+        raise PermissionDenied("Only the dataset's owner can check a file against its commitment.")
+    if not dataset.commitment:
+        raise Conflict("This dataset has no commitment yet.", code="no_commitment")
+    if hasattr(file, "seek"):
+        file.seek(0)
+    chunks = iter(lambda: file.read(storage.READ_CHUNK), b"")
+    return secrets.compare_digest(dataset_commitment_of(dataset=dataset, chunks=chunks), dataset.commitment)
+
+
+_SIZE_UNITS = ((10**12, "TB"), (10**9, "GB"), (10**6, "MB"))
+
+
+def _size_label(power: int) -> tuple[int, str]:
+    unit_size, unit = next(u for u in _SIZE_UNITS if power >= u[0])
+    return power // unit_size, unit
+
+
+def size_bucket_of(size: int) -> str:
+    """A coarse public label for a file size, by powers of ten of bytes: "< 1 MB", "1–10 MB",
+    "100 MB–1 GB"... (the exact size stays private)."""
+    if size < 10**6:
+        return "< 1 MB"
+    low = 10 ** (len(str(int(size))) - 1)  # floor(log10(size)) without float error
+    (a, low_unit), (b, high_unit) = _size_label(low), _size_label(low * 10)
+    return f"{a}–{b} {high_unit}" if low_unit == high_unit else f"{a} {low_unit}–{b} {high_unit}"
+
+
+class _CommittingReader:
+    """Reads a source file while hashing salt || bytes read; rewinding restarts the hash."""
+
+    def __init__(self, source: BinaryIO, salt: bytes) -> None:
+        self._source = source
+        self._salt = salt
+        self._digest = hashlib.sha256(salt)
+
+    def read(self, size: int = -1) -> bytes:
+        piece = self._source.read(size)
+        self._digest.update(piece)
+        return piece
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if (offset, whence) != (0, 0):
+            raise OSError("A committing reader can only be rewound to the start.")
+        self._digest = hashlib.sha256(self._salt)
+        return self._source.seek(0)
+
+    def commitment(self) -> str:
+        return "0x" + self._digest.hexdigest()
 
 
 @dataclass
@@ -49,6 +191,8 @@ class ListingFields:
     epsilon_total: Decimal | str | float | None = None
     epsilon_per_job: Decimal | str | float | None = None
     delta: float | str | None = None
+    delta_total: float | str | None = None
+    holdout_fraction: float | str | None = None
 
 
 def decimal_parse(value: Any, *, field: str) -> Decimal:
@@ -60,6 +204,56 @@ def decimal_parse(value: Any, *, field: str) -> Decimal:
     if not number.is_finite():
         raise InvalidInput(f"{field} must be a finite number.", code="invalid_" + field)
     return number
+
+
+def _float_parse(value: Any, *, field: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"{field} must be a number.", code="invalid_" + field) from exc
+    if not math.isfinite(number):
+        raise InvalidInput(f"{field} must be a finite number.", code="invalid_" + field)
+    return number
+
+
+def holdout_fraction_parse(value: Any) -> float:
+    """The owner's holdout fraction, 0 (no holdout) to 0.5, or ``InvalidInput``."""
+    fraction = _float_parse(value, field="holdout_fraction")
+    if not 0 <= fraction <= HOLDOUT_MAX:
+        raise InvalidInput(
+            f"The holdout fraction must be between 0 and {HOLDOUT_MAX} (e.g. 0.2 holds out 20% of the rows).",
+            code="invalid_holdout_fraction",
+        )
+    return fraction
+
+
+def public_row_count_parse(value: Any) -> int:
+    """The owner's declared (public) row count, a whole number from 1, or ``InvalidInput``."""
+    if isinstance(value, bool):
+        value = None
+    try:
+        number = Decimal(str(value).strip().replace(",", "").replace("_", ""))
+    except (InvalidOperation, ValueError) as exc:
+        raise InvalidInput("The public row count must be a whole number.", code="invalid_public_row_count") from exc
+    if not number.is_finite() or number != number.to_integral_value():
+        raise InvalidInput("The public row count must be a whole number.", code="invalid_public_row_count")
+    if not 1 <= number <= PUBLIC_ROW_COUNT_MAX:
+        raise InvalidInput(
+            f"The public row count must be at least 1 and at most {PUBLIC_ROW_COUNT_MAX:,}.",
+            code="invalid_public_row_count",
+        )
+    return int(number)
+
+
+def public_row_count_suggest(row_count: int | None) -> int | None:
+    """The private row count rounded to 2 significant figures: what the confirm form pre-fills."""
+    if not row_count or row_count < 1:
+        return None
+    digits = len(str(int(row_count)))
+    if digits <= 2:
+        return int(row_count)
+    step = 10 ** (digits - 2)
+    return max(1, int((Decimal(row_count) / step).to_integral_value(rounding="ROUND_HALF_UP")) * step)
 
 
 def tags_normalise(tags: Iterable[str] | str) -> list[str]:
@@ -115,16 +309,22 @@ def _apply_fields(dataset: Dataset, fields: ListingFields, *, creating: bool) ->
     if fields.epsilon_per_job is not None:
         dataset.epsilon_per_job = decimal_parse(fields.epsilon_per_job, field="epsilon_per_job")
     if fields.delta is not None:
-        try:
-            dataset.delta = float(fields.delta)
-        except (TypeError, ValueError) as exc:
-            raise InvalidInput("delta must be a number.", code="invalid_delta") from exc
+        dataset.delta = _float_parse(fields.delta, field="delta")
+    if fields.delta_total is not None:
+        dataset.delta_total = _float_parse(fields.delta_total, field="delta_total")
+    if fields.holdout_fraction is not None:
+        dataset.holdout_fraction = holdout_fraction_parse(fields.holdout_fraction)
     if not (Decimal("0") < Decimal(dataset.epsilon_total) <= Decimal("1000")):
         raise InvalidInput("The total epsilon must be above 0 and at most 1000.", code="invalid_budget")
     if not (Decimal("0") < Decimal(dataset.epsilon_per_job) <= Decimal(dataset.epsilon_total)):
         raise InvalidInput("The epsilon per job must be above 0 and at most the total epsilon.", code="invalid_budget")
     if not (math.isfinite(dataset.delta) and 0 < dataset.delta < 1e-2):
         raise InvalidInput("delta must be above 0 and below 0.01 (typically below 1/rows).", code="invalid_budget")
+    if not (math.isfinite(dataset.delta_total) and dataset.delta <= dataset.delta_total < 1):
+        raise InvalidInput(
+            "The total delta (all jobs together) must be at least the delta per job and below 1.",
+            code="invalid_budget",
+        )
     return tags_normalise(fields.tags) if fields.tags is not None else None
 
 
@@ -148,7 +348,10 @@ def dataset_create(*, owner: User, file: BinaryIO, filename: str | None = None, 
     tags = _apply_fields(dataset, fields, creating=True) or []
     proposed = schema_propose(sample_table(fh=file, file_format=file_format))
 
-    stored = storage.encrypted_file_store(source=file)
+    salt, dataset.commitment_salt_sealed = secret_new(purpose=SALT_PURPOSE)
+    _key, dataset.holdout_key_sealed = secret_new(purpose=HOLDOUT_PURPOSE)
+    reader = _CommittingReader(file, salt)
+    stored = storage.encrypted_file_store(source=reader)  # type: ignore[arg-type]
     try:
         if stored.size == 0:
             raise InvalidFile("The file is empty.", code="empty_file")
@@ -156,6 +359,8 @@ def dataset_create(*, owner: User, file: BinaryIO, filename: str | None = None, 
             dataset.storage_name = stored.name
             dataset.file_size = stored.size
             dataset.file_sha256 = stored.sha256
+            dataset.commitment = reader.commitment()
+            dataset.size_bucket = size_bucket_of(stored.size)
             dataset.proposed_schema = proposed
             dataset.save()
             _tags_set(dataset, tags)
@@ -193,12 +398,32 @@ def dataset_update(*, dataset: Dataset, actor: User, fields: ListingFields) -> D
     return locked
 
 
-def dataset_schema_declare(*, dataset: Dataset, actor: User, schema: Any) -> Dataset:
-    """Owner confirms (or edits) the schema. Allowed only before review, since buyers and jobs
-    rely on a listed dataset's schema."""
+def dataset_schema_declare(
+    *,
+    dataset: Dataset,
+    actor: User,
+    schema: Any,
+    public_row_count: int | str | None = None,
+    holdout_fraction: float | str | None = None,
+) -> Dataset:
+    """Owner confirms (or edits) the schema and declares the public approximate row count (the
+    runner derives batch sampling and steps from it, never from the private count); optionally
+    the holdout fraction. Required: ``public_row_count`` (it may be left out only when editing a
+    schema that already has one). Allowed only before review, since buyers and jobs rely on a
+    listed dataset's schema. The full-file check then re-runs against the declared schema."""
     _require_owner(dataset, actor)
     file_columns = [c["name"] for c in (dataset.proposed_schema or {}).get("columns", [])] or None
     normalised = schema_validate(schema, file_columns=file_columns)
+    if public_row_count is None or public_row_count == "":
+        if dataset.public_row_count is None:
+            raise InvalidInput(
+                "Declare the public row count (about how many rows the file has; it will be public).",
+                code="invalid_public_row_count",
+            )
+        rows = dataset.public_row_count
+    else:
+        rows = public_row_count_parse(public_row_count)
+    fraction = holdout_fraction_parse(holdout_fraction) if holdout_fraction is not None else None
     with transaction.atomic():
         locked = Dataset.objects.select_for_update().get(pk=dataset.pk)
         if locked.status not in SCHEMA_EDITABLE:
@@ -208,7 +433,14 @@ def dataset_schema_declare(*, dataset: Dataset, actor: User, schema: Any) -> Dat
             )
         locked.declared_schema = normalised
         locked.schema_confirmed_at = timezone.now()
-        locked.save(update_fields=["declared_schema", "schema_confirmed_at", "updated_at"])
+        locked.public_row_count = rows
+        fields = ["declared_schema", "schema_confirmed_at", "public_row_count", "updated_at"]
+        if fraction is not None:
+            locked.holdout_fraction = fraction
+            fields.append("holdout_fraction")
+        locked.save(update_fields=fields)
+        dataset_id = locked.pk
+        transaction.on_commit(lambda: _enqueue_validation(dataset_id))
     return locked
 
 
@@ -308,11 +540,17 @@ class _DecryptedReader(io.RawIOBase):
 
 
 def dataset_validate(*, dataset_id: int) -> Dataset:
-    """Read the whole private file once and record whether it parses, and its row count
-    (private to the owner). Safe to run twice."""
+    """Read the whole private file once and record whether it parses, its row count and the
+    report of cells that do not fit the schema (declared, else proposed), per column; all three
+    are private to the owner. A cell that does not fit never fails validation: jobs coerce it
+    (clamp, or the public default) and the report tells the owner. Safe to run twice."""
     dataset = Dataset.objects.get(pk=dataset_id)
     total = max(dataset.file_size, 1)
     last_reported = [0]
+    schema = dataset.declared_schema or dataset.proposed_schema or {}
+    against = "declared" if dataset.declared_schema else "proposed"
+    checked = {c["name"]: c for c in schema.get("columns", []) if isinstance(c, dict) and "name" in c}
+    counts: dict[str, dict[str, int]] = {}
 
     def progress(consumed: int) -> None:
         pct = min(99, consumed * 100 // total)
@@ -320,22 +558,37 @@ def dataset_validate(*, dataset_id: int) -> Dataset:
             last_reported[0] = pct
             Dataset.objects.filter(pk=dataset_id).update(validation_progress=pct)
 
+    def check(batch: pa.RecordBatch | pa.Table) -> None:
+        names = set(batch.schema.names)
+        schema_report_merge(
+            counts, {name: schema_check(batch.column(name), col) for name, col in checked.items() if name in names}
+        )
+
     status, detail, rows = Dataset.Validation.VALID, "", None
     try:
         chunks = storage.encrypted_file_chunks(dataset.storage_name)
+        expected = [c["name"] for c in dataset.proposed_schema.get("columns", [])]
         if dataset.file_format == Dataset.FileFormat.CSV:
             source = _DecryptedReader(chunks)
+            # Every cell as bytes: a bad cell (a non-number, bad UTF-8) is counted, not a parse error.
+            convert = pacsv.ConvertOptions(
+                column_types={name: pa.binary() for name in expected},
+                null_values=csv_null_values(),
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=True,
+            )
             reader = pacsv.open_csv(
                 io.BufferedReader(source, buffer_size=1 << 20),
                 read_options=pacsv.ReadOptions(block_size=1 << 22, use_threads=False),
+                convert_options=convert,
             )
+            if expected and reader.schema.names != expected:
+                raise InvalidFile("The header changed while validating.")
             rows = 0
             for batch in reader:
                 rows += batch.num_rows
+                check(batch)
                 progress(source.consumed)
-            expected = [c["name"] for c in dataset.proposed_schema.get("columns", [])]
-            if expected and reader.schema.names != expected:
-                raise InvalidFile("The header changed while validating.")
         else:
             with tempfile.TemporaryDirectory(prefix="ppdx-validate-") as tmp:
                 os.chmod(tmp, 0o700)
@@ -349,17 +602,29 @@ def dataset_validate(*, dataset_id: int) -> Dataset:
                 parquet = pq.ParquetFile(path)
                 rows = 0
                 for group in range(parquet.num_row_groups):
-                    rows += parquet.read_row_group(group).num_rows
+                    table = parquet.read_row_group(group)
+                    rows += table.num_rows
+                    check(table)
         if not rows:
             status, detail = Dataset.Validation.INVALID, "The file has no data rows."
     except (pa.ArrowException, InvalidFile, OSError, ValueError) as exc:
         status, detail = Dataset.Validation.INVALID, f"The file does not parse past the sample: {str(exc)[:500]}"
         rows = None
+    report: dict[str, Any] = {}
+    if status == Dataset.Validation.VALID:
+        report = {
+            "against": against,
+            # Which declaration it was checked against (a newer one makes this report stale).
+            "schema_confirmed_at": dataset.schema_confirmed_at.isoformat() if dataset.schema_confirmed_at else None,
+            "checked_at": timezone.now().isoformat(),
+            "columns": [{"name": name, "issues": counts[name]} for name in checked if counts.get(name)],
+        }
     Dataset.objects.filter(pk=dataset_id).update(
         validation=status,
         validation_detail=detail,
         validation_progress=100,
         row_count=rows,
+        schema_report=report,
         updated_at=timezone.now(),
     )
     dataset.refresh_from_db()

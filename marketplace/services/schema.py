@@ -3,9 +3,12 @@ the schema a provider declares.
 
 The declared schema is public metadata and all later preprocessing uses it instead of
 statistics of the private rows, so proposals are deliberately coarse: numeric bounds are
-rounded outward to a power of ten of the column's span, and categories seen only a handful of
-times in a large sample are left out (rare values identify people). The provider confirms or
-edits every value."""
+rounded outward to a power of ten, datetime bounds to whole years, and categories seen fewer than
+20 times in the sample are left out (rare values identify people). The provider confirms or
+edits every value.
+
+``schema_check`` counts, per column, the cells of a batch that do not fit a schema, for the
+owner's report (``Dataset.schema_report``)."""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import math
 from typing import Any, BinaryIO
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from django.conf import settings
@@ -120,12 +124,34 @@ def _arrow_message(exc: BaseException) -> str:
 
 # --- proposing ---------------------------------------------------------------------------
 
+# A category must be seen at least this many times in the sample to be proposed: rarer values
+# may be one person's. The owner types any others they want to declare.
+PROPOSE_MIN_CATEGORY_COUNT = 20
+RARE_CATEGORIES_NOTE = (
+    f"Values seen fewer than {PROPOSE_MIN_CATEGORY_COUNT} times in the sample are not proposed; "
+    "type any you want to declare."
+)
+NO_CATEGORIES_NOTE = (
+    f"No value was seen {PROPOSE_MIN_CATEGORY_COUNT} times in the sample, so none is proposed: type the categories."
+)
+_UNIX_EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
+_UNIT_PER_DAY = {"s": 86_400, "ms": 86_400_000, "us": 86_400_000_000, "ns": 86_400_000_000_000}
+
 
 def _round_out(lo: float, hi: float) -> tuple[float, float]:
+    """Round [lo, hi] outward to a grid of a power of ten: that of the span, and never finer than
+    two significant figures of the values' magnitude (so a narrow column of large values, say
+    1000.3 to 1000.9, is not proposed as its exact extremes)."""
     span = hi - lo
-    scale = span if span > 0 else max(abs(lo), abs(hi), 1.0)
-    step = 10 ** math.floor(math.log10(scale))
-    return math.floor(lo / step) * step, math.ceil(hi / step) * step
+    magnitude = max(abs(lo), abs(hi))
+    scale = span if span > 0 else max(magnitude, 1.0)
+    exponent = math.floor(math.log10(scale))
+    if magnitude > 0:
+        exponent = max(exponent, math.floor(math.log10(magnitude)) - 1)
+    step = 10.0**exponent
+    low, high = math.floor(lo / step) * step, math.ceil(hi / step) * step
+    # A constant column is not proposed as min == max (that would state every row's value).
+    return low, high if high > low else low + step
 
 
 def _clean_number(value: float, integer: bool) -> float | int:
@@ -134,11 +160,42 @@ def _clean_number(value: float, integer: bool) -> float | int:
     return float(f"{value:.10g}")
 
 
+def _year_of_days(days: int) -> int:
+    """The year of a day count since 1970-01-01, clamped to what ISO dates here can say (1..9999)."""
+    ordinal = _UNIX_EPOCH_ORDINAL + days
+    if ordinal < 1:
+        return 1
+    if ordinal > dt.date.max.toordinal():
+        return 9999
+    return dt.date.fromordinal(ordinal).year
+
+
+def _datetime_years(column: pa.ChunkedArray) -> tuple[int, int] | None:
+    """The first and last year in a timestamp or date column, read from its integer storage, so
+    values beyond Python's datetime range (a Parquet timestamp in year 40000) cannot fail."""
+    col_type = column.type
+    if pa.types.is_timestamp(col_type):
+        per_day = _UNIT_PER_DAY[col_type.unit]
+        ints = pc.cast(column, pa.int64())
+    elif pa.types.is_date32(col_type):
+        per_day = 1
+        ints = pc.cast(pc.cast(column, pa.int32()), pa.int64())
+    else:  # date64: milliseconds
+        per_day = _UNIT_PER_DAY["ms"]
+        ints = pc.cast(column, pa.int64())
+    bounds = pc.min_max(ints).as_py()
+    if bounds["min"] is None:
+        return None
+    return _year_of_days(bounds["min"] // per_day), _year_of_days(bounds["max"] // per_day)
+
+
 def schema_propose(table: pa.Table) -> dict[str, Any]:
-    """Propose a declared schema from a sample table (see the module docstring)."""
+    """Propose a declared schema from a sample table. The proposal becomes public when the owner
+    confirms it, so nothing in it is exact: numeric bounds are rounded outward to a coarse grid,
+    datetime bounds to whole years, and only categories seen at least
+    ``PROPOSE_MIN_CATEGORY_COUNT`` times are proposed. A column's ``note`` (owner only; dropped
+    by ``schema_validate``) says what was left for the owner to fill in."""
     rows = table.num_rows
-    # A value seen once in the sample may be one person's: never propose it (the owner can add it).
-    min_count = min(5, max(2, rows // 200))
     columns: list[dict[str, Any]] = []
     for name, column in zip(table.column_names, table.columns, strict=True):
         col_type = column.type
@@ -159,30 +216,42 @@ def schema_propose(table: pa.Table) -> dict[str, Any]:
                 spec["min"], spec["max"] = 0, 1
         elif pa.types.is_timestamp(col_type) or pa.types.is_date(col_type):
             spec["type"] = "datetime"
-            values = [v for v in non_null.to_pylist() if v is not None]
-            if values:
-                lo, hi = min(values), max(values)
-                lo_d = lo.date() if isinstance(lo, dt.datetime) else lo
-                hi_d = hi.date() if isinstance(hi, dt.datetime) else hi
-                spec["min"] = dt.date(lo_d.year, 1, 1).isoformat()
-                spec["max"] = dt.date(hi_d.year + 1, 1, 1).isoformat()
+            years = _datetime_years(non_null) if len(non_null) else None
+            if years is not None:
+                spec["min"] = dt.date(years[0], 1, 1).isoformat()
+                spec["max"] = dt.date(years[1] + 1, 1, 1).isoformat() if years[1] < 9999 else "9999-12-31"
         else:
-            counts = non_null.cast(pa.string()).value_counts().to_pylist() if len(non_null) else []
+            counts = _value_counts(non_null)
             distinct = len(counts)
             if 0 < distinct <= PROPOSE_MAX_CATEGORIES and distinct <= max(2, rows // 2):
-                kept = sorted(str(c["values"]) for c in counts if c["counts"] >= min_count)
+                kept = sorted(value for value, count in counts if count >= PROPOSE_MIN_CATEGORY_COUNT)
                 spec["type"] = "categorical"
-                spec["categories"] = kept or sorted(str(c["values"]) for c in counts)
-                left_out = distinct - len(kept)
-                if kept and left_out:
-                    spec["description"] = f"{left_out} rare value(s) left out of the proposal."
+                spec["categories"] = kept
+                if not kept:
+                    spec["note"] = NO_CATEGORIES_NOTE
+                elif len(kept) < distinct:
+                    spec["note"] = RARE_CATEGORIES_NOTE
             else:
                 spec["type"] = "text"
-                lengths = pa.compute.utf8_length(non_null.cast(pa.string())) if len(non_null) else None
-                longest = pa.compute.max(lengths).as_py() if lengths is not None else 0
+                lengths = pc.utf8_length(_as_text(non_null)) if len(non_null) else None
+                longest = pc.max(lengths).as_py() if lengths is not None else 0
                 spec["max_length"] = int(_round_out(0, max(longest or 1, 1))[1])
         columns.append(spec)
     return {"columns": columns}
+
+
+def _as_text(column: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
+    if pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type):
+        # Arrow reads a CSV column with bad UTF-8 as binary; undecodable cells count as missing.
+        array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+        return _utf8_text(array)[0].drop_null()
+    return column.cast(pa.string())
+
+
+def _value_counts(column: pa.ChunkedArray) -> list[tuple[str, int]]:
+    if not len(column):
+        return []
+    return [(str(c["values"]), int(c["counts"])) for c in _as_text(column).value_counts().to_pylist()]
 
 
 # --- validating ------------------------------------------------------------------------
@@ -283,3 +352,155 @@ def schema_validate(schema: Any, *, file_columns: list[str] | None = None) -> di
                 parts.append(f"not in the file: {', '.join(extra)}")
             raise InvalidSchema("The schema's columns must be the file's columns (" + "; ".join(parts) + ").")
     return {"columns": out}
+
+
+# --- checking cells against a schema (the owner's report) ------------------------------------
+
+# Issue codes counted per column; marketplace.selectors.schema_report words them for the owner.
+ISSUES = (
+    "bad_utf8",
+    "missing",
+    "not_number",
+    "not_datetime",
+    "not_boolean",
+    "below_min",
+    "above_max",
+    "undeclared_category",
+    "too_long",
+)
+
+
+def _runner_preprocess():
+    # The runner's own coercion (compute_to_data.runner is pure, Django-free), so the report says
+    # exactly what a job will do with each cell.
+    from compute_to_data.runner import params as runner_params
+    from compute_to_data.runner import preprocess
+
+    return preprocess, runner_params
+
+
+def csv_null_values() -> list[str]:
+    """The cell texts a job reads as missing (the runner's list)."""
+    return list(_runner_preprocess()[0].NULL_VALUES)
+
+
+def _utf8_text(array: pa.Array) -> tuple[pa.Array, int]:
+    """``array`` (binary or string) as valid UTF-8 strings, trimmed, with undecodable cells made
+    null, and how many there were. Bytes are decoded one by one only when the fast check fails."""
+    binary = array.view(pa.large_binary()) if pa.types.is_large_string(array.type) else array
+    if pa.types.is_string(binary.type):
+        binary = binary.view(pa.binary())
+    try:
+        text = pc.cast(binary, pa.large_string() if pa.types.is_large_binary(binary.type) else pa.string())
+        text.validate(full=True)
+        bad = 0
+    except pa.ArrowInvalid:
+        decoded: list[str | None] = []
+        bad = 0
+        for cell in binary.to_pylist():
+            if cell is None:
+                decoded.append(None)
+                continue
+            try:
+                decoded.append(cell.decode("utf-8"))
+            except UnicodeDecodeError:
+                decoded.append(None)
+                bad += 1
+        text = pa.array(decoded, pa.string())
+    return pc.utf8_trim_whitespace(text), bad
+
+
+def _count(mask: Any) -> int:
+    import numpy as np
+
+    return int(np.count_nonzero(mask))
+
+
+def _native_datetime_issues(array: pa.Array, bounds: tuple[float, float] | None) -> dict[str, int]:
+    """Out-of-bounds counts of a timestamp or date column compared as integers in its own unit,
+    so a value past Python's (or nanoseconds') range is counted, not a crash."""
+    import numpy as np
+
+    if bounds is None:
+        return {}
+    col_type = array.type
+    if pa.types.is_timestamp(col_type):
+        per_second = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}[col_type.unit]
+        ints = pc.cast(array, pa.int64())
+        low, high = bounds[0] * per_second, bounds[1] * per_second
+    elif pa.types.is_date32(col_type):
+        ints = pc.cast(pc.cast(array, pa.int32()), pa.int64())
+        low, high = bounds[0] / 86_400, bounds[1] / 86_400
+    else:
+        ints = pc.cast(array, pa.int64())
+        low, high = bounds[0] * 1_000, bounds[1] * 1_000
+    values = ints.drop_null().to_numpy(zero_copy_only=False).astype(np.float64)
+    return {"below_min": _count(values < low), "above_max": _count(values > high)}
+
+
+def schema_check(array: pa.Array | pa.ChunkedArray, column: dict[str, Any]) -> dict[str, int]:
+    """How many cells of ``array`` do not fit the declared ``column``, by issue code (``ISSUES``;
+    zero counts left out). Never raises on cell contents: bad UTF-8, unparseable text and
+    timestamps beyond any library's range are counted, not thrown."""
+    import numpy as np
+
+    preprocess, runner_params = _runner_preprocess()
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks() if array.num_chunks != 1 else array.chunk(0)
+    if pa.types.is_dictionary(array.type):
+        array = array.dictionary_decode()
+    issues: dict[str, int] = {}
+    kind = column.get("type")
+    textual = any(
+        check(array.type)
+        for check in (pa.types.is_binary, pa.types.is_large_binary, pa.types.is_string, pa.types.is_large_string)
+    )
+    if textual:
+        array, issues["bad_utf8"] = _utf8_text(array)
+        missing = array.null_count - issues["bad_utf8"]
+    else:
+        missing = array.null_count
+    if not column.get("nullable"):
+        issues["missing"] = missing
+    present = np.asarray(pc.is_valid(array).to_numpy(zero_copy_only=False), dtype=bool)
+    try:
+        if kind in ("integer", "float"):
+            values = preprocess.numbers(array)
+            issues["not_number"] = _count(present & np.isnan(values))
+            bounds = runner_params.column_bounds_seconds(column)
+            if bounds is not None:
+                issues["below_min"] = _count(values < bounds[0])
+                issues["above_max"] = _count(values > bounds[1])
+        elif kind == "datetime":
+            bounds = runner_params.column_bounds_seconds(column)
+            if pa.types.is_timestamp(array.type) or pa.types.is_date(array.type):
+                issues.update(_native_datetime_issues(array, bounds))
+            else:
+                seconds = preprocess.datetimes(array)
+                issues["not_datetime"] = _count(present & np.isnan(seconds))
+                if bounds is not None:
+                    issues["below_min"] = _count(seconds < bounds[0])
+                    issues["above_max"] = _count(seconds > bounds[1])
+        elif kind == "boolean":
+            issues["not_boolean"] = _count(present & np.isnan(preprocess.booleans(array)))
+        elif kind == "categorical" and column.get("categories"):
+            codes = preprocess.category_codes(array, [str(c) for c in column["categories"]])
+            issues["undeclared_category"] = _count(present & (codes < 0))
+        elif kind == "text" and column.get("max_length"):
+            lengths = pc.utf8_length(array if textual else pc.cast(array, pa.string()))
+            too_long = pc.greater(lengths, int(column["max_length"]))
+            issues["too_long"] = _count(np.asarray(pc.fill_null(too_long, False).to_numpy(zero_copy_only=False)))
+    except (pa.ArrowException, ValueError, TypeError, OverflowError):
+        # A type the coercion cannot read at all (it would read every cell as missing).
+        issues[{"integer": "not_number", "float": "not_number", "datetime": "not_datetime"}.get(kind, "missing")] = int(
+            present.sum()
+        )
+    return {code: count for code, count in issues.items() if count}
+
+
+def schema_report_merge(total: dict[str, dict[str, int]], batch: dict[str, dict[str, int]]) -> None:
+    """Add one batch's per-column counts into ``total`` in place."""
+    for name, counts in batch.items():
+        into = total.setdefault(name, {})
+        for code, count in counts.items():
+            into[code] = into.get(code, 0) + count

@@ -186,7 +186,7 @@ def _job(dataset: Dataset, buyer, status: str, order=None, **fields) -> ComputeJ
         epsilon=Decimal("0.5"),
         delta=parameters["delta"],
         status=status,
-        dataset_hash="0x" + dataset.file_sha256,
+        dataset_hash=dataset.commitment,
         **fields,
     )
 

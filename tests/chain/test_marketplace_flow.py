@@ -95,7 +95,7 @@ def test_publish_buy_verify_receipt_with_managed_wallets(api, people, on_chain, 
     h = "0x" + "ab" * 32
     order_services.order_receipt_record(
         order=order_row,
-        dataset_hash="0x" + dataset.file_sha256,
+        dataset_hash=dataset.commitment,
         algorithm_hash_hex=order_row.algorithm_hash,
         params_hash=h,
         result_hash=h,

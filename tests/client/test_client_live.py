@@ -103,7 +103,10 @@ def test_an_integrator_searches_publishes_runs_a_job_downloads_and_verifies_from
         assert step in published.stderr, published.stderr
     dataset = Dataset.objects.get(pk=new_id)
     assert dataset.owner == stack.provider and dataset.status == Dataset.Status.PENDING_REVIEW
-    assert dataset.declared_schema == dataset.proposed_schema
+    # The proposal as is, less the owner-only notes on it.
+    proposal = [{k: v for k, v in c.items() if k != "note"} for c in dataset.proposed_schema["columns"]]
+    assert dataset.declared_schema == {"columns": proposal}
+    assert dataset.public_row_count == 200, "the suggestion: the row count to 2 significant figures"
     assert dataset.epsilon_per_job == Decimal("1.5") and sorted(t.name for t in dataset.tags.all()) == [
         "health",
         "trial",

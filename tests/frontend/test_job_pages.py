@@ -116,7 +116,7 @@ def make_job(dataset, buyer, status, *, algorithm="dp-logistic-regression", **fi
         epsilon=Decimal("0.5"),
         delta=parameters["delta"],
         status=status,
-        dataset_hash="0x" + dataset.file_sha256,
+        dataset_hash=dataset.commitment,
         **fields,
     )
 

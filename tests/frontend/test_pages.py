@@ -62,6 +62,7 @@ def schema_post_data(dataset: Dataset, **changes) -> dict[str, str]:
         "col-INITIAL_FORMS": str(len(columns)),
         "col-MIN_NUM_FORMS": "0",
         "col-MAX_NUM_FORMS": "500",
+        "public_row_count": str(dataset.public_row_count or dataset.row_count or 40),
     }
     for i, col in enumerate(columns):
         row = {

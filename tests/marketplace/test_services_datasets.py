@@ -23,7 +23,7 @@ from marketplace.services.datasets import (
     storage_orphans_sweep,
 )
 from tests.conftest import named_file
-from tests.factories import make_dataset
+from tests.factories import DEFAULT_CSV, declarable_schema, make_dataset
 
 pytestmark = pytest.mark.django_db
 
@@ -154,9 +154,17 @@ def test_schema_declaration_rules(provider):
         dataset_schema_declare(dataset=dataset, actor=provider, schema=unknown)
     with pytest.raises(InvalidSchema, match="must be the file's columns"):
         dataset_schema_declare(dataset=dataset, actor=provider, schema={"columns": schema["columns"][:1]})
-    declared = dataset_schema_declare(dataset=dataset, actor=provider, schema=schema)
+    schema = declarable_schema(dataset, DEFAULT_CSV, "data.csv")
+    with pytest.raises(InvalidInput, match="public row count") as excinfo:
+        dataset_schema_declare(dataset=dataset, actor=provider, schema=schema)
+    assert excinfo.value.code == "invalid_public_row_count"
+    for bad in (0, -1, "12.5", "many", True, 10**13):
+        with pytest.raises(InvalidInput) as excinfo:
+            dataset_schema_declare(dataset=dataset, actor=provider, schema=schema, public_row_count=bad)
+        assert excinfo.value.code == "invalid_public_row_count", bad
+    declared = dataset_schema_declare(dataset=dataset, actor=provider, schema=schema, public_row_count="1,000")
     assert declared.declared_schema["columns"][0]["name"] == "age"
-    assert declared.schema_confirmed_at is not None
+    assert declared.schema_confirmed_at is not None and declared.public_row_count == 1000
 
 
 def test_schema_is_locked_once_listed(provider, staff):

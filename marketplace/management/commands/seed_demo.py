@@ -28,6 +28,7 @@ from marketplace.services.datasets import (
     dataset_create,
     dataset_schema_declare,
     dataset_validate,
+    public_row_count_suggest,
 )
 from marketplace.services.moderation import dataset_transition, report_create
 
@@ -39,6 +40,24 @@ USERS = [
     ("buyer", "DEMO_BUYER_PASSWORD", "buyer-demo-2026", False, "Acme AI Ltd"),
     ("admin", "DEMO_ADMIN_PASSWORD", "admin-demo-2026", True, "Marketplace operations"),
 ]
+
+
+def _with_typed_categories(proposed: dict, data: bytes, filename: str) -> dict:
+    """The proposal with every categorical column it left empty filled in with the file's values."""
+    columns = [dict(c) for c in proposed["columns"]]
+    empty = [c for c in columns if c["type"] == "categorical" and not c.get("categories")]
+    if empty:
+        if filename.endswith(".parquet"):
+            table = pq.read_table(pa.BufferReader(data))
+        else:
+            import pyarrow.csv as pacsv
+
+            types = {c["name"]: pa.string() for c in empty}
+            table = pacsv.read_csv(pa.BufferReader(data), convert_options=pacsv.ConvertOptions(column_types=types))
+        for column in empty:
+            values = table.column(column["name"]).drop_null().cast(pa.string()).unique().to_pylist()
+            column["categories"] = sorted(values)[:100]
+    return {**proposed, "columns": columns}
 
 
 def _cardiology(rng: np.random.Generator, n: int = 3000) -> bytes:
@@ -435,11 +454,20 @@ class Command(BaseCommand):
     def _publish(self, provider, admin, buyer, data: bytes, spec: dict) -> None:
         status = spec.pop("status")
         filename = spec.pop("filename")
+        spec.setdefault("delta_total", 1e-4)
+        spec.setdefault("holdout_fraction", 0.2)
         fh = io.BytesIO(data)
         with transaction.atomic():
             dataset = dataset_create(owner=provider, file=fh, filename=filename, fields=ListingFields(**spec))
         dataset = dataset_validate(dataset_id=dataset.pk)
-        dataset = dataset_schema_declare(dataset=dataset, actor=provider, schema=dataset.proposed_schema)
+        # As the provider would on the confirm page: type the categories the proposal left out
+        # (too rare to propose) and declare the row count, rounded, as public.
+        dataset = dataset_schema_declare(
+            dataset=dataset,
+            actor=provider,
+            schema=_with_typed_categories(dataset.proposed_schema, data, filename),
+            public_row_count=public_row_count_suggest(dataset.row_count) or 1,
+        )
         dataset = dataset_transition(dataset=dataset, actor=provider, action="submit")
         if status == "listed":
             dataset = dataset_transition(

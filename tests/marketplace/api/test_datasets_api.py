@@ -8,7 +8,7 @@ from rest_framework.authtoken.models import Token
 
 from marketplace.models import Dataset, ModerationLogEntry
 from tests.conftest import client_for
-from tests.factories import UserFactory, make_dataset
+from tests.factories import DEFAULT_CSV, UserFactory, declarable_schema, make_dataset
 
 pytestmark = pytest.mark.django_db
 
@@ -138,9 +138,30 @@ def test_schema_endpoint_declares_and_validates(provider, buyer):
     response = client.put(f"/api/v1/datasets/{dataset.pk}/schema/", bad, format="json")
     assert response.status_code == 400 and response.json()["code"] == "invalid_schema"
     assert "must not be greater than max" in response.json()["detail"]
-    response = client.put(f"/api/v1/datasets/{dataset.pk}/schema/", got["proposed"], format="json")
-    assert response.status_code == 200 and response.json()["declared"]["columns"][0]["name"] == "age"
-    response = client_for(buyer).put(f"/api/v1/datasets/{dataset.pk}/schema/", got["proposed"], format="json")
+    schema = declarable_schema(dataset, DEFAULT_CSV, "data.csv")
+    response = client.put(f"/api/v1/datasets/{dataset.pk}/schema/", schema, format="json")
+    assert response.status_code == 400 and response.json()["code"] == "invalid_public_row_count"
+    assert "public row count" in response.json()["detail"]
+    for bad_count in (0, -5, "lots", 1.5):
+        response = client.put(
+            f"/api/v1/datasets/{dataset.pk}/schema/", {**schema, "public_row_count": bad_count}, format="json"
+        )
+        assert response.status_code == 400 and response.json()["code"] == "invalid_public_row_count", bad_count
+    response = client.put(
+        f"/api/v1/datasets/{dataset.pk}/schema/",
+        {**schema, "public_row_count": 30, "holdout_fraction": 0.9},
+        format="json",
+    )
+    assert response.status_code == 400 and response.json()["code"] == "invalid_holdout_fraction"
+    response = client.put(
+        f"/api/v1/datasets/{dataset.pk}/schema/",
+        {**schema, "public_row_count": 30, "holdout_fraction": 0.25},
+        format="json",
+    )
+    body = response.json()
+    assert response.status_code == 200 and body["declared"]["columns"][0]["name"] == "age"
+    assert body["public_row_count"] == 30 and body["holdout_fraction"] == 0.25
+    response = client_for(buyer).put(f"/api/v1/datasets/{dataset.pk}/schema/", schema, format="json")
     assert response.status_code == 404  # a draft is invisible to others
 
 
@@ -214,8 +235,9 @@ def test_mock_download_is_synthetic_and_never_the_private_file(provider, staff, 
     from marketplace.services.datasets import dataset_schema_declare, dataset_validate
     from marketplace.services.moderation import dataset_transition
 
-    dataset_validate(dataset_id=dataset_id)
-    dataset_schema_declare(dataset=dataset, actor=provider, schema=dataset.proposed_schema)
+    dataset = dataset_validate(dataset_id=dataset_id)
+    schema = declarable_schema(dataset, PRIVATE_CSV.replace(SECRET, b"a"), "private.csv")
+    dataset_schema_declare(dataset=dataset, actor=provider, schema=schema, public_row_count=40)
     dataset_transition(dataset=dataset, actor=provider, action="submit")
     dataset_transition(dataset=dataset, actor=staff, action="approve", reason="ok")
     response = api.get(f"/api/v1/datasets/{dataset_id}/mock/?rows=50&seed=3")
