@@ -19,12 +19,19 @@ class PrivacyBudget(models.Model):
     )
     epsilon_reserved = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal("0"))
     epsilon_spent = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal("0"))
+    # Delta composes across jobs too; booked exactly (decimal), against the dataset's delta_total.
+    delta_reserved = models.DecimalField(max_digits=30, decimal_places=24, default=Decimal("0"))
+    delta_spent = models.DecimalField(max_digits=30, decimal_places=24, default=Decimal("0"))
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         constraints = [
             models.CheckConstraint(condition=models.Q(epsilon_reserved__gte=0), name="budget_reserved_non_negative"),
             models.CheckConstraint(condition=models.Q(epsilon_spent__gte=0), name="budget_spent_non_negative"),
+            models.CheckConstraint(
+                condition=models.Q(delta_reserved__gte=0), name="budget_delta_reserved_non_negative"
+            ),
+            models.CheckConstraint(condition=models.Q(delta_spent__gte=0), name="budget_delta_spent_non_negative"),
         ]
 
     def __str__(self) -> str:
@@ -87,6 +94,9 @@ class ComputeJob(models.Model):
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.CREATED, db_index=True)
     reason = models.TextField(blank=True, help_text="Why the job failed, was rejected or cancelled.")
     limit_hit = models.CharField(max_length=20, blank=True)
+    failure = models.CharField(
+        max_length=30, blank=True, help_text="Why it ended without results: a code of compute_to_data.failures."
+    )
     progress = models.JSONField(default=dict, blank=True)
 
     budget_state = models.CharField(max_length=10, choices=Budget.choices, default=Budget.NONE)

@@ -26,7 +26,7 @@ from django.utils import timezone
 from chain.models import ChainListing, Order
 from chain.units import units_to_epsilon, units_to_price
 from compute_to_data.models import ComputeJob, PrivacyBudget
-from compute_to_data.services.budget import BudgetSummary
+from compute_to_data.services.budget import BudgetSummary, delta_total_of
 from marketplace.models import Dataset, User
 
 DEFAULT_DAYS = 30
@@ -143,6 +143,9 @@ def _budget_of(dataset: Dataset) -> BudgetSummary:
         delta=dataset.delta,
         epsilon_reserved=row.epsilon_reserved if row else ZERO,
         epsilon_spent=row.epsilon_spent if row else ZERO,
+        delta_total=delta_total_of(dataset),
+        delta_reserved=row.delta_reserved if row else ZERO,
+        delta_spent=row.delta_spent if row else ZERO,
     )
 
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from frontend import views, views_dashboard, views_integrations, views_wallet
+from frontend import views, views_dashboard, views_datasets_private, views_integrations, views_ledger, views_wallet
 
 app_name = "frontend"
 
@@ -31,6 +31,12 @@ urlpatterns = [
     path("datasets/<int:dataset_id>/delete/", views.dataset_delete, name="dataset-delete"),
     path("datasets/<int:dataset_id>/status/", views.dataset_transition, name="dataset-transition"),
     path("datasets/<int:dataset_id>/report/", views.dataset_report, name="dataset-report"),
+    path("datasets/<int:dataset_id>/ledger/", views_ledger.dataset_ledger, name="dataset-ledger"),
+    path(
+        "datasets/<int:dataset_id>/commitment/",
+        views_datasets_private.dataset_commitment,
+        name="dataset-commitment",
+    ),
     # chain
     path("datasets/<int:dataset_id>/publish/", views.dataset_publish, name="dataset-publish"),
     path("datasets/<int:dataset_id>/job/", views.dataset_job, name="dataset-job"),

@@ -29,6 +29,7 @@ from chain.selectors import wallet_balances
 from chain.services import orders as order_services
 from chain.services import publishing as publishing_services
 from chain.services import wallets as wallet_services
+from compute_to_data.failures import FAILURES
 from compute_to_data.models import ComputeJob
 from compute_to_data.runner import params as runner_params
 from compute_to_data.selectors import jobs_on_dataset_visible, receipts_on_dataset
@@ -314,35 +315,48 @@ def dataset_new(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def dataset_schema(request: HttpRequest, dataset_id: int) -> HttpResponse:
+    from frontend.forms import SchemaConfirmForm
+    from marketplace.selectors.schema_report import dataset_schema_report
+
     dataset = _dataset_owned(request, dataset_id)
     source = dataset.declared_schema or dataset.proposed_schema or {}
     columns = source.get("columns", [])
+    notes = {c.get("name"): c.get("note", "") for c in (dataset.proposed_schema or {}).get("columns", [])}
     initial = [SchemaColumnForm.initial_for(c) for c in columns]
     formset = SchemaFormSet(request.POST or None, initial=initial, prefix="col")
+    confirm_form = SchemaConfirmForm(request.POST or None, dataset=dataset)
     error, status = None, 200
     if request.method == "POST":
-        if not formset.is_valid() or len(formset.forms) != len(columns):
+        if not formset.is_valid() or len(formset.forms) != len(columns) or not confirm_form.is_valid():
             error, status = "Please correct the highlighted fields.", 400
         else:
             schema = {"columns": [f.column_spec(c["name"]) for f, c in zip(formset.forms, columns, strict=True)]}
             try:
-                dataset_services.dataset_schema_declare(dataset=dataset, actor=request.user, schema=schema)
+                dataset_services.dataset_schema_declare(
+                    dataset=dataset,
+                    actor=request.user,
+                    schema=schema,
+                    public_row_count=confirm_form.cleaned_data["public_row_count"],
+                    holdout_fraction=confirm_form.cleaned_data["holdout_fraction"],
+                )
             except DomainError as exc:
                 error, status = exc.detail, exc.status
             else:
                 messages.success(request, "Schema confirmed. It is now part of the public listing.")
                 return redirect("frontend:dataset", dataset_id=dataset.pk)
-    rows = list(zip(columns, formset.forms, strict=False))
+    rows = [(col, form, notes.get(col.get("name"), "")) for col, form in zip(columns, formset.forms, strict=False)]
     return render(
         request,
         "frontend/dataset_schema.html",
         {
             "dataset": dataset,
             "formset": formset,
+            "confirm_form": confirm_form,
             "rows": rows,
             "error": error,
             "editable": dataset.status in EDITABLE_STATUSES,
             "confirmed": bool(dataset.declared_schema),
+            "report": dataset_schema_report(dataset=dataset),
         },
         status=status,
     )
@@ -584,7 +598,7 @@ def _chain_context(
         "job_error": job_error,
         "release_text": order_services.RELEASE_TEXT,
         "chain_polling": listing is not None and listing.state == ChainListing.State.PUBLISHING,
-        "budget": _budget_view(budget),
+        "budget": _budget_view(budget, dataset.pk),
         "dataset_jobs": _with_titles(list(jobs[:DATASET_JOBS_SHOWN])),
         "dataset_jobs_all": is_owner or (user.is_authenticated and user.is_staff),
         "receipts": _with_titles(list(receipts_on_dataset(dataset=dataset)[:RECEIPTS_SHOWN])),
@@ -734,11 +748,15 @@ def _percent(part: Decimal, whole: Decimal) -> str:
     return f"{float(part / whole * 100):.2f}" if whole else "0"
 
 
-def _budget_view(summary: budget_services.BudgetSummary) -> dict[str, Any]:
+def _budget_view(summary: budget_services.BudgetSummary, dataset_id: int) -> dict[str, Any]:
     total = summary.epsilon_total
     return {
         "summary": summary,
+        "dataset_id": dataset_id,
         "epsilon_left": summary.epsilon_left,
+        "delta_total": float(summary.delta_total),
+        "delta_used": float(summary.delta_reserved + summary.delta_spent),
+        "delta_left": float(summary.delta_left),
         "spent_pct": _percent(min(summary.epsilon_spent, total), total),
         "reserved_pct": _percent(min(summary.epsilon_reserved, max(total - summary.epsilon_spent, Decimal(0))), total),
     }
@@ -787,6 +805,14 @@ def my_jobs(request: HttpRequest) -> HttpResponse:
     return render(request, "frontend/my_jobs.html", {"page": page, "as_provider": as_provider})
 
 
+FAILURE_CAUSES = {
+    "buyer": "cancelled by the buyer",
+    "limit": "a resource limit of the sandbox",
+    "provider": "the provider's file",
+    "platform": "our fault: not yours",
+}
+
+
 @login_required
 def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
     """A job's status and live progress, its budget, payment, log and receipt. The buyer, the
@@ -806,6 +832,7 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
             "progress": _progress_view(job),
             "can_cancel": is_buyer and job.status in ComputeJob.CANCELLABLE and not cancelling,
             "cancelling": cancelling,
+            "failure_caused_by": FAILURE_CAUSES.get(getattr(FAILURES.get(job.failure), "caused_by", "")),
             "live": not job.is_terminal,
             "log": job.log_entries.all()[:1000],
             "client_labels": {

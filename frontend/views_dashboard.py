@@ -71,7 +71,7 @@ def provider_dashboard(request: HttpRequest) -> HttpResponse:
         "frontend/dashboard.html",
         {
             "dash": figures,
-            "rows": [(f, _budget_view(f.budget)) for f in figures.datasets],
+            "rows": [(f, _budget_view(f.budget, f.dataset.pk)) for f in figures.datasets],
             "has_earnings": any(not e.is_empty for e in figures.totals),
             # The per-day table: days with jobs only, a column per status that occurs.
             "day_columns": [dashboard.JOB_GROUPS[g][0] for g in shown],

@@ -5,7 +5,9 @@ from __future__ import annotations
 from django.urls import reverse
 from rest_framework import serializers
 
+from compute_to_data.failures import FAILURES
 from compute_to_data.models import ComputeJob, JobArtifact, JobLogEntry
+from compute_to_data.services.jobs import time_bucket
 
 
 class ProgressSerializer(serializers.Serializer):
@@ -26,6 +28,9 @@ class JobSerializer(serializers.ModelSerializer):
     )
     cancelling = serializers.SerializerMethodField()
     receipt = serializers.SerializerMethodField()
+    failure_caused_by = serializers.SerializerMethodField(
+        help_text="Who caused the failure: buyer, limit, provider or platform (null when it did not fail)."
+    )
 
     class Meta:
         model = ComputeJob
@@ -44,6 +49,8 @@ class JobSerializer(serializers.ModelSerializer):
             "status",
             "reason",
             "limit_hit",
+            "failure",
+            "failure_caused_by",
             "progress",
             "cancelling",
             "budget_state",
@@ -58,6 +65,10 @@ class JobSerializer(serializers.ModelSerializer):
             "started_at",
             "finished_at",
         )
+
+    def get_failure_caused_by(self, job: ComputeJob) -> str | None:
+        failure = FAILURES.get(job.failure)
+        return failure.caused_by if failure else None
 
     def get_progress(self, job: ComputeJob) -> dict:
         return {**(job.progress or {}), "percent": job.percent}
@@ -93,9 +104,14 @@ class ArtifactSerializer(serializers.ModelSerializer):
 
 
 class LogEntrySerializer(serializers.ModelSerializer):
+    created_at = serializers.SerializerMethodField(help_text="To the minute (coarse, like every released time).")
+
     class Meta:
         model = JobLogEntry
         fields = ("created_at", "source", "message")
+
+    def get_created_at(self, entry: JobLogEntry) -> str:
+        return time_bucket(entry.created_at).isoformat().replace("+00:00", "Z")
 
 
 class CheckSerializer(serializers.Serializer):

@@ -12,6 +12,7 @@ from rest_framework import serializers, status
 from rest_framework.parsers import FormParser, JSONParser
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle, UserRateThrottle
 from rest_framework.views import APIView
 
 from chain.models import Order
@@ -57,6 +58,10 @@ class BudgetSerializer(serializers.Serializer):
     epsilon_reserved = serializers.DecimalField(max_digits=12, decimal_places=6)
     epsilon_spent = serializers.DecimalField(max_digits=12, decimal_places=6)
     epsilon_left = serializers.DecimalField(max_digits=12, decimal_places=6)
+    delta_total = serializers.FloatField(help_text="Cumulative delta cap of the dataset (delta composes across jobs).")
+    delta_reserved = serializers.FloatField()
+    delta_spent = serializers.FloatField()
+    delta_left = serializers.FloatField()
     jobs = serializers.ListField(
         child=serializers.DictField(),
         help_text="Per job: id, status, epsilon reserved, epsilon spent and budget state. The provider sees every "
@@ -82,6 +87,10 @@ class DatasetBudgetView(APIView):
                     "dataset": dataset.pk,
                     **dataclasses.asdict(summary),
                     "epsilon_left": summary.epsilon_left,
+                    "delta_total": float(summary.delta_total),
+                    "delta_reserved": float(summary.delta_reserved),
+                    "delta_spent": float(summary.delta_spent),
+                    "delta_left": float(summary.delta_left),
                     "jobs": [
                         {
                             "id": j.pk,
@@ -115,11 +124,17 @@ class JobQuoteView(APIView):
         delta = serializers.FloatField()
         epsilon_left = serializers.CharField(help_text="Left in the dataset's budget (marketplace books).")
         epsilon_left_after = serializers.CharField(help_text="Left once this job has run.")
+        delta_left = serializers.FloatField(help_text="Cumulative delta left in the dataset's budget.")
+        delta_left_after = serializers.FloatField(help_text="Cumulative delta left once this job has run.")
         release = serializers.CharField(help_text="What the job releases (and what it never does).")
         problems = serializers.ListField(
             child=serializers.CharField(), help_text="Why it cannot go ahead; empty if it can."
         )
         order = serializers.DictField(help_text="The order quote: price, fee, wallet balance, problems.")
+        preview = serializers.DictField(
+            help_text="Accuracy to expect, from public figures only: for dp-statistics the 95% error bound of every "
+            "released number; for training the noise multiplier, steps and sample rate."
+        )
 
     @extend_schema(
         request=JobInput,
@@ -147,7 +162,10 @@ class JobQuoteView(APIView):
                 "delta": quote["delta"],
                 "epsilon_left": str(quote["epsilon_left"]),
                 "epsilon_left_after": str(quote["epsilon_left_after"]),
+                "delta_left": float(quote["delta_left"]),
+                "delta_left_after": float(quote["delta_left_after"]),
                 "release": quote["release"],
+                "preview": quote["preview"],
                 "problems": quote["problems"],
                 "order": {k: v if isinstance(v, int | float | list | bool) else str(v) for k, v in order.items()},
             }
@@ -407,3 +425,132 @@ class DatasetReceiptsView(APIView):
                 }
             )
         return Response(self.ReceiptRow(rows, many=True).data)
+
+
+class DatasetLedgerView(APIView):
+    """The dataset's privacy ledger: every release, running totals against the caps, checked
+    against the chain. Public; buyers are never named."""
+
+    permission_classes = [AllowAny]
+
+    class EntryRow(serializers.Serializer):
+        job = serializers.IntegerField(
+            allow_null=True, help_text="The job's id for its buyer, the provider and moderators; otherwise null."
+        )
+        algorithm = serializers.CharField()
+        epsilon = serializers.CharField(help_text="Epsilon charged (what the job reserved).")
+        delta = serializers.FloatField()
+        accountant = serializers.CharField()
+        time = serializers.DateTimeField(allow_null=True, help_text="When it ended, to the hour.")
+        status = serializers.CharField()
+        epsilon_total_after = serializers.CharField(help_text="Running total of epsilon after this release.")
+        delta_total_after = serializers.FloatField(help_text="Running total of delta after this release.")
+        receipt_tx = serializers.CharField(allow_null=True)
+        block_number = serializers.IntegerField(allow_null=True)
+        chain_matches = serializers.BooleanField(
+            allow_null=True, help_text="The chain's receipt books the same epsilon and dataset (null: not yet)."
+        )
+
+    class LedgerOutput(serializers.Serializer):
+        dataset = serializers.IntegerField()
+        epsilon_cap = serializers.CharField()
+        epsilon_per_job = serializers.CharField()
+        delta_cap = serializers.FloatField()
+        delta_per_job = serializers.FloatField()
+        epsilon_spent = serializers.CharField()
+        delta_spent = serializers.FloatField()
+        epsilon_reserved = serializers.CharField(help_text="Held by jobs that have not ended yet.")
+        delta_reserved = serializers.FloatField()
+        epsilon_on_chain = serializers.CharField(
+            allow_null=True, help_text="Cumulative epsilon the datatoken has booked on chain (ordered)."
+        )
+        chain_ok = serializers.BooleanField(allow_null=True, help_text="Every entry matches the chain.")
+        entries = serializers.ListField(child=serializers.DictField(), help_text="Oldest first; see EntryRow.")
+
+    @extend_schema(
+        responses={200: LedgerOutput, **_errors(404)},
+        tags=["compute"],
+        summary="A dataset's privacy ledger: every release with running epsilon and delta totals against the caps",
+    )
+    def get(self, request, dataset_id: int):
+        from compute_to_data.selectors_ledger import ledger_for
+
+        dataset = catalog.dataset_get_visible(dataset_id=dataset_id, user=request.user)
+        ledger = ledger_for(dataset=dataset)
+        user = request.user
+        sees_all = user.is_authenticated and (user.is_staff or dataset.owner_id == user.pk)
+        own = (
+            set(ComputeJob.objects.filter(dataset=dataset, buyer=user).values_list("pk", flat=True))
+            if user.is_authenticated and not sees_all
+            else set()
+        )
+        entries = [
+            self.EntryRow(
+                {
+                    "job": e.job_id if sees_all or e.job_id in own else None,
+                    "algorithm": e.algorithm,
+                    "epsilon": str(e.epsilon),
+                    "delta": e.delta,
+                    "accountant": e.accountant,
+                    "time": e.time,
+                    "status": e.status,
+                    "epsilon_total_after": str(e.epsilon_total_after),
+                    "delta_total_after": float(e.delta_total_after),
+                    "receipt_tx": e.receipt_tx,
+                    "block_number": e.block_number,
+                    "chain_matches": e.chain_matches,
+                }
+            ).data
+            for e in ledger.entries
+        ]
+        return Response(
+            {
+                "dataset": dataset.pk,
+                "epsilon_cap": str(ledger.epsilon_cap),
+                "epsilon_per_job": str(ledger.epsilon_per_job),
+                "delta_cap": float(ledger.delta_cap),
+                "delta_per_job": ledger.delta_per_job,
+                "epsilon_spent": str(ledger.epsilon_spent),
+                "delta_spent": float(ledger.delta_spent),
+                "epsilon_reserved": str(ledger.epsilon_reserved),
+                "delta_reserved": float(ledger.delta_reserved),
+                "epsilon_on_chain": None if ledger.epsilon_on_chain is None else str(ledger.epsilon_on_chain),
+                "chain_ok": ledger.chain_ok,
+                "entries": entries,
+            }
+        )
+
+
+class JobPreviewView(APIView):
+    """A free preview run of a job on synthetic mock data with the same DP settings."""
+
+    permission_classes = [IsAuthenticated]
+    parser_classes = [JSONParser]
+    throttle_classes = [UserRateThrottle, ScopedRateThrottle]
+    throttle_scope = "preview"
+
+    class PreviewOutput(serializers.Serializer):
+        rows = serializers.IntegerField(help_text="Synthetic mock rows the preview ran on.")
+        public_rows = serializers.IntegerField(help_text="The dataset's public (approximate) row count.")
+        epsilon = serializers.FloatField(allow_null=True)
+        noise_multiplier = serializers.FloatField(allow_null=True)
+        steps = serializers.IntegerField(allow_null=True)
+        metrics = serializers.ListField(child=serializers.DictField())
+        statistics = serializers.DictField(allow_null=True)
+        note = serializers.CharField()
+
+    @extend_schema(
+        request=JobInput,
+        responses={200: PreviewOutput, **_errors(400, 401, 404, 409, 503)},
+        tags=["compute"],
+        summary="Free preview: the job's algorithm on synthetic mock data with the same DP settings (no budget)",
+        examples=[OpenApiExample("Logistic regression", value=EXAMPLE_JOB, request_only=True)],
+    )
+    def post(self, request):
+        from compute_to_data.services.preview import job_preview_run
+
+        data = JobInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        dataset = catalog.dataset_get_visible(dataset_id=v["dataset"], user=request.user)
+        return Response(job_preview_run(dataset=dataset, algorithm=v["algorithm"], parameters=v["parameters"]))

@@ -1,6 +1,11 @@
 """The per-dataset privacy budget as the marketplace books it: reserve before a job runs, charge
-what the accountant spent after, release what a job never used. The same epsilon is reserved on
-chain by the job's order, and the receipt (or refund) settles it there."""
+it after, release what a job never used. The same epsilon is reserved on chain by the job's order,
+and the receipt (or refund) settles it there.
+
+Delta composes across jobs as epsilon does (basic composition), so each dataset also has a
+cumulative delta cap (``Dataset.delta_total``): a job reserves its delta beside its epsilon and is
+refused when either would pass its cap. A charged job is charged exactly what it reserved: the
+amount released never depends on what the runner saw."""
 
 from __future__ import annotations
 
@@ -12,6 +17,18 @@ from marketplace.errors import Conflict
 from marketplace.models import Dataset
 
 EPSILON_QUANTUM = Decimal("0.0001")  # the precision orders carry (and a multiple of the chain's 1e-6)
+DEFAULT_DELTA_TOTAL = 1e-4
+
+
+def delta_decimal(value: float | Decimal) -> Decimal:
+    """Delta as booked: the shortest decimal that reads back as the float (1e-05 -> 0.00001)."""
+    return Decimal(repr(float(value)))
+
+
+def delta_total_of(dataset: Dataset) -> Decimal:
+    """The dataset's cumulative delta cap (at least its per-job delta)."""
+    total = getattr(dataset, "delta_total", None)
+    return delta_decimal(total if total is not None else max(DEFAULT_DELTA_TOTAL, dataset.delta))
 
 
 def epsilon_round_up(value: float | Decimal) -> Decimal:
@@ -26,10 +43,23 @@ class BudgetSummary:
     delta: float
     epsilon_reserved: Decimal
     epsilon_spent: Decimal
+    delta_total: Decimal = Decimal("0")
+    delta_reserved: Decimal = Decimal("0")
+    delta_spent: Decimal = Decimal("0")
 
     @property
     def epsilon_left(self) -> Decimal:
         return max(self.epsilon_total - self.epsilon_reserved - self.epsilon_spent, Decimal("0"))
+
+    @property
+    def delta_left(self) -> Decimal:
+        return max(self.delta_total - self.delta_reserved - self.delta_spent, Decimal("0"))
+
+    @property
+    def delta_used_fraction(self) -> float:
+        if not self.delta_total:
+            return 1.0
+        return float(min((self.delta_reserved + self.delta_spent) / self.delta_total, Decimal("1")))
 
     @property
     def used_fraction(self) -> float:
@@ -46,6 +76,19 @@ def budget_summary(*, dataset: Dataset) -> BudgetSummary:
         delta=dataset.delta,
         epsilon_reserved=row.epsilon_reserved if row else Decimal("0"),
         epsilon_spent=row.epsilon_spent if row else Decimal("0"),
+        delta_total=delta_total_of(dataset),
+        delta_reserved=row.delta_reserved if row else Decimal("0"),
+        delta_spent=row.delta_spent if row else Decimal("0"),
+    )
+
+
+def _delta_refusal(left: Decimal, asked: Decimal) -> Conflict:
+    left = max(left, Decimal("0"))
+    return Conflict(
+        f"The dataset's cumulative delta budget has {left.normalize():e} left; this job asks for "
+        f"{asked.normalize():e}.",
+        code="budget_exhausted",
+        extra={"delta_left": format(left.normalize(), "e")},
     )
 
 
@@ -56,11 +99,12 @@ def _locked_budget(dataset_id: int) -> PrivacyBudget:
 
 
 def budget_reserve(*, job: ComputeJob) -> PrivacyBudget:
-    """Reserve the job's epsilon, or raise ``Conflict`` (``budget_exhausted``) with the epsilon left.
+    """Reserve the job's epsilon and delta, or raise ``Conflict`` (``budget_exhausted``) with what is
+    left.
 
     Takes the budget row lock itself; call inside ``transaction.atomic`` with the job row locked."""
     budget = _locked_budget(job.dataset_id)
-    dataset = Dataset.objects.only("epsilon_total").get(pk=job.dataset_id)
+    dataset = Dataset.objects.get(pk=job.dataset_id)
     left = dataset.epsilon_total - budget.epsilon_reserved - budget.epsilon_spent
     if job.epsilon > left:
         left = max(left, Decimal("0"))
@@ -69,23 +113,33 @@ def budget_reserve(*, job: ComputeJob) -> PrivacyBudget:
             code="budget_exhausted",
             extra={"epsilon_left": str(left)},
         )
+    delta = delta_decimal(job.delta)
+    delta_left = delta_total_of(dataset) - budget.delta_reserved - budget.delta_spent
+    if delta > delta_left:
+        raise _delta_refusal(delta_left, delta)
     budget.epsilon_reserved += job.epsilon
-    budget.save(update_fields=["epsilon_reserved", "updated_at"])
+    budget.delta_reserved += delta
+    budget.save(update_fields=["epsilon_reserved", "delta_reserved", "updated_at"])
     job.budget_state = ComputeJob.Budget.RESERVED
     return budget
 
 
 def budget_charge(*, job: ComputeJob, epsilon_spent: Decimal) -> None:
-    """Turn the job's reservation into spent epsilon (at most what was reserved).
+    """Turn the job's reservation into spent epsilon and delta. Epsilon is charged exactly as
+    reserved (``epsilon_spent`` is what the runner reports, which is the reservation; anything else
+    is booked as the reservation all the same, so the charge never depends on the data).
 
     Call inside ``transaction.atomic`` with the job row locked; sets but does not save the job."""
     if job.budget_state != ComputeJob.Budget.RESERVED:
         return
-    spent = min(epsilon_round_up(epsilon_spent), job.epsilon)
+    spent = job.epsilon
+    delta = delta_decimal(job.delta)
     budget = _locked_budget(job.dataset_id)
     budget.epsilon_reserved -= job.epsilon
     budget.epsilon_spent += spent
-    budget.save(update_fields=["epsilon_reserved", "epsilon_spent", "updated_at"])
+    budget.delta_reserved -= delta
+    budget.delta_spent += delta
+    budget.save(update_fields=["epsilon_reserved", "epsilon_spent", "delta_reserved", "delta_spent", "updated_at"])
     job.budget_state = ComputeJob.Budget.CHARGED
     job.epsilon_spent = spent
 
@@ -98,12 +152,13 @@ def budget_release(*, job: ComputeJob) -> None:
         return
     budget = _locked_budget(job.dataset_id)
     budget.epsilon_reserved -= job.epsilon
-    budget.save(update_fields=["epsilon_reserved", "updated_at"])
+    budget.delta_reserved -= delta_decimal(job.delta)
+    budget.save(update_fields=["epsilon_reserved", "delta_reserved", "updated_at"])
     job.budget_state = ComputeJob.Budget.RELEASED
     job.epsilon_spent = Decimal("0")
 
 
-def budget_check_left(*, dataset: Dataset, epsilon: Decimal) -> None:
+def budget_check_left(*, dataset: Dataset, epsilon: Decimal, delta: float | None = None) -> None:
     """Refuse up front (before paying) a job asking more than the budget has left."""
     summary = budget_summary(dataset=dataset)
     if epsilon > summary.epsilon_left:
@@ -112,3 +167,5 @@ def budget_check_left(*, dataset: Dataset, epsilon: Decimal) -> None:
             code="budget_exhausted",
             extra={"epsilon_left": str(summary.epsilon_left)},
         )
+    if delta is not None and delta_decimal(delta) > summary.delta_left:
+        raise _delta_refusal(summary.delta_left, delta_decimal(delta))

@@ -29,9 +29,12 @@ from django.utils import timezone
 
 from chain.models import ChainTransaction
 from compute_to_data import sandbox
+from compute_to_data.failures import failure_for_run
 from compute_to_data.models import ComputeJob, JobArtifact, JobLogEntry
+from compute_to_data.runner import params as runner_params
 from compute_to_data.services import budget as budget_services
-from compute_to_data.services.jobs import _locked, job_end, job_log, job_settle_later, job_transition
+from compute_to_data.services.jobs import _locked, job_fail, job_log, job_settle_later, job_transition
+from marketplace.services import datasets as dataset_services
 from marketplace.services.storage import encrypted_file_chunks
 
 logger = logging.getLogger(__name__)
@@ -40,6 +43,9 @@ MANIFEST = "manifest.json"
 MAX_MANIFEST_BYTES = 2 * 1024 * 1024
 SAFE_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 # Share of the progress bar for each phase before training reports steps.
+RUNNER_ERROR_CODES = frozenset({"invalid_parameters", "invalid_data", "internal"})
+# Released durations are rounded up to this many seconds, so run time tells little about the data.
+TIME_BUCKET_SECONDS = 60
 PHASE_PERCENT = {"provisioning": 2, "loading": 5, "training": 5, "evaluating": 92, "writing": 95, "publishing": 97}
 
 
@@ -108,6 +114,7 @@ class _Monitor:
     progress: dict[str, Any] = field(default_factory=dict)
     logs: list[str] = field(default_factory=list)
     cancelled: threading.Event = field(default_factory=threading.Event)
+    error_code: str | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _dirty: bool = False
@@ -119,10 +126,13 @@ class _Monitor:
             if kind == "progress":
                 self.progress = _progress_from(event)
                 self._dirty = True
-            elif kind in ("log", "error") and isinstance(event.get("message"), str):
-                prefix = "" if kind == "log" else "Error: "
-                self.logs.append(prefix + event["message"][:1000])
+            elif kind == "log" and isinstance(event.get("message"), str):
+                self.logs.append(event["message"][:1000])
                 self._dirty = True
+            elif kind == "error":
+                # The buyer sees a fixed sentence for the failure, never the runner's own text.
+                code = event.get("code")
+                self.error_code = code if code in RUNNER_ERROR_CODES else "internal"
 
     def set_phase(self, phase: str) -> None:
         with self._lock:
@@ -217,7 +227,7 @@ def _claim(job_id: int) -> ComputeJob | None:
             heartbeat_at=timezone.now(),
             progress={"phase": "provisioning", "percent": PHASE_PERCENT["provisioning"]},
         )
-        job_log(job, f"Provisioning a sandbox on {job.worker} (attempt {job.attempts}).")
+        job_log(job, f"Provisioning a sandbox (attempt {job.attempts}).")
     return job
 
 
@@ -229,10 +239,25 @@ def _spec(job: ComputeJob, data_name: str, isolation: str, ws: sandbox.Workspace
         "schema": job.dataset.declared_schema,
         "data_file": f"{paths['data']}/{data_name}",
         "data_format": job.dataset.file_format,
+        "public_rows": int(job.dataset.public_row_count or 0),
+        "holdout": _holdout(job),
         "eval_file": None,
         "output_dir": paths["out"],
         "threads": settings.COMPUTE_THREADS,
     }
+
+
+def _holdout(job: ComputeJob) -> dict[str, Any] | None:
+    """The owner's holdout split, keyed by the dataset's secret (so no buyer can choose the rows)."""
+    if runner_params.ALGORITHMS[job.algorithm].kind == "statistics":
+        return None
+    fraction = float(getattr(job.dataset, "holdout_fraction", 0.0) or 0.0)
+    return {"fraction": fraction, "key": dataset_services.dataset_holdout_key(dataset=job.dataset)}
+
+
+def runner_time_bucket(seconds: float) -> float:
+    """A duration as released: rounded up to the next whole bucket."""
+    return float(max(1, -(-int(seconds) // TIME_BUCKET_SECONDS)) * TIME_BUCKET_SECONDS)
 
 
 def runner_argv(ws: sandbox.Workspace, isolation: str) -> list[str]:
@@ -241,10 +266,11 @@ def runner_argv(ws: sandbox.Workspace, isolation: str) -> list[str]:
 
 
 def _provision(job: ComputeJob, ws: sandbox.Workspace, isolation: str) -> dict[str, Any]:
-    """Decrypt the dataset into the workspace (checking it is the file that was listed) and write
-    the runner's spec; returns the spec."""
+    """Decrypt the dataset into the workspace (checking it against the commitment it was listed
+    with) and write the runner's spec; returns the spec."""
     data_name = f"dataset.{job.dataset.file_format}"
-    digest = hashlib.sha256()
+    # The commitment is SHA-256(salt || file): the salt first, then the file as it streams to disk.
+    digest = hashlib.sha256(dataset_services.dataset_commitment_salt(dataset=job.dataset))
 
     def chunks():
         for chunk in encrypted_file_chunks(job.dataset.storage_name):
@@ -253,7 +279,7 @@ def _provision(job: ComputeJob, ws: sandbox.Workspace, isolation: str) -> dict[s
 
     ws.write_input(data_name, chunks())
     if "0x" + digest.hexdigest() != job.dataset_hash:
-        raise _ProvisionError("The stored dataset does not match the hash it was listed with.")
+        raise _ProvisionError("The stored dataset does not match its commitment.")
     spec = _spec(job, data_name, isolation, ws)
     ws.write_input("spec.json", [json.dumps(spec).encode()])
     return spec
@@ -273,7 +299,7 @@ def job_run(job_id: int, *, isolation: str = "bubblewrap") -> ComputeJob | None:
     monitor.start()
     try:
         return _run_claimed(job, monitor, isolation)
-    except Exception as exc:
+    except Exception:
         logger.exception("job %s failed in the platform", job_id)
         with transaction.atomic():
             job = _locked(job_id)
@@ -281,9 +307,7 @@ def job_run(job_id: int, *, isolation: str = "bubblewrap") -> ComputeJob | None:
                 return job
             if job.status == ComputeJob.Status.QUEUED:
                 job_transition(job, ComputeJob.Status.PROVISIONING)
-            return job_end(
-                job, ComputeJob.Status.FAILED, f"The platform failed while running the job ({type(exc).__name__})."
-            )
+            return job_fail(job, "platform")
     finally:
         monitor.stop()
         close_old_connections()
@@ -295,24 +319,26 @@ def _run_claimed(job: ComputeJob, monitor: _Monitor, isolation: str) -> ComputeJ
     try:
         sandbox.sandbox_preflight(config)
     except sandbox.SandboxUnavailable as exc:
-        return _finish_without_data(job.pk, ComputeJob.Status.FAILED, f"No sandbox is available on this worker: {exc}")
+        logger.error("job %s: no sandbox on this worker: %s", job.pk, exc)
+        return _finish_without_data(job.pk, "no_sandbox")
     started = time.monotonic()
     with sandbox.workspace(base, f"job-{job.pk}", config) as ws:
         ComputeJob.objects.filter(pk=job.pk).update(workspace=str(ws.root))
         try:
             _provision(job, ws, isolation)
         except _ProvisionError as exc:
-            return _finish_without_data(job.pk, ComputeJob.Status.FAILED, str(exc))
+            logger.error("job %s: %s", job.pk, exc)
+            return _finish_without_data(job.pk, "dataset_mismatch")
         with transaction.atomic():
             job = _locked(job.pk)
             if job.cancel_requested_at is not None:
-                return job_end(job, ComputeJob.Status.CANCELLED, "Cancelled by the buyer before the runner started.")
+                return job_fail(job, "cancelled_before_runner")
             # From here on the runner reads the data: the budget is spent whatever happens.
             job = job_transition(
                 job, ComputeJob.Status.RUNNING, data_touched_at=timezone.now(), runner_hash=runner_code_hash()
             )
-        provision_seconds = time.monotonic() - started
-        job_log(job, f"Sandbox ready in {provision_seconds:.2f} s; runner started.")
+        logger.info("job %s: sandbox ready in %.2f s", job.pk, time.monotonic() - started)
+        job_log(job, "Sandbox ready; runner started.")
         outcome = sandbox.sandbox_run(
             config=config,
             workspace=ws,
@@ -323,24 +349,30 @@ def _run_claimed(job: ComputeJob, monitor: _Monitor, isolation: str) -> ComputeJ
             isolation=isolation,
         )
         monitor.flush()
-        ComputeJob.objects.filter(pk=job.pk).update(runner_seconds=outcome.wall_seconds)
+        # Released coarse: the exact run time would be a side channel on the data.
+        ComputeJob.objects.filter(pk=job.pk).update(runner_seconds=runner_time_bucket(outcome.wall_seconds))
         if not outcome.ok:
-            if outcome.stderr_tail:
-                logger.info("job %s runner stderr tail: %s", job.pk, outcome.stderr_tail)
-            status = ComputeJob.Status.CANCELLED if outcome.limit == "cancelled" else ComputeJob.Status.FAILED
-            reason = "Cancelled by the buyer while running." if outcome.limit == "cancelled" else outcome.reason
+            # What the runner or the sandbox said is for the operators' log only.
+            logger.info(
+                "job %s runner ended: limit=%s reason=%s stderr tail: %s",
+                job.pk,
+                outcome.limit,
+                outcome.reason,
+                outcome.stderr_tail,
+            )
+            code = failure_for_run(limit=outcome.limit, runner_error_code=monitor.error_code)
             with transaction.atomic():
-                return job_end(_locked(job.pk), status, reason, limit=outcome.limit or "")
-        job_log(job, f"Runner finished in {outcome.wall_seconds:.2f} s.")
+                return job_fail(_locked(job.pk), code, limit=outcome.limit or "")
+        job_log(job, "Runner finished.")
         with transaction.atomic():
             job = job_transition(_locked(job.pk), ComputeJob.Status.PUBLISHING)
         monitor.set_phase("publishing")
         return _publish(job, ws)
 
 
-def _finish_without_data(job_id: int, status: str, reason: str) -> ComputeJob:
+def _finish_without_data(job_id: int, code: str) -> ComputeJob:
     with transaction.atomic():
-        return job_end(_locked(job_id), status, reason)
+        return job_fail(_locked(job_id), code)
 
 
 # --- publishing ------------------------------------------------------------------------------------
@@ -416,8 +448,9 @@ def _publish(job: ComputeJob, ws: sandbox.Workspace) -> ComputeJob:
         stored.append(_store(job, ws, MANIFEST, "manifest", "Accounting, metrics and curves (JSON)."))
     except _PublishError as exc:
         _delete_stored(stored)
+        logger.error("job %s: publishing failed: %s", job.pk, exc)
         with transaction.atomic():
-            return job_end(_locked(job.pk), ComputeJob.Status.FAILED, f"Publishing the results failed: {exc}")
+            return job_fail(_locked(job.pk), "publish_failed")
     except BaseException:
         _delete_stored(stored)
         raise
@@ -425,6 +458,7 @@ def _publish(job: ComputeJob, ws: sandbox.Workspace) -> ComputeJob:
         key: manifest.get(key)
         for key in (
             "epsilon_spent",
+            "epsilon_accounted",
             "delta",
             "accountant",
             "noise_multiplier",
@@ -489,18 +523,14 @@ def jobs_reap() -> dict[str, int]:
             workspace = job.workspace
             if job.status == ComputeJob.Status.PROVISIONING and job.attempts < settings.COMPUTE_MAX_ATTEMPTS:
                 job_transition(job, ComputeJob.Status.QUEUED, worker="", workspace="", progress={})
-                job_log(job, f"The worker {job.worker or ''} stopped before the runner started; queued again.")
+                logger.warning("job %s: worker %s stopped before the runner started; requeued", job_id, job.worker)
+                job_log(job, "The worker stopped before the runner started; queued again.")
                 transaction.on_commit(lambda job_id=job_id: job_run_task.delay(job_id))
                 counts["requeued"] += 1
             else:
                 silent = int((now - job.heartbeat_at).total_seconds())
-                job_end(
-                    job,
-                    ComputeJob.Status.FAILED,
-                    f"The worker running this job stopped responding ({silent} s without a heartbeat) "
-                    f"while it was {job.get_status_display().lower()}.",
-                    limit="worker_lost",
-                )
+                logger.warning("job %s: worker %s silent for %s s; failed", job_id, job.worker, silent)
+                job_fail(job, "worker_lost", limit="worker_lost")
                 counts["failed"] += 1
         _remove_workspace(workspace)
     lost = ComputeJob.objects.filter(

@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -20,6 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from chain.models import Order
+from compute_to_data.failures import FAILURES, failure_text
 from compute_to_data.models import ComputeJob, JobLogEntry
 from compute_to_data.runner import params as runner_params
 from compute_to_data.services import budget as budget_services
@@ -38,6 +40,17 @@ _STAMPS = {
     ComputeJob.Status.CANCELLED: "finished_at",
     ComputeJob.Status.REJECTED: "finished_at",
 }
+
+
+# Stamps from the moment the runner reads the data on: stored (and so released) to the minute, so
+# how long a job ran says next to nothing about the rows it ran on.
+COARSE_STAMPS = frozenset({"started_at", "finished_at"})
+TIME_BUCKET = timedelta(minutes=1)
+
+
+def time_bucket(moment: datetime) -> datetime:
+    """``moment`` rounded down to the whole minute (the coarse time buckets released)."""
+    return moment.replace(second=0, microsecond=0)
 
 
 def params_hash(algorithm: str, parameters: dict[str, Any]) -> str:
@@ -65,7 +78,10 @@ def job_transition(job: ComputeJob, to: str, *, reason: str | None = None, **fie
         setattr(job, name, value)
     stamp = _STAMPS.get(to)
     if stamp and getattr(job, stamp) is None:
-        setattr(job, stamp, timezone.now())
+        now = timezone.now()
+        if stamp in COARSE_STAMPS:
+            now = time_bucket(now)
+        setattr(job, stamp, now)
         update.add(stamp)
     if reason is not None:
         job.reason = reason[:4000]
@@ -91,6 +107,12 @@ def parameters_for(*, dataset: Dataset, algorithm: str, parameters: dict[str, An
     """Normalised parameters for ``dataset`` or ``InvalidInput`` naming the field at fault."""
     if not dataset.declared_schema:
         raise Conflict("This dataset has no declared schema yet, so it cannot be computed on.", code="no_schema")
+    if not getattr(dataset, "public_row_count", None):
+        # The runner derives sampling and steps from this public figure, never from the private count.
+        raise Conflict(
+            "The provider has not declared this dataset's public row count yet, so it cannot be computed on.",
+            code="no_public_row_count",
+        )
     try:
         return runner_params.parameters_normalize(
             algorithm,
@@ -130,17 +152,29 @@ def job_quote(*, user: User, dataset: Dataset, algorithm: str, parameters: dict[
     )
     problems = [p["detail"] for p in order.problems]
     try:
-        budget_services.budget_check_left(dataset=dataset, epsilon=epsilon)
+        budget_services.budget_check_left(dataset=dataset, epsilon=epsilon, delta=float(normalised["delta"]))
     except Conflict as exc:
         problems.insert(0, exc.detail)
     summary = budget_services.budget_summary(dataset=dataset)
+    from compute_to_data.runner.preview import accuracy_preview
+
+    # From public figures only (parameters, declared schema, public row count): free to show.
+    preview = accuracy_preview(
+        algorithm=algorithm,
+        parameters=normalised,
+        schema=dataset.declared_schema,
+        public_rows=int(dataset.public_row_count),
+    )
     return {
+        "preview": preview,
         "parameters": normalised,
         "params_hash": digest,
         "epsilon": epsilon,
         "delta": float(normalised["delta"]),
         "epsilon_left": summary.epsilon_left,
         "epsilon_left_after": max(summary.epsilon_left - epsilon, Decimal(0)),
+        "delta_left": summary.delta_left,
+        "delta_left_after": max(summary.delta_left - budget_services.delta_decimal(normalised["delta"]), Decimal(0)),
         "order": order,
         "problems": problems,
         "release": order_services.RELEASE_TEXT,
@@ -176,7 +210,7 @@ def job_terms(*, dataset: Dataset, algorithm: str, parameters: dict[str, Any] | 
         raise InvalidInput(
             "Epsilon can have at most 4 decimal places.", code="invalid_parameters", extra={"field": "epsilon"}
         )
-    budget_services.budget_check_left(dataset=dataset, epsilon=epsilon)
+    budget_services.budget_check_left(dataset=dataset, epsilon=epsilon, delta=float(normalised["delta"]))
     return JobTerms(
         parameters=normalised,
         params_hash=params_hash(algorithm, normalised),
@@ -222,7 +256,7 @@ def job_create(
             params_hash=digest,
             epsilon=epsilon,
             delta=delta,
-            dataset_hash="0x" + dataset.file_sha256,
+            dataset_hash=dataset.commitment,
         )
         job_log(job, f"Job created: {algorithm} with epsilon {epsilon}, delta {delta:g}. Waiting for the payment.")
         job_id, order_id = job.pk, order.pk
@@ -328,6 +362,17 @@ def job_end(job: ComputeJob, status: str, reason: str, *, limit: str = "") -> Co
     return job
 
 
+def job_fail(job: ComputeJob, code: str, *, limit: str = "") -> ComputeJob:
+    """End a job for the failure ``code`` (see ``compute_to_data.failures``): its status and the
+    fixed sentence the buyer sees come from that table, never from the data or an exception.
+
+    Call inside ``transaction.atomic`` with the job row locked."""
+    failure = FAILURES.get(code) or FAILURES["platform"]
+    job.failure = failure.code
+    job.save(update_fields=["failure", "updated_at"])
+    return job_end(job, failure.status, failure_text(failure.code), limit=limit)
+
+
 def job_settle_later(job: ComputeJob) -> None:
     from compute_to_data.tasks import job_settle_task
 
@@ -369,7 +414,7 @@ def job_cancel(*, job: ComputeJob, user: User) -> ComputeJob:
         if job.status not in ComputeJob.CANCELLABLE:
             raise IllegalTransition(f"A {job.get_status_display().lower()} job cannot be cancelled.")
         if job.status in (ComputeJob.Status.PAID, ComputeJob.Status.QUEUED):
-            return job_end(job, ComputeJob.Status.CANCELLED, "Cancelled by the buyer before it started.", limit="")
+            return job_fail(job, "cancelled_before_start")
         if job.cancel_requested_at is None:
             job.cancel_requested_at = timezone.now()
             job.save(update_fields=["cancel_requested_at", "updated_at"])

@@ -52,8 +52,10 @@ def receipt_verify(*, job: ComputeJob) -> list[Check]:
     """Recompute the receipt from what we hold and compare with the chain. Every check says what
     it compared; ``ok`` is None for what cannot be checked yet (no receipt on chain)."""
     checks: list[Check] = []
-    dataset_ok = job.dataset_hash == "0x" + job.dataset.file_sha256
-    checks.append(Check("dataset", dataset_ok, f"SHA-256 of the dataset file: {job.dataset_hash}"))
+    dataset_ok = job.dataset_hash == job.dataset.commitment
+    checks.append(
+        Check("dataset", dataset_ok, f"The dataset's public commitment, SHA-256(salt || file): {job.dataset_hash}")
+    )
     recomputed = params_hash(job.algorithm, job.parameters)
     checks.append(
         Check("parameters", recomputed == job.params_hash, f"SHA-256 of the algorithm and parameters: {recomputed}")

@@ -207,6 +207,8 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "anon": env("API_THROTTLE_ANON", "120/min"),
         "user": env("API_THROTTLE_USER", "600/min"),
+        # Free preview runs start a training process each: a few per user and minute.
+        "preview": env("API_THROTTLE_PREVIEW", "6/min"),
     },
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "marketplace.api.errors.api_exception_handler",

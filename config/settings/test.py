@@ -50,7 +50,7 @@ elif not env("CELERY_INTEGRATION_BROKER_DIR"):
 DATABASES["default"]["CONN_MAX_AGE"] = 0
 REST_FRAMEWORK = {
     **REST_FRAMEWORK,
-    "DEFAULT_THROTTLE_RATES": {"anon": "10000/min", "user": "10000/min"},
+    "DEFAULT_THROTTLE_RATES": {"anon": "10000/min", "user": "10000/min", "preview": "10000/min"},
 }
 CELERY_BROKER_URL = "memory://"
 CELERY_BROKER_TRANSPORT_OPTIONS = {}

@@ -59,22 +59,47 @@ def test_reservation_up_to_exactly_the_cap_passes_and_one_more_is_refused_with_w
 
 
 @pytest.mark.django_db
-def test_charge_books_what_was_spent_and_release_gives_everything_back(listed, buyer):
+def test_charge_books_exactly_the_reservation_and_release_gives_everything_back(listed, buyer):
     charged, released = _job(listed, buyer, "1"), _job(listed, buyer, "1")
     _reserve(charged)
     _reserve(released)
     with transaction.atomic():
+        # Whatever the runner reports, the charge is the reservation: it cannot depend on the data.
         budget_services.budget_charge(job=charged, epsilon_spent=0.73412)
         budget_services.budget_release(job=released)
-    assert charged.epsilon_spent == Decimal("0.7342")  # rounded up, never down
+    assert charged.epsilon_spent == Decimal("1")
     summary = budget_services.budget_summary(dataset=listed)
-    assert summary.epsilon_reserved == 0
-    assert summary.epsilon_spent == Decimal("0.7342")
-    assert summary.epsilon_left == Decimal("3") - Decimal("0.7342")
+    assert summary.epsilon_reserved == 0 and summary.delta_reserved == 0
+    assert summary.epsilon_spent == Decimal("1")
+    assert summary.delta_spent == Decimal("0.000001")
+    assert summary.epsilon_left == Decimal("2")
     # Charging twice (a task run twice) books nothing more.
     with transaction.atomic():
         budget_services.budget_charge(job=charged, epsilon_spent=1)
-    assert budget_services.budget_summary(dataset=listed).epsilon_spent == Decimal("0.7342")
+    assert budget_services.budget_summary(dataset=listed).epsilon_spent == Decimal("1")
+
+
+@pytest.mark.django_db
+def test_delta_composes_across_jobs_and_a_job_past_the_cumulative_delta_cap_is_refused(listed, buyer):
+    Dataset.objects.filter(pk=listed.pk).update(epsilon_total=Decimal("100"), delta_total=3e-6)
+    listed.refresh_from_db()
+    for _ in range(3):
+        _reserve(_job(listed, buyer, "0.1"))  # 1e-6 each: exactly the cap, no float drift
+    summary = budget_services.budget_summary(dataset=listed)
+    assert summary.delta_reserved == Decimal("0.000003") and summary.delta_left == 0
+    assert summary.epsilon_left == Decimal("99.7")  # epsilon has room; delta does not
+    with pytest.raises(Conflict) as refused:
+        _reserve(_job(listed, buyer, "0.1"))
+    assert refused.value.code == "budget_exhausted"
+    assert "delta" in refused.value.detail and refused.value.extra["delta_left"] == "0e+0"
+    with pytest.raises(Conflict):
+        budget_services.budget_check_left(dataset=listed, epsilon=Decimal("0.1"), delta=1e-6)
+    # A released job gives its delta back, so another can run.
+    job = ComputeJob.objects.filter(dataset=listed, budget_state=ComputeJob.Budget.RESERVED).first()
+    with transaction.atomic():
+        budget_services.budget_release(job=job)
+        job.save(update_fields=["budget_state"])
+    _reserve(_job(listed, buyer, "0.1"))
 
 
 @pytest.mark.django_db(transaction=True)

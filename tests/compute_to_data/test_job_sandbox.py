@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from compute_to_data import tasks
+from compute_to_data.failures import FAILURES, failure_text
 from compute_to_data.models import ComputeJob, PrivacyBudget
 from compute_to_data.services import execution
 from tests.compute_to_data.conftest import HOSTILE
@@ -50,8 +51,12 @@ def test_escape_attempt_is_contained_and_the_job_fails_with_a_reason(
     job = _submit(api, buyer, dataset, "dp-statistics", {"epsilon": 0.3})
     assert job["status"] == "failed", job
     assert job["reason"], "a failed job says why"
+    # ... in a sentence of our fixed list, never the program's own words.
+    assert job["reason"] in {failure_text(code) for code in FAILURES}, job["reason"]
+    assert job["failure"] in FAILURES
     if attack in EXPECTED_LIMIT:
         assert job["limit_hit"] == EXPECTED_LIMIT[attack], job["reason"]
+        assert job["failure_caused_by"] == "limit"
     logs = " ".join(e["message"] for e in api.get(f"/api/v1/jobs/{job['id']}/logs/").json())
     assert "ESCAPED" not in logs
     row = ComputeJob.objects.get(pk=job["id"])

@@ -68,7 +68,7 @@ def test_a_worker_killed_mid_job_is_reaped_and_leaks_no_budget(
     assert jobs_reap()["failed"] == 1
     job = ComputeJob.objects.get(pk=job_id)
     assert job.status == "failed" and job.limit_hit == "worker_lost"
-    assert "stopped responding" in job.reason
+    assert job.failure == "worker_lost" and job.reason == "The worker running the job stopped (platform error)."
     assert job.budget_state == "charged" and job.epsilon_spent == Decimal("0.6")
     assert PrivacyBudget.objects.get(dataset=dataset).epsilon_reserved == 0
     assert not Path(workspace).exists(), "the dead worker's decrypted dataset is removed"
