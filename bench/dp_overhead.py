@@ -11,8 +11,8 @@ data, binary cross-entropy. For each model:
 
 * non-private: ``model(x)``, BCE-with-logits (mean), ``zero_grad``, ``backward``, ``SGD.step``;
 * fast clipping: ``compute_to_data.runner.fastdp.FastDP.step`` (exact per-example clipping from
-  one ``autograd.grad`` to the layer outputs, one Gaussian draw per coordinate like Opacus,
-  SGD step), as the runner trains;
+  one ``autograd.grad`` to the layer outputs, one Gaussian draw per coordinate from the runner's
+  secure generator (Philox keyed with 128 OS bits), SGD step), as the runner trains;
 * anchors, Opacus 1.6 on the same batch: ``PrivacyEngine.make_private`` with the default hooks
   (per-example gradients materialised), and with ``grad_sample_mode="ghost"`` (ghost clipping,
   two backward passes); Poisson sampling off so every method sees the same batch.
@@ -20,6 +20,11 @@ data, binary cross-entropy. For each model:
 Each method is warmed up, then timed step by step in ``--rounds`` interleaved rounds of
 ``--steps`` steps (so drift on a shared machine hits all methods alike); the figure is the ratio
 of medians. No Django, no database.
+
+Two more figures: the secure generator alone (``rng.SecureRandom.normal``, 1M float32 Gaussians,
+beside torch's Mersenne Twister ``torch.normal``), and the runner's datetime parsing of 200k ISO
+strings with a time zone against 200k without (``preprocess.datetimes``; target <= 3x, so that
+run time does not depend on the values).
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ from bench._common import report  # noqa: E402
 
 BATCH = 256
 TARGET = 1.5
+PARSE_TARGET = 3.0
+PARSE_VALUES = 200_000
 MODELS = {"logistic": [30, 1], "3-layer MLP": [100, 64, 32, 1]}
 
 
@@ -51,12 +58,13 @@ def build_steps(sizes: list[int], *, seed: int) -> dict[str, Callable[[], None]]
     from torch.utils.data import DataLoader, TensorDataset
 
     from compute_to_data.runner.fastdp import FastDP, mlp_build
+    from compute_to_data.runner.rng import SecureRandom
 
     g = torch.Generator().manual_seed(seed)
     x = torch.rand(BATCH, sizes[0], generator=g)
     y = (torch.rand(BATCH, generator=g) < 0.5).float()
     y2 = y.unsqueeze(1)
-    template = mlp_build(sizes, generator=g)
+    template = mlp_build(sizes, generator=SecureRandom(seed=seed))
     criterion = nn.BCEWithLogitsLoss()
     steps: dict[str, Callable[[], None]] = {}
 
@@ -77,7 +85,7 @@ def build_steps(sizes: list[int], *, seed: int) -> dict[str, Callable[[], None]]
         noise_multiplier=1.0,
         expected_batch_size=BATCH,
         learning_rate=0.05,
-        generator=torch.Generator().manual_seed(seed + 1),
+        generator=SecureRandom(),
     )
     steps["fast clipping"] = lambda: fast.step(x, y)
 
@@ -131,6 +139,44 @@ def time_steps(steps: dict[str, Callable[[], None]], *, warmup: int, per_round: 
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
+def _best_of(draw: Callable[[], object], repeats: int) -> float:
+    draw()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        draw()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def generator_cost(repeats: int) -> tuple[float, float]:
+    """Median seconds for 1M float32 N(0, 1) draws: the secure generator, torch's Mersenne Twister."""
+    import torch
+
+    from compute_to_data.runner.rng import SecureRandom
+
+    secure, mersenne = SecureRandom(), torch.Generator().manual_seed(1)
+    return (
+        _best_of(lambda: secure.normal(1_000_000, 1.0), repeats),
+        _best_of(lambda: torch.normal(0.0, 1.0, size=(1_000_000,), generator=mersenne), repeats),
+    )
+
+
+def parse_times(repeats: int) -> tuple[float, float]:
+    """Median seconds to parse PARSE_VALUES ISO datetimes: (zoned, naive)."""
+    import pyarrow as pa
+
+    from compute_to_data.runner.preprocess import datetimes
+
+    naive = [
+        f"20{10 + i % 15}-{1 + i % 12:02d}-{1 + i % 28:02d}T{i % 24:02d}:{i % 60:02d}:{(i * 7) % 60:02d}"
+        for i in range(PARSE_VALUES)
+    ]
+    zoned = [f"{v}{'+' if i % 2 else '-'}{i % 12:02d}:{(i % 2) * 30:02d}" for i, v in enumerate(naive)]
+    naive_array, zoned_array = pa.array(naive), pa.array(zoned)
+    return _best_of(lambda: datetimes(zoned_array), repeats), _best_of(lambda: datetimes(naive_array), repeats)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=300, help="timed steps per method per round (default 300)")
@@ -168,6 +214,23 @@ def main() -> int:
                 ),
                 fmt="{:.0f}",
             )
+        secure, mersenne = generator_cost(max(3, args.rounds))
+        report(
+            "secure generator",
+            secure * 1e3,
+            "ms per 1M gaussians",
+            anchor=f"torch MT {mersenne * 1e3:.1f} ms, {secure / mersenne:.1f}x; Philox-4x64 keyed with 128 OS bits",
+        )
+        zoned, naive = parse_times(max(3, args.rounds))
+        report(
+            "datetime parse, zoned / naive",
+            zoned / naive,
+            "x",
+            target=f"<= {PARSE_TARGET:g}x",
+            ok=zoned / naive <= PARSE_TARGET,
+            anchor=f"zoned {zoned * 1e3:.0f} ms, naive {naive * 1e3:.0f} ms for {PARSE_VALUES:,} ISO strings",
+            fmt="{:.2f}",
+        )
         return 0
     except Exception:
         traceback.print_exc()

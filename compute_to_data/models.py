@@ -88,6 +88,9 @@ class ComputeJob(models.Model):
     algorithm = models.CharField(max_length=40)
     parameters = models.JSONField(help_text="Normalised parameters; the order commits to their hash.")
     params_hash = models.CharField(max_length=66)
+    evaluation_csv = models.TextField(
+        blank=True, help_text="The buyer's own evaluation rows (CSV, public to them): exact metrics, labelled public."
+    )
     epsilon = models.DecimalField(max_digits=10, decimal_places=4)
     delta = models.FloatField()
 

@@ -666,6 +666,10 @@ def dataset_job(request: HttpRequest, dataset_id: int) -> HttpResponse:
             quote = job_services.job_quote(
                 user=request.user, dataset=dataset, algorithm=name, parameters=form.parameters()
             )
+            if request.POST.get("intent") == "preview":
+                from compute_to_data.services.preview import job_preview_run
+
+                quote["preview_run"] = job_preview_run(dataset=dataset, algorithm=name, parameters=form.parameters())
     except DomainError as exc:
         error = None if form.attach_error(exc) else exc.detail
         return _dataset_page(request, dataset, job_form=form, algorithm=algorithm, job_error=error, status=exc.status)

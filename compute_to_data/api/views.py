@@ -184,6 +184,14 @@ class JobListCreateView(APIView):
             required=False,
             help_text="Your own wallet sent buyAndOrder with the quote's params_hash: its transaction hash.",
         )
+        evaluation_csv = serializers.CharField(
+            required=False,
+            allow_blank=True,
+            trim_whitespace=False,
+            max_length=job_services.EVALUATION_CSV_MAX_CHARS,
+            help_text="Training algorithms: your own evaluation rows as CSV text (header with the features and the "
+            "target). Metrics on them are exact and labelled public; they are not DP and cost no budget.",
+        )
 
         def validate(self, attrs):
             if attrs.get("order") and attrs.get("tx_hash"):
@@ -240,6 +248,7 @@ class JobListCreateView(APIView):
             parameters=v["parameters"],
             order=order,
             tx_hash=v.get("tx_hash"),
+            evaluation_csv=v.get("evaluation_csv") or None,
         )
         job = ComputeJob.objects.select_related("order").get(pk=job.pk)
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)

@@ -5,34 +5,39 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('compute_to_data', '0001_initial'),
-        ('marketplace', '0006_catalogue_generation'),
+        ("compute_to_data", "0001_initial"),
+        ("marketplace", "0006_catalogue_generation"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='computejob',
-            name='failure',
-            field=models.CharField(blank=True, help_text='Why it ended without results: a code of compute_to_data.failures.', max_length=30),
+            model_name="computejob",
+            name="failure",
+            field=models.CharField(
+                blank=True, help_text="Why it ended without results: a code of compute_to_data.failures.", max_length=30
+            ),
         ),
         migrations.AddField(
-            model_name='privacybudget',
-            name='delta_reserved',
-            field=models.DecimalField(decimal_places=24, default=Decimal('0'), max_digits=30),
+            model_name="privacybudget",
+            name="delta_reserved",
+            field=models.DecimalField(decimal_places=24, default=Decimal("0"), max_digits=30),
         ),
         migrations.AddField(
-            model_name='privacybudget',
-            name='delta_spent',
-            field=models.DecimalField(decimal_places=24, default=Decimal('0'), max_digits=30),
+            model_name="privacybudget",
+            name="delta_spent",
+            field=models.DecimalField(decimal_places=24, default=Decimal("0"), max_digits=30),
         ),
         migrations.AddConstraint(
-            model_name='privacybudget',
-            constraint=models.CheckConstraint(condition=models.Q(('delta_reserved__gte', 0)), name='budget_delta_reserved_non_negative'),
+            model_name="privacybudget",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("delta_reserved__gte", 0)), name="budget_delta_reserved_non_negative"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='privacybudget',
-            constraint=models.CheckConstraint(condition=models.Q(('delta_spent__gte', 0)), name='budget_delta_spent_non_negative'),
+            model_name="privacybudget",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("delta_spent__gte", 0)), name="budget_delta_spent_non_negative"
+            ),
         ),
     ]

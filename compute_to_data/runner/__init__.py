@@ -6,9 +6,10 @@ relative imports only and never imports Django. This module stays light (no torc
 only ``params`` (the algorithm catalogue and parameter validation) in web requests.
 
 Modules: ``params`` (catalogue, validation), ``preprocess`` (schema-driven inputs), ``fastdp``
-(exact per-example clipping in one backward pass), ``accounting`` (Opacus calibration and
-accountants), ``train``, ``statistics``, ``artifacts`` (safetensors, ONNX, cards), ``events``
-(stdout protocol), ``run`` (entry point).
+(exact per-example clipping in one backward pass), ``rng`` (the job's secure generator),
+``accounting`` (Opacus calibration and accountants), ``train``, ``statistics`` (through OpenDP,
+zCDP), ``preview`` (public accuracy preview for quotes), ``artifacts`` (deterministic safetensors,
+ONNX, cards), ``events`` (stdout protocol), ``run`` (entry point).
 """
 
 from .params import ALGORITHMS, ParameterError, algorithms_describe, parameters_normalize

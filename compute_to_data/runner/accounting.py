@@ -180,7 +180,9 @@ class TrainingPlan:
 
     ``sample_rate`` and ``steps_per_epoch`` follow Opacus (``1 / len(DataLoader)`` with
     ``len = ceil(rows / batch_size)``); ``expected_batch_size = int(rows * sample_rate)`` like
-    Opacus's DPOptimizer. ``eval_noise_multiplier`` is 0 when there are no DP evaluation queries
+    Opacus's DPOptimizer. ``rows`` is the owner's *public* declared row count (of the training
+    part), never the private file's: every field here is public. ``eval_noise_multiplier`` is 0
+    when there are no DP evaluation queries
     (one per epoch, at sample rate 1, L2 sensitivity 1 after scaling)."""
 
     sample_rate: float
@@ -218,8 +220,12 @@ class TrainingPlan:
 def training_plan(
     *, rows: int, batch_size: int, epochs: int, epsilon: float, delta: float, mechanism: str, private_metrics: bool
 ) -> TrainingPlan:
-    """Calibrate DP-SGD for ``rows`` examples (the data file's row count, treated as public as in
-    Opacus). Without private metrics the noise multiplier is Opacus's ``make_private_with_epsilon``
+    """Calibrate DP-SGD for ``rows`` examples: the owner's public declared (approximate) row count
+    of the training rows, never the private file's exact count, so that nothing derived here
+    (sample rate, steps, expected batch size, noise) depends on the private data. Poisson sampling
+    then runs over the real rows at this public rate, which is what the accountant assumes.
+
+    Without private metrics the noise multiplier is Opacus's ``make_private_with_epsilon``
     choice; should Opacus's step count (``int(epochs / sample_rate)``, which float rounding can
     make one short) leave the steps actually run above the target, it is re-searched for those
     steps. With private metrics the training noise is Opacus's choice for ``(1 -

@@ -5,12 +5,19 @@ The ONNX graph is built with ``onnx.helper`` (no exporter, no onnxscript): Gemm 
 layer, then Sigmoid (two classes, expanded to [1 - p, p]), Softmax, or (regression) a clip to the
 scaled target's [0, 1] and an affine map back to the target's units. Its input ``features`` is the
 preprocessed float32 matrix [N, width] described in the model card.
+
+Every artifact is byte-deterministic given its contents, so that the on-chain result hash can be
+re-checked by hashing the download: safetensors is written here (``safetensors.save_file``
+serialises its metadata from a Rust HashMap, whose order changes from run to run), with keys
+sorted and no timestamps; ONNX with protobuf's deterministic serialisation; JSON with sorted
+keys; Markdown is a pure function of the card.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -23,23 +30,47 @@ ONNX_OPSET = 17
 ONNX_IR_VERSION = 8
 
 
+def json_bytes(document: Any) -> bytes:
+    """Canonical JSON bytes: sorted keys, two-space indent, no NaN, trailing newline."""
+    return (json.dumps(document, indent=2, allow_nan=False, sort_keys=True, ensure_ascii=False) + "\n").encode()
+
+
 def _json_dump(path: Path, document: Any) -> None:
-    path.write_text(json.dumps(document, indent=2, allow_nan=False) + "\n")
+    path.write_bytes(json_bytes(document))
 
 
 def layer_names(model: nn.Sequential) -> list[str]:
     return [f"layers.{i}" for i in range(len(linear_layers(model)))]
 
 
+_SAFETENSORS_DTYPES = {np.dtype("float32"): "F32", np.dtype("float64"): "F64"}
+
+
+def safetensors_bytes(tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> bytes:
+    """The safetensors file of ``tensors`` (little-endian, C order) as bytes, deterministic: the
+    header is JSON with sorted keys and no spaces, padded with spaces to 8 bytes as the format
+    requires; tensor data follow in sorted-name order."""
+    header: dict[str, Any] = {"__metadata__": {str(k): str(v) for k, v in metadata.items()}}
+    chunks, offset = [], 0
+    for name in sorted(tensors):
+        array = np.ascontiguousarray(tensors[name])
+        dtype = _SAFETENSORS_DTYPES[array.dtype]
+        data = array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes(order="C")
+        header[name] = {"dtype": dtype, "shape": list(array.shape), "data_offsets": [offset, offset + len(data)]}
+        chunks.append(data)
+        offset += len(data)
+    encoded = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    encoded += b" " * (-len(encoded) % 8)
+    return struct.pack("<Q", len(encoded)) + encoded + b"".join(chunks)
+
+
 def weights_write(path: Path, model: nn.Sequential, metadata: dict[str, str]) -> None:
     """safetensors file with ``layers.{i}.weight`` [out, in] and ``layers.{i}.bias`` [out]."""
-    from safetensors.torch import save_file
-
     tensors = {}
     for name, layer in zip(layer_names(model), linear_layers(model), strict=True):
-        tensors[f"{name}.weight"] = layer.weight.detach().contiguous().clone()
-        tensors[f"{name}.bias"] = layer.bias.detach().contiguous().clone()
-    save_file(tensors, str(path), metadata=metadata)
+        tensors[f"{name}.weight"] = layer.weight.detach().cpu().numpy().astype(np.float32)
+        tensors[f"{name}.bias"] = layer.bias.detach().cpu().numpy().astype(np.float32)
+    path.write_bytes(safetensors_bytes(tensors, metadata))
 
 
 def onnx_build(
@@ -101,8 +132,13 @@ def onnx_build(
     return proto
 
 
+def onnx_bytes(proto: Any) -> bytes:
+    """The ModelProto's bytes with protobuf's deterministic serialisation."""
+    return proto.SerializeToString(deterministic=True)
+
+
 def onnx_write(path: Path, proto: Any) -> None:
-    path.write_bytes(proto.SerializeToString())
+    path.write_bytes(onnx_bytes(proto))
 
 
 # --- Markdown ---------------------------------------------------------------------------------
@@ -158,8 +194,10 @@ def model_card_markdown(card: dict[str, Any]) -> str:
         "## Differential privacy",
         "",
         f"- Guarantee: ({_fmt(privacy['epsilon_spent'])}, {privacy['delta']:.3g})-DP for the released weights, "
-        "metrics and curves together (requested epsilon "
-        f"{_fmt(privacy['epsilon_requested'])}), {privacy['accountant'].upper()} accountant (Opacus)",
+        "metrics and curves together (the epsilon reserved; the accountant certifies "
+        f"{_fmt(privacy['epsilon_accounted'])}), {privacy['accountant'].upper()} accountant (Opacus)",
+        f"- Rows: calibrated on the owner's public declared row count ({privacy['public_rows']}); holdout "
+        f"fraction {_fmt(privacy['holdout_fraction'])}",
         f"- Noise multiplier {_fmt(privacy['noise_multiplier'])}, sample rate {_fmt(privacy['sample_rate'])} "
         f"(Poisson sampling), {privacy['steps']} steps, clipping bound {_fmt(privacy['max_grad_norm'])}",
         f"- Evaluation queries: {privacy['evaluation']}",
@@ -187,9 +225,10 @@ def statistics_markdown(doc: dict[str, Any]) -> str:
     lines = [
         "# DP summary statistics",
         "",
-        f"({_fmt(doc['epsilon_spent'])}, {doc['delta']:.3g})-DP over all values below "
-        f"({doc['accountant'].upper()} accountant, {doc['queries']} Gaussian queries, noise multiplier "
-        f"{_fmt(doc['noise_multiplier'])}).",
+        f"({_fmt(doc['epsilon_spent'])}, {doc['delta']:.3g})-DP over all values below: {doc['queries']} OpenDP "
+        f"queries (discrete Gaussian; exponential mechanism for quantiles) composed in zCDP, rho "
+        f"{_fmt(doc['rho'])} (OpenDP's conversion certifies epsilon {_fmt(doc['epsilon_accounted'])}); noise "
+        f"multiplier {_fmt(doc['noise_multiplier'])}.",
         "",
     ]
     for col in doc["columns"]:
@@ -227,3 +266,8 @@ def statistics_markdown(doc: dict[str, Any]) -> str:
 
 def write_json(path: Path, document: Any) -> None:
     _json_dump(path, document)
+
+
+def write_text(path: Path, text: str) -> None:
+    """UTF-8 bytes whatever the locale (Markdown reports)."""
+    path.write_bytes(text.encode("utf-8"))

@@ -1,9 +1,11 @@
 """The runner's stdout protocol: one JSON object per line and nothing else.
 
-``progress`` events are rate-limited (at most one per ``min_interval`` seconds unless forced, e.g.
-at an epoch end); their epsilon is the accountant's epsilon so far, a function of public
-hyper-parameters only. ``log`` messages are written by the runner itself and must never carry row
-values, library exception messages or counts of private rows."""
+``progress`` events can be rate-limited (at most one per ``min_interval`` seconds unless forced);
+the runner forces every one it sends, on a schedule of public step numbers, so which events go out
+never depends on how fast the private data trains. Their epsilon is the accountant's epsilon so
+far, a function of public hyper-parameters only. ``log`` messages are fixed templates written by
+the runner itself with public values only: never row values, library exception messages, counts
+of private rows or host names."""
 
 from __future__ import annotations
 

@@ -11,11 +11,10 @@ without ever materialising per-example gradients. The clip factor is Opacus's
 ``torch.autograd.grad(Σ loss_i, layer outputs)``: parameter gradients are never computed.
 
 Noise and scaling follow Opacus's DPOptimizer with ``loss_reduction="mean"``: Gaussian noise of
-std ``noise_multiplier * C`` on the clipped sums (one ``torch.normal`` draw per coordinate, as
-Opacus does outside its secure mode: the noisy gradients are never released, only the weights
-after many data-dependent steps), then division by the expected batch size, then a plain SGD step.
-Values released directly (DP metrics, statistics) use the secure-mode draw instead
-(``train.gaussian``).
+std ``noise_multiplier * C`` on the clipped sums (one draw per coordinate from the job's
+``rng.SecureRandom``, a Philox generator keyed with 128 OS bits, never torch's Mersenne Twister),
+then division by the expected batch size (public: from the declared row count), then a plain SGD
+step. Poisson sampling masks come from the same generator.
 
 Only ``nn.Linear`` layers and parameter-free modules (ReLU, Identity, ...) are accepted: that is
 what makes the identity above exact.
@@ -25,18 +24,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .rng import SecureRandom
 
 CLIP_EPSILON = 1e-6  # Opacus: max_grad_norm / (per_sample_norms + 1e-6)
 LOSSES = ("bce", "ce", "mse")
 
 
-def mlp_build(sizes: list[int], *, generator: torch.Generator | None = None, zero_init: bool = False) -> nn.Sequential:
+def mlp_build(sizes: list[int], *, generator: SecureRandom | None = None, zero_init: bool = False) -> nn.Sequential:
     """Linear-ReLU-...-Linear with ``sizes = [inputs, hidden..., outputs]``. Weights are drawn
-    like nn.Linear's default (uniform ±1/sqrt(fan_in)) from ``generator``; ``zero_init`` starts a
-    single-layer (convex) model at zero instead."""
+    like nn.Linear's default (uniform ±1/sqrt(fan_in)) from ``generator`` (a fresh SecureRandom
+    when None); ``zero_init`` starts a single-layer (convex) model at zero instead."""
+    if generator is None and not zero_init:
+        generator = SecureRandom()
     layers: list[nn.Module] = []
     for i in range(len(sizes) - 1):
         layer = nn.Linear(sizes[i], sizes[i + 1])
@@ -46,8 +50,8 @@ def mlp_build(sizes: list[int], *, generator: torch.Generator | None = None, zer
                 layer.bias.zero_()
             else:
                 bound = 1.0 / max(sizes[i], 1) ** 0.5
-                layer.weight.uniform_(-bound, bound, generator=generator)
-                layer.bias.uniform_(-bound, bound, generator=generator)
+                layer.weight.copy_(generator.uniform(tuple(layer.weight.shape), -bound, bound))  # type: ignore[union-attr]
+                layer.bias.copy_(generator.uniform(tuple(layer.bias.shape), -bound, bound))  # type: ignore[union-attr]
         layers.append(layer)
         if i < len(sizes) - 2:
             layers.append(nn.ReLU())
@@ -101,7 +105,7 @@ class ClippedGrads:
 class FastDP:
     """DP-SGD for a Linear/ReLU stack: exact per-example clipping, Gaussian noise, SGD step.
 
-    ``generator`` drives the noise; the caller seeds it unpredictably (never from the buyer)."""
+    ``generator`` (the job's SecureRandom; a fresh one when None) drives the noise."""
 
     def __init__(
         self,
@@ -112,7 +116,7 @@ class FastDP:
         noise_multiplier: float,
         expected_batch_size: int,
         learning_rate: float,
-        generator: torch.Generator | None = None,
+        generator: SecureRandom | None = None,
     ) -> None:
         if loss not in LOSSES:
             raise ValueError(f"unknown loss {loss!r}")
@@ -123,7 +127,7 @@ class FastDP:
         self.noise_multiplier = float(noise_multiplier)
         self.expected_batch_size = int(expected_batch_size)
         self.learning_rate = float(learning_rate)
-        self.generator = generator
+        self.generator = generator if generator is not None else SecureRandom()
         self.params = [p for layer in self.layers for p in (layer.weight, layer.bias)]
         self._numel = sum(p.numel() for p in self.params)
 
@@ -165,7 +169,7 @@ class FastDP:
         std = self.noise_multiplier * self.max_grad_norm
         if std == 0:
             return torch.zeros(self._numel)
-        return torch.normal(0.0, std, size=(self._numel,), generator=self.generator)
+        return self.generator.normal(self._numel, std)
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """One DP-SGD step on a Poisson-sampled batch."""
@@ -181,8 +185,8 @@ class FastDP:
                 p.add_(g, alpha=scale)
 
 
-def poisson_batch(n: int, sample_rate: float, generator: torch.Generator | None) -> torch.Tensor:
+def poisson_batch(n: int, sample_rate: float, generator: SecureRandom) -> torch.Tensor:
     """Indices of a Poisson sample: each of ``n`` examples independently with ``sample_rate``,
-    the rule of Opacus's UniformWithReplacementSampler (``rand(n) < sample_rate``)."""
-    mask = torch.rand(n, generator=generator) < sample_rate
-    return mask.nonzero(as_tuple=False).reshape(-1)
+    the rule of Opacus's UniformWithReplacementSampler (``rand(n) < sample_rate``), the uniforms
+    drawn from the job's SecureRandom."""
+    return torch.from_numpy(np.flatnonzero(generator.random(n) < sample_rate))

@@ -134,7 +134,8 @@ def _privacy_params() -> tuple[ParamSpec, ...]:
         ParamSpec(
             "accountant",
             "choice",
-            "Privacy accountant (Opacus): 'rdp' (Renyi DP) or 'prv' (privacy random variables, tighter).",
+            "Privacy accountant (Opacus) for DP-SGD: 'rdp' (Renyi DP) or 'prv' (privacy random variables, "
+            "tighter). dp-statistics always account in zCDP through OpenDP.",
             default="rdp",
             choices=ACCOUNTANTS,
         ),
@@ -236,7 +237,8 @@ ALGORITHMS: dict[str, AlgorithmSpec] = {
         AlgorithmSpec(
             name="dp-statistics",
             title="DP summary statistics",
-            summary="Counts, sums, means, histograms and quantiles per column, each a Gaussian-mechanism release.",
+            summary="Counts, sums, means, histograms and quantiles per column, released through OpenDP "
+            "(discrete Gaussian, exponential mechanism for quantiles) and accounted in zCDP.",
             kind="statistics",
             releases=("per-column DP statistics (JSON and Markdown)",),
             parameters=(

@@ -10,8 +10,22 @@ from the model card:
 * categorical: one-hot over the declared categories in declared order (unknown -> all zeros);
 * null or unparseable -> 0 in every output of that column.
 
-Parsing is tolerant (a bad cell becomes null) and never lets a library's exception message out,
-because those quote cell values.
+Parsing is tolerant and never lets a library's exception message out, because those quote cell
+values. One row can never fail a job or change what is released beyond its DP contribution:
+
+* a cell that is null, unparseable (a non-number in a numeric column, an impossible date, bytes
+  that are not UTF-8) or out of range (a Parquet timestamp in the year 200000) becomes null,
+  then the public default above; out-of-bound numbers are clipped;
+* a target with no usable value takes the public default of ``TargetSpec`` (the column's declared
+  ``default`` when it has a usable one, else the first class / the middle of the range), so the
+  number of rows used is the number of rows read;
+* a CSV row with the wrong number of fields is skipped by the parser (it has no columns to
+  coerce); dropping or coercing one row changes the data by at most one row, which DP covers;
+* only a file that cannot be read at all, or lacks a declared column, fails the job.
+
+Every conversion runs the same vectorised code whatever the values (no per-distinct-value Python
+fallback), so its time does not depend on the cells: zoned and naive ISO datetimes go through one
+regular expression and integer arithmetic.
 """
 
 from __future__ import annotations
@@ -61,25 +75,31 @@ def table_read(path: str | Path, data_format: str, columns: list[str]) -> tuple[
 def _csv_read(path: Path, wanted: list[str]) -> pa.Table:
     import pyarrow.csv as pacsv
 
+    # A ragged row has no columns to coerce: the parser skips it rather than failing the file.
+    parse = pacsv.ParseOptions(invalid_row_handler=lambda row: "skip")
     # First the header alone (one block), to name a missing column ourselves.
-    with pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 16)) as reader:
+    with pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 16), parse_options=parse) as reader:
         names = reader.schema.names
     _check_present(names, wanted)
+    # Cells are read as bytes: a string column would fail the whole file on one invalid UTF-8
+    # cell; ``_strings`` nulls such cells instead.
     convert = pacsv.ConvertOptions(
         include_columns=wanted,
-        column_types={name: pa.string() for name in wanted},
+        column_types={name: pa.binary() for name in wanted},
         null_values=NULL_VALUES,
         strings_can_be_null=True,
         quoted_strings_can_be_null=True,
     )
-    return pacsv.read_csv(path, convert_options=convert)
+    return pacsv.read_csv(path, convert_options=convert, parse_options=parse)
 
 
 def _parquet_read(path: Path, wanted: list[str]) -> pa.Table:
     import pyarrow.parquet as pq
 
     _check_present(pq.read_schema(path).names, wanted)
-    return pq.read_table(path, columns=wanted)
+    # Timestamps stay in the file's own unit: coercing them to nanoseconds would overflow (and
+    # fail) on one far-future value.
+    return pq.read_table(path, columns=wanted, coerce_int96_timestamp_unit="us")
 
 
 def _check_present(names: list[str], wanted: list[str]) -> None:
@@ -98,10 +118,30 @@ def _combined(array: pa.ChunkedArray | pa.Array) -> pa.Array:
     return array
 
 
+# One well-formed UTF-8 sequence (no overlongs, no surrogates, <= U+10FFFF), repeated to the end.
+# On binary input Arrow's RE2 runs in Latin-1 mode, so each \\xNN matches one byte.
+_UTF8_RE = (
+    r"^(?:[\x00-\x7F]|[\xC2-\xDF][\x80-\xBF]|\xE0[\xA0-\xBF][\x80-\xBF]|[\xE1-\xEC\xEE\xEF][\x80-\xBF]{2}"
+    r"|\xED[\x80-\x9F][\x80-\xBF]|\xF0[\x90-\xBF][\x80-\xBF]{2}|[\xF1-\xF3][\x80-\xBF]{3}"
+    r"|\xF4[\x80-\x8F][\x80-\xBF]{2})*\z"
+)
+
+
+def _valid_utf8(array: pa.Array) -> pa.Array:
+    """A binary array as strings, cells that are not valid UTF-8 turned to null (vectorised)."""
+    if pa.types.is_large_binary(array.type):
+        array = pc.cast(array, pa.binary())
+    ok = pc.fill_null(pc.match_substring_regex(array, _UTF8_RE), False)
+    kept = pc.if_else(ok, array, pa.scalar(None, pa.binary()))
+    return pc.cast(kept, pa.string())
+
+
 def _strings(array: pa.Array) -> pa.Array:
     if pa.types.is_dictionary(array.type):
         array = array.dictionary_decode()
-    if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
+    if pa.types.is_binary(array.type) or pa.types.is_large_binary(array.type):
+        array = _valid_utf8(array)
+    elif not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
         array = pc.cast(array, pa.string())
     return pc.utf8_trim_whitespace(array)
 
@@ -123,35 +163,76 @@ def numbers(array: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return out
 
 
-def datetimes(array: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    """Seconds since the Unix epoch as float64 (naive values are UTC), NaN where missing."""
-    from .params import datetime_to_seconds
+# The ISO 8601 forms the schema's bounds accept (``datetime.fromisoformat``'s common ones): a date,
+# optionally a time to minutes, seconds or fractions, optionally Z or an offset.
+_ISO_RE = (
+    r"^(?P<y>\d{4})-(?P<mo>\d{2})-(?P<d>\d{2})"
+    r"(?:[T ](?P<h>\d{2}):(?P<mi>\d{2})(?::(?P<s>\d{2})(?:[.,](?P<f>\d{1,9}))?)?)?"
+    r"(?:(?P<z>Z)|(?P<zs>[+-])(?P<zh>\d{2}):?(?P<zm>\d{2})?)?$"
+)
+_UNIT_SECONDS = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 
+
+def _days_from_civil(y: np.ndarray, m: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm), int64."""
+    y = y - (m <= 2)
+    era = np.floor_divide(y, 400)
+    yoe = y - era * 400
+    doy = (153 * (m + np.where(m > 2, -3, 9)) + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+def _part(parts: pa.StructArray, name: str) -> pa.Array:
+    """One named group as strings: "" where it did not take part or the value did not match."""
+    return pc.fill_null(pc.struct_field(parts, name), "")
+
+
+def _field(parts: pa.StructArray, name: str, default: int = 0) -> np.ndarray:
+    text = _part(parts, name)
+    text = pc.if_else(pc.equal(text, ""), pa.scalar(str(default)), text)
+    return pc.cast(text, pa.int64()).to_numpy(zero_copy_only=False)
+
+
+def iso_seconds(text: pa.Array) -> np.ndarray:
+    """Seconds since the Unix epoch for ISO date/datetime strings (naive = UTC), NaN for null or
+    anything else (an impossible date such as 2021-02-29 included). One regular expression and
+    integer arithmetic over the whole array: no per-value Python, same path with or without a
+    zone."""
+    parts = pc.extract_regex(text, _ISO_RE)
+    matched = np.asarray(pc.is_valid(parts).to_numpy(zero_copy_only=False), dtype=bool)
+    y, mo, d = _field(parts, "y", 1970), _field(parts, "mo", 1), _field(parts, "d", 1)
+    h, mi, sec = _field(parts, "h"), _field(parts, "mi"), _field(parts, "s")
+    nanos = pc.cast(pc.utf8_rpad(_part(parts, "f"), width=9, padding="0"), pa.int64()).to_numpy(zero_copy_only=False)
+    minus = np.asarray(pc.equal(_part(parts, "zs"), "-").to_numpy(zero_copy_only=False), dtype=bool)
+    zh, zm = _field(parts, "zh"), _field(parts, "zm")
+    leap = ((y % 4 == 0) & (y % 100 != 0)) | (y % 400 == 0)
+    month_days = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])[np.clip(mo, 1, 12) - 1] + (leap & (mo == 2))
+    ok = matched & (mo >= 1) & (mo <= 12) & (d >= 1) & (d <= month_days)
+    ok &= (h <= 23) & (mi <= 59) & (sec <= 59) & (zh <= 23) & (zm <= 59)
+    offset = np.where(minus, -1, 1) * (zh * 3_600 + zm * 60)
+    whole = _days_from_civil(y, mo, d) * 86_400 + h * 3_600 + mi * 60 + sec - offset
+    out = whole.astype(np.float64) + nanos / 1e9
+    out[~ok] = np.nan
+    return out
+
+
+def datetimes(array: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """Seconds since the Unix epoch as float64 (naive values are UTC), NaN where missing.
+    Typed timestamps and dates are read from their integer storage and divided by their unit,
+    so no value can overflow a cast (a year-200000 timestamp is just a large number, clipped
+    later to the declared bounds)."""
     array = _combined(array)
-    if pa.types.is_timestamp(array.type) or pa.types.is_date(array.type):
-        micros = pc.cast(pc.cast(array, pa.timestamp("us", tz=getattr(array.type, "tz", None))), pa.int64())
-        return _nan_nulls(micros).astype(np.float64) / 1e6
+    if pa.types.is_timestamp(array.type):
+        raw = _nan_nulls(array.view(pa.int64()))
+        return raw / _UNIT_SECONDS[array.type.unit]
+    if pa.types.is_date32(array.type):
+        return _nan_nulls(array.view(pa.int32())) * 86_400.0
+    if pa.types.is_date64(array.type):
+        return _nan_nulls(array.view(pa.int64())) / 1_000.0
     if pa.types.is_integer(array.type) or pa.types.is_floating(array.type):
         return numbers(array)  # already epoch seconds
-    text = _strings(array)
-    try:
-        micros = pc.cast(pc.cast(text, pa.timestamp("us")), pa.int64())
-        return _nan_nulls(micros).astype(np.float64) / 1e6
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        pass
-    # Mixed or zoned formats: parse each distinct string once.
-    encoded = pc.dictionary_encode(text)
-    parsed = np.full(len(encoded.dictionary), np.nan)
-    for i, value in enumerate(encoded.dictionary.to_pylist()):
-        try:
-            parsed[i] = datetime_to_seconds(value)
-        except (ValueError, TypeError, OverflowError):
-            pass
-    indices = _nan_nulls(encoded.indices)
-    out = np.full(len(indices), np.nan)
-    valid = ~np.isnan(indices)
-    out[valid] = parsed[indices[valid].astype(np.int64)]
-    return out
+    return iso_seconds(_strings(array))
 
 
 def _nan_nulls(array: pa.Array) -> np.ndarray:
@@ -317,7 +398,10 @@ def features_matrix(
 
 @dataclass(frozen=True)
 class TargetSpec:
-    """The target's encoding: class labels for classifiers, declared bounds for regression."""
+    """The target's encoding: class labels for classifiers, declared bounds for regression, and
+    the public default a row with no usable target takes (``default``: a class index, or a value
+    scaled to [0, 1]). The default comes from the schema only: the column's declared ``default``
+    when it is a declared class / a number, else the first class / the middle of the range."""
 
     column: str
     kind: str  # "classifier" | "regressor"
@@ -325,6 +409,7 @@ class TargetSpec:
     classes: tuple[str, ...] = ()
     low: float = 0.0
     high: float = 1.0
+    default: float = 0.0
 
     def describe(self) -> dict[str, Any]:
         if self.kind == "classifier":
@@ -332,16 +417,29 @@ class TargetSpec:
                 "column": self.column,
                 "schema_type": self.schema_type,
                 "classes": list(self.classes),
-                "encoding": "class index in this order; rows whose target is null or undeclared are not used",
+                "default": self.classes[int(self.default)],
+                "encoding": "class index in this order; a row whose target is null or undeclared counts as the "
+                "public default class",
             }
         return {
             "column": self.column,
             "schema_type": self.schema_type,
             "min": self.low,
             "max": self.high,
+            "default": self.low + self.default * (self.high - self.low),
             "encoding": "trained on clip(y, min, max) scaled to [0, 1]; the ONNX output is clipped to [0, 1] "
-            "and unscaled (min + p * (max - min)); rows whose target is null are not used",
+            "and unscaled (min + p * (max - min)); a row whose target is null or unparseable counts as the "
+            "public default value",
         }
+
+
+def _class_default(col: dict[str, Any], classes: tuple[str, ...]) -> int:
+    declared = col.get("default")
+    if isinstance(declared, bool):
+        declared = "true" if declared else "false"
+    elif isinstance(declared, int | float) and float(declared).is_integer():
+        declared = str(int(declared))
+    return classes.index(declared) if isinstance(declared, str) and declared in classes else 0
 
 
 def target_spec(schema: dict[str, Any], target: str, kind: str) -> TargetSpec:
@@ -353,24 +451,39 @@ def target_spec(schema: dict[str, Any], target: str, kind: str) -> TargetSpec:
             classes = tuple(str(i) for i in range(int(col["min"]), int(col["max"]) + 1))
         else:
             classes = tuple(col["categories"])
-        return TargetSpec(target, kind, col["type"], classes=classes)
+        return TargetSpec(target, kind, col["type"], classes=classes, default=float(_class_default(col, classes)))
     low, high = column_bounds_seconds(col)  # type: ignore[misc]
-    return TargetSpec(target, kind, col["type"], low=low, high=high)
+    declared = col.get("default")
+    usable = isinstance(declared, int | float) and not isinstance(declared, bool) and np.isfinite(declared)
+    default = float(scale(np.array([float(declared)]), low, high)[0]) if usable else 0.5  # type: ignore[arg-type]
+    return TargetSpec(target, kind, col["type"], low=low, high=high, default=default)
 
 
-def target_values(table: dict[str, pa.ChunkedArray], spec: TargetSpec) -> tuple[np.ndarray, np.ndarray]:
-    """(kept row indices, encoded targets for those rows): class indices (int64) for a classifier,
-    scaled values in [0, 1] (float32) for a regressor. Rows with no usable target are dropped;
-    their number is private and is never reported."""
+def _target_encoded(table: dict[str, pa.ChunkedArray], spec: TargetSpec) -> np.ndarray:
+    """Class indices (-1: no usable value) or scaled values (NaN: none), one per row."""
     col = table[spec.column]
     if spec.kind == "classifier":
         if spec.schema_type == "boolean":
             raw = booleans(col)
-            codes = np.where(np.isnan(raw), -1, raw).astype(np.int64)
-        else:
-            codes = category_codes(col, list(spec.classes))
-        kept = np.nonzero(codes >= 0)[0]
-        return kept, codes[kept]
-    values = scale(numbers(col), spec.low, spec.high)
-    kept = np.nonzero(~np.isnan(values))[0]
-    return kept, values[kept].astype(np.float32)
+            return np.where(np.isnan(raw), -1, raw).astype(np.int64)
+        return category_codes(col, list(spec.classes))
+    return scale(numbers(col), spec.low, spec.high)
+
+
+def target_coerced(table: dict[str, pa.ChunkedArray], spec: TargetSpec) -> np.ndarray:
+    """Encoded targets for every row, a row with no usable target taking the public default:
+    class indices (int64) for a classifier, scaled values in [0, 1] (float32) for a regressor.
+    No row is dropped, so one malformed row changes nothing but its own contribution."""
+    encoded = _target_encoded(table, spec)
+    if spec.kind == "classifier":
+        return np.where(encoded >= 0, encoded, int(spec.default)).astype(np.int64)
+    return np.where(np.isnan(encoded), spec.default, encoded).astype(np.float32)
+
+
+def target_values(table: dict[str, pa.ChunkedArray], spec: TargetSpec) -> tuple[np.ndarray, np.ndarray]:
+    """(kept row indices, encoded targets for those rows) for a *public* table (the buyer's own
+    evaluation file): rows with no usable target are dropped there, since nothing is private."""
+    encoded = _target_encoded(table, spec)
+    kept = np.nonzero(encoded >= 0)[0] if spec.kind == "classifier" else np.nonzero(~np.isnan(encoded))[0]
+    values = encoded[kept]
+    return kept, values if spec.kind == "classifier" else values.astype(np.float32)

@@ -5,9 +5,13 @@ Run inside the sandbox as ``python -m dp_runner /data/spec.json``; importable as
 ``compute_to_data.runner.run`` for tests (``run_spec``). Exit status 0 on success, 2 after an
 error event.
 
-Nothing that could quote private data leaves the process: errors we raise carry our own messages;
-any other exception is reported as its type name and the ``file:line`` of our code where it
-surfaced, never ``str(exc)`` and never a traceback.
+Nothing that could quote or depend on private data leaves the process: errors we raise carry
+our own fixed messages (codes ``invalid_parameters`` for the public spec, ``invalid_data`` for a
+file that cannot be read at all or lacks a declared column); any other exception is the fixed
+``internal`` message, its type name and the ``file:line`` of our code going to stderr only (for
+the operators), never ``str(exc)`` and never a traceback. Log lines are fixed templates with public
+values; every number in the manifest that is not marked DP is a function of the spec alone (the
+public row count, the parameters, the schema), never of the private file.
 """
 
 from __future__ import annotations
@@ -28,13 +32,43 @@ from .params import ALGORITHMS, ParameterError, parameters_normalize
 PACKAGE_DIR = Path(__file__).resolve().parent
 MANIFEST = "manifest.json"
 MAX_THREADS = 64
-SPEC_KEYS = {"algorithm", "parameters", "schema", "data_file", "data_format", "eval_file", "threads", "output_dir"}
+MAX_PUBLIC_ROWS = 10**12
+MAX_HOLDOUT_FRACTION = 0.5
+SPEC_KEYS = {
+    "algorithm",
+    "parameters",
+    "schema",
+    "data_file",
+    "data_format",
+    "eval_file",
+    "threads",
+    "output_dir",
+    "public_rows",
+    "holdout",
+}
+INTERNAL_MESSAGE = "Internal error in the runner."
+
+
+def _holdout_check(holdout: Any, kind: str) -> dict[str, Any] | None:
+    if holdout is None:
+        return None
+    if kind == "statistics":
+        raise InvalidParameters("dp-statistics takes no holdout.")
+    if not isinstance(holdout, dict) or set(holdout) != {"fraction", "key"}:
+        raise InvalidParameters("The spec's 'holdout' must be null or an object with 'fraction' and 'key'.")
+    fraction, key = holdout["fraction"], holdout["key"]
+    if not isinstance(fraction, int | float) or isinstance(fraction, bool) or not 0 <= fraction <= MAX_HOLDOUT_FRACTION:
+        raise InvalidParameters(f"The holdout 'fraction' must be a number from 0 to {MAX_HOLDOUT_FRACTION:g}.")
+    if not isinstance(key, str) or len(key) != 64 or any(c not in "0123456789abcdefABCDEF" for c in key):
+        raise InvalidParameters("The holdout 'key' must be 64 hexadecimal characters.")
+    return {"fraction": float(fraction), "key": key}
 
 
 def spec_check(spec: Any) -> dict[str, Any]:
-    """The spec with defaults filled (``eval_file`` None, ``threads`` 1, ``output_dir`` "/out"),
-    its parameters re-validated: they must already be in normalised form. Raises
-    InvalidParameters."""
+    """The spec with defaults filled (``eval_file`` None, ``threads`` 1, ``output_dir`` "/out",
+    ``holdout`` None), its parameters re-validated: they must already be in normalised form.
+    ``public_rows`` (the owner's declared approximate row count, an integer >= 1) is required.
+    Raises InvalidParameters."""
     if not isinstance(spec, dict):
         raise InvalidParameters("The spec must be a JSON object.")
     unknown = sorted(str(k)[:40] for k in spec if k not in SPEC_KEYS)
@@ -56,6 +90,10 @@ def spec_check(spec: Any) -> dict[str, Any]:
     threads = spec.get("threads", 1)
     if not isinstance(threads, int) or isinstance(threads, bool) or not 1 <= threads <= MAX_THREADS:
         raise InvalidParameters(f"The spec's 'threads' must be an integer from 1 to {MAX_THREADS}.")
+    public_rows = spec.get("public_rows")
+    if not isinstance(public_rows, int) or isinstance(public_rows, bool) or not 1 <= public_rows <= MAX_PUBLIC_ROWS:
+        raise InvalidParameters("The spec's 'public_rows' must be an integer of at least 1 (the declared row count).")
+    holdout = _holdout_check(spec.get("holdout"), ALGORITHMS[algorithm].kind)
     output_dir = spec.get("output_dir", "/out")
     if not isinstance(output_dir, str) or not output_dir:
         raise InvalidParameters("The spec's 'output_dir' must be a path.")
@@ -82,6 +120,8 @@ def spec_check(spec: Any) -> dict[str, Any]:
         "eval_file": eval_file,
         "threads": threads,
         "output_dir": output_dir,
+        "public_rows": public_rows,
+        "holdout": holdout,
     }
 
 
@@ -100,15 +140,6 @@ def _where(exc: BaseException) -> str:
 def _parameters_sha256(parameters: dict[str, Any]) -> str:
     canonical = json.dumps(parameters, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def _generator(seed: int | None) -> Any:
-    import torch
-
-    generator = torch.Generator()
-    # Unpredictable unless a test injects a seed: a known seed would let the noise be subtracted.
-    generator.manual_seed(seed if seed is not None else int.from_bytes(os.urandom(8), "little"))
-    return generator
 
 
 def _threads_limit(threads: int) -> None:
@@ -131,16 +162,18 @@ def _threads_limit(threads: int) -> None:
 
 def _execute(spec: dict[str, Any], events: Events, seed: int | None) -> dict[str, Any]:
     _threads_limit(spec["threads"])
-    generator = _generator(seed)
     out = Path(spec["output_dir"])
     out.mkdir(parents=True, exist_ok=True)
     algorithm = spec["algorithm"]
     if ALGORITHMS[algorithm].kind == "statistics":
-        return _statistics(spec, events, generator, out)
-    return _training(spec, events, generator, out)
+        return _statistics(spec, events, out)
+    from .rng import SecureRandom
+
+    # A fresh 128-bit OS key per job (``seed`` is for tests only and is None in production).
+    return _training(spec, events, SecureRandom(seed=seed), out)
 
 
-def _statistics(spec: dict[str, Any], events: Events, generator: Any, out: Path) -> dict[str, Any]:
+def _statistics(spec: dict[str, Any], events: Events, out: Path) -> dict[str, Any]:
     from . import artifacts
     from .statistics import statistics_run
 
@@ -150,7 +183,6 @@ def _statistics(spec: dict[str, Any], events: Events, generator: Any, out: Path)
         data_file=spec["data_file"],
         data_format=spec["data_format"],
         events=events,
-        generator=generator,
     )
     events.progress(
         "writing",
@@ -162,7 +194,7 @@ def _statistics(spec: dict[str, Any], events: Events, generator: Any, out: Path)
         force=True,
     )
     artifacts.write_json(out / "statistics.json", doc)
-    (out / "statistics.md").write_text(artifacts.statistics_markdown(doc))
+    artifacts.write_text(out / "statistics.md", artifacts.statistics_markdown(doc))
     metrics = []
     for col in doc["columns"]:
         for key in ("count", "mean"):
@@ -177,13 +209,16 @@ def _statistics(spec: dict[str, Any], events: Events, generator: Any, out: Path)
                 )
     return {
         "algorithm": "dp-statistics",
-        "epsilon_spent": doc["epsilon_spent"],
+        "epsilon_spent": spec["parameters"]["epsilon"],
+        "epsilon_accounted": doc["epsilon_accounted"],
         "epsilon": spec["parameters"]["epsilon"],
         "delta": spec["parameters"]["delta"],
-        "accountant": spec["parameters"]["accountant"],
+        "accountant": doc["accountant"],
+        "rho": doc["rho"],
         "noise_multiplier": doc["noise_multiplier"],
         "sample_rate": 1.0,
         "steps": doc["queries"],
+        "public_rows": spec["public_rows"],
         "parameters_sha256": _parameters_sha256(spec["parameters"]),
         "artifacts": [
             {"name": "statistics.json", "kind": "statistics", "description": "DP statistics per column (JSON)."},
@@ -210,7 +245,10 @@ def _training(spec: dict[str, Any], events: Events, generator: Any, out: Path) -
         eval_file=spec["eval_file"],
         events=events,
         generator=generator,
+        public_rows=spec["public_rows"],
+        holdout=spec["holdout"],
     )
+    del generator
     plan = result.plan
     events.progress(
         "writing",
@@ -218,7 +256,7 @@ def _training(spec: dict[str, Any], events: Events, generator: Any, out: Path) -
         epochs=plan.epochs,
         step=plan.steps,
         steps=plan.steps,
-        epsilon=result.epsilon_spent,
+        epsilon=params["epsilon"],
         force=True,
     )
     card = model_card(algorithm, params, result)
@@ -245,18 +283,24 @@ def _training(spec: dict[str, Any], events: Events, generator: Any, out: Path) -
     )
     artifacts.onnx_write(out / "model.onnx", proto)
     artifacts.write_json(out / "model_card.json", card)
-    (out / "model_card.md").write_text(artifacts.model_card_markdown(card))
+    artifacts.write_text(out / "model_card.md", artifacts.model_card_markdown(card))
     return {
         "algorithm": algorithm,
-        "epsilon_spent": result.epsilon_spent,
+        "epsilon_spent": params["epsilon"],
+        "epsilon_accounted": result.epsilon_accounted,
         "epsilon": params["epsilon"],
         "delta": params["delta"],
         "accountant": params["accountant"],
         "noise_multiplier": plan.noise_multiplier,
         "sample_rate": plan.sample_rate,
         "steps": plan.steps,
+        "expected_batch_size": plan.expected_batch_size,
         "eval_noise_multiplier": plan.eval_noise_multiplier,
         "eval_steps": plan.eval_steps,
+        "public_rows": spec["public_rows"],
+        "public_training_rows": result.public_train_rows,
+        "holdout_fraction": result.holdout_fraction,
+        "evaluated_on": result.evaluated_on,
         "parameters_sha256": _parameters_sha256(params),
         "artifacts": [
             {
@@ -305,9 +349,14 @@ def model_card(algorithm: str, params: dict[str, Any], result: Any) -> dict[str,
         result.loss
     ]
     training["expected_batch_size"] = plan.expected_batch_size
+    rows_label = (
+        f"the holdout rows (a share {result.holdout_fraction:g} split inside the runner by the dataset's secret key)"
+        if result.evaluated_on == "holdout"
+        else "the training rows (no holdout was set)"
+    )
     evaluation = (
         f"one Gaussian mechanism per epoch (sample rate 1, noise multiplier {plan.eval_noise_multiplier:.4g}; "
-        f"noise std {result.eval_noise_std:.4g} on each released sum) over the training rows"
+        f"noise std {result.eval_noise_std:.4g} on each released sum) over {rows_label}"
         if plan.eval_steps
         else "none (private_metrics is false)"
     )
@@ -335,8 +384,13 @@ def model_card(algorithm: str, params: dict[str, Any], result: Any) -> dict[str,
         },
         "training": training,
         "privacy": {
-            "epsilon_spent": result.epsilon_spent,
+            "epsilon_spent": params["epsilon"],
+            "epsilon_accounted": result.epsilon_accounted,
             "epsilon_requested": params["epsilon"],
+            "public_rows": result.public_rows,
+            "public_training_rows": result.public_train_rows,
+            "holdout_fraction": result.holdout_fraction,
+            "evaluated_on": result.evaluated_on,
             "delta": params["delta"],
             "accountant": params["accountant"],
             "noise_multiplier": plan.noise_multiplier,
@@ -350,13 +404,15 @@ def model_card(algorithm: str, params: dict[str, Any], result: Any) -> dict[str,
         "metrics": result.metrics,
         "curve": result.curve,
         "dp_and_public": [
-            "DP: the weights, the loss/accuracy curve and every metric marked 'dp' "
-            "(noisy; computed on the training rows).",
+            f"DP: the weights, the loss/accuracy curve and every metric marked 'dp' (noisy; computed on {rows_label}).",
             "Public: the preprocessing (from the declared schema), the hyper-parameters, the noise multiplier, "
-            "sample rate, steps and the epsilon curve (functions of public settings), and metrics marked 'public' "
-            "(computed exactly on the buyer's own evaluation file).",
-            "The data file's row count sets the sample rate (as in Opacus) and is treated as public.",
-            "The number of rows without a usable target is not released.",
+            "sample rate, steps, expected batch size and the epsilon curve (functions of public settings), and "
+            "metrics marked 'public' (computed exactly on the buyer's own evaluation file).",
+            "The sample rate, steps and expected batch size come from the owner's public declared approximate row "
+            f"count ({result.public_rows}), never from the private file's exact row count; Poisson sampling runs "
+            "over the real rows at that public rate.",
+            "Rows with a missing or unusable target take the public default target; none is dropped and their "
+            "number is not released.",
         ],
         "intended_use_and_limits": [
             "Built for exploration and baseline modelling on data the buyer cannot see; not validated for "
@@ -375,7 +431,8 @@ def run_spec(
     spec: dict[str, Any] | str | Path, *, stream: IO[str], seed: int | None = None, min_interval: float = 0.2
 ) -> int:
     """Run one job; events go to ``stream``. Returns 0 on success, 2 after an error event.
-    ``seed`` is for tests only (an unpredictable seed is drawn otherwise)."""
+    ``seed`` is for tests only (byte-determinism checks); production never passes it, and a fresh
+    128-bit key is drawn from the OS for every job."""
     events = Events(stream, min_interval=min_interval)
     try:
         if not isinstance(spec, dict):
@@ -398,11 +455,10 @@ def run_spec(
     except ParameterError as exc:
         events.error("invalid_parameters", exc.message)
         return 2
-    except Exception as exc:  # noqa: BLE001 - everything else is reported by type and place only
-        message = f"{type(exc).__name__} at {_where(exc)}"
-        events.error("internal", f"Internal error: {message}.")
-        # For the operators' stderr tail (the sandbox looks for MemoryError there); still no data.
-        print(f"dp_runner: {message}", file=sys.stderr, flush=True)
+    except Exception as exc:  # noqa: BLE001 - everything else gets the fixed message
+        events.error("internal", INTERNAL_MESSAGE)
+        # For the operators' stderr tail only (the sandbox looks for MemoryError there); no data.
+        print(f"dp_runner: {type(exc).__name__} at {_where(exc)}", file=sys.stderr, flush=True)
         return 2
 
 

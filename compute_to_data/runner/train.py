@@ -5,18 +5,26 @@ What is released and why it is private:
 * the weights: DP-SGD (Poisson sampling at ``sample_rate``, exact per-example clipping at C,
   Gaussian noise ``noise_multiplier * C``), accounted step by step in an Opacus accountant;
 * with ``private_metrics``: at each epoch end one Gaussian mechanism (sample rate 1) over the
-  training rows of the vector (clipped loss / L, correct prediction, 1) / sqrt(3) for classifiers
+  holdout rows (the training rows when the holdout fraction is 0) of the vector
+  (clipped loss / L, correct prediction, 1) / sqrt(3) for classifiers
   or (clipped squared error / L, 1) / sqrt(2) for regression, whose L2 sensitivity is 1; the DP loss,
   accuracy or MSE are post-processing of those noisy sums. It is accounted in the same accountant;
 * the epsilon curve: a function of public hyper-parameters only;
 * metrics on a buyer-supplied evaluation file: public data, computed exactly.
 
-The number of rows without a usable target is never reported. The data file's row count sets the
-sampling rate (Opacus's ``1 / ceil(rows / batch_size)``) and is treated as public, as in Opacus.
+Nothing released depends on the exact private row count: the sampling rate (Opacus's
+``1 / ceil(rows / batch_size)``), the steps, the expected batch size and the noise come from the
+owner's public declared row count (``public_rows``, less the public holdout share). Poisson
+sampling draws over the real rows at that public rate, which is what the accountant assumes.
+
+The holdout is split inside the runner from a per-dataset secret key (``holdout_split``): a buyer
+cannot choose it, and it is the same for every job on the dataset. Every draw of noise and every
+sampling decision comes from the job's ``rng.SecureRandom``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,9 +37,31 @@ from . import accounting, preprocess
 from .errors import InvalidData
 from .events import Events
 from .fastdp import FastDP, mlp_build, per_example_loss, poisson_batch
+from .rng import SecureRandom
 
 EVAL_CHUNK = 65_536
 REGRESSION_ERROR_BOUND = 0.25
+# Training progress goes out every this share of the steps (and at each epoch end): a schedule of
+# public step numbers, never of wall-clock time, which would depend on the batch sizes drawn.
+PROGRESS_EVERY = 0.01
+
+
+def holdout_split(rows: int, fraction: float, key: str) -> np.ndarray:
+    """Boolean mask of the holdout rows: row i is held out when the i-th uniform of Philox keyed
+    with the first 128 bits of SHA-256(b"ppdx-holdout" + key) is below ``fraction``. The key is
+    the dataset's secret (64 hex characters), so the split is stable per dataset and no buyer can
+    choose it; the key itself is never released."""
+    if fraction <= 0 or rows == 0:
+        return np.zeros(rows, dtype=bool)
+    digest = hashlib.sha256(b"ppdx-holdout" + bytes.fromhex(key)).digest()
+    generator = np.random.Generator(np.random.Philox(key=int.from_bytes(digest[:16], "little")))
+    return generator.random(rows) < fraction
+
+
+def public_split(public_rows: int, fraction: float) -> tuple[int, int]:
+    """(public training rows, public holdout rows) from the declared count: public numbers only."""
+    held = int(round(public_rows * fraction))
+    return max(1, public_rows - held), held
 
 
 @dataclass
@@ -42,12 +72,16 @@ class TrainResult:
     features: list[preprocess.FeatureSpec]
     target: preprocess.TargetSpec
     plan: accounting.TrainingPlan
-    epsilon_spent: float
+    epsilon_accounted: float
     loss_bound: float
     curve: list[dict[str, Any]] = field(default_factory=list)
     epsilon_curve: list[list[float]] = field(default_factory=list)
     metrics: list[dict[str, Any]] = field(default_factory=list)
     eval_noise_std: float = 0.0
+    evaluated_on: str = "training"  # "holdout" | "training": the rows of the DP evaluation queries
+    public_rows: int = 0
+    public_train_rows: int = 0
+    holdout_fraction: float = 0.0
 
 
 def loss_bound_for(kind: str, classes: int) -> float:
@@ -59,7 +93,7 @@ def loss_bound_for(kind: str, classes: int) -> float:
 
 
 def model_build(
-    algorithm: str, width: int, outputs: int, hidden_sizes: list[int] | None, generator: torch.Generator
+    algorithm: str, width: int, outputs: int, hidden_sizes: list[int] | None, generator: SecureRandom
 ) -> nn.Sequential:
     if algorithm == "dp-mlp-classifier":
         return mlp_build([width, *(hidden_sizes or []), outputs], generator=generator)
@@ -85,11 +119,13 @@ def predict(model: nn.Sequential, x: torch.Tensor, kind: str, classes: int) -> t
         return torch.softmax(z, dim=1)
 
 
-def gaussian(size: int, std: float, generator: torch.Generator | None) -> torch.Tensor:
-    """N(0, std²) draws made like Opacus's secure mode (four draws summed, halved), float64."""
+def gaussian(size: int, std: float, generator: SecureRandom) -> torch.Tensor:
+    """N(0, std²) draws for directly released values, float64, made like Opacus's secure mode
+    (four draws summed, halved, which blurs the low bits of any one draw) from the job's
+    SecureRandom."""
     if std == 0:
         return torch.zeros(size, dtype=torch.float64)
-    return torch.normal(0.0, std, size=(4, size), generator=generator, dtype=torch.float64).sum(0) * 0.5
+    return generator.normal((4, size), std, dtype=torch.float64).sum(0) * 0.5
 
 
 def eval_sums(
@@ -119,7 +155,7 @@ def eval_sums(
 class _DPEvaluator:
     """The per-epoch DP evaluation queries and their post-processing."""
 
-    def __init__(self, *, kind: str, loss: str, loss_bound: float, sigma: float, generator: torch.Generator):
+    def __init__(self, *, kind: str, loss: str, loss_bound: float, sigma: float, generator: SecureRandom):
         self.kind, self.loss, self.loss_bound = kind, loss, loss_bound
         self.dims = 3 if kind == "classifier" else 2
         # Each row's vector has every entry in [0, 1]; dividing by sqrt(dims) makes its L2 norm <= 1.
@@ -232,32 +268,40 @@ def train(
     data_format: str,
     eval_file: str | None,
     events: Events,
-    generator: torch.Generator,
+    generator: SecureRandom,
+    public_rows: int,
+    holdout: dict[str, Any] | None = None,
 ) -> TrainResult:
-    """Load, preprocess, calibrate, train with DP-SGD and evaluate. ``generator`` drives the
-    sampling and every noise draw; the caller seeds it unpredictably."""
+    """Load, preprocess, split the holdout, calibrate on the public row count, train with DP-SGD
+    and evaluate. ``generator`` drives the sampling, the initial weights and every noise draw.
+    No row can fail the job: bad cells and targets take public defaults, and an empty file trains
+    on noise alone."""
     from .params import ALGORITHMS
 
     kind = ALGORITHMS[algorithm].kind
     epochs = parameters["epochs"]
+    fraction = float(holdout["fraction"]) if holdout else 0.0
+    public_train_rows, _ = public_split(public_rows, fraction)
     events.progress("loading", epoch=0, epochs=epochs, step=0, steps=0, epsilon=0.0, force=True)
     features = preprocess.feature_specs(schema, parameters["features"])
     target = preprocess.target_spec(schema, parameters["target"], kind)
     table, rows = preprocess.table_read(data_file, data_format, [*parameters["features"], parameters["target"]])
-    if rows == 0:
-        raise InvalidData("The data file has no rows.")
-    kept, y_np = preprocess.target_values(table, target)
-    x_np = preprocess.features_matrix(table, features, rows=kept)
+    y_np = preprocess.target_coerced(table, target)
+    x_np = preprocess.features_matrix(table, features)
     del table
-    x = torch.from_numpy(x_np)
-    y = torch.from_numpy(y_np)
+    held = holdout_split(rows, fraction, holdout["key"]) if holdout and fraction > 0 else np.zeros(rows, dtype=bool)
+    x = torch.from_numpy(x_np[~held])
+    y = torch.from_numpy(y_np[~held])
+    x_eval, y_eval = (torch.from_numpy(x_np[held]), torch.from_numpy(y_np[held])) if fraction > 0 else (x, y)
+    del x_np, y_np
+    evaluated_on = "holdout" if fraction > 0 else "training"
     events.log("Data loaded and preprocessed from the declared schema.")
 
     classes = len(target.classes) if kind == "classifier" else 0
     outputs = 1 if kind == "regressor" or classes == 2 else classes
     loss = "mse" if kind == "regressor" else ("bce" if classes == 2 else "ce")
     plan = accounting.training_plan(
-        rows=rows,
+        rows=public_train_rows,
         batch_size=parameters["batch_size"],
         epochs=epochs,
         epsilon=parameters["epsilon"],
@@ -298,9 +342,13 @@ def train(
         features=features,
         target=target,
         plan=plan,
-        epsilon_spent=0.0,
+        epsilon_accounted=0.0,
         loss_bound=loss_bound,
         eval_noise_std=evaluator.noise_std if evaluator else 0.0,
+        evaluated_on=evaluated_on,
+        public_rows=public_rows,
+        public_train_rows=public_train_rows,
+        holdout_fraction=fraction,
     )
     result.epsilon_curve = [[0, 0.0], *[[s, e] for s, e in zip(curve_at, curve_eps, strict=True)]]
     eps_index = 0
@@ -314,6 +362,7 @@ def train(
         return curve_eps[eps_index] if step > 0 else 0.0
 
     n = len(x)
+    report_every = max(1, int(plan.steps * PROGRESS_EVERY))
     step = 0
     model.train()
     for epoch in range(1, epochs + 1):
@@ -322,13 +371,19 @@ def train(
             dp.step(x[idx], y[idx])
             accountant.step(noise_multiplier=plan.noise_multiplier, sample_rate=plan.sample_rate)
             step += 1
-            if step % plan.steps_per_epoch:
+            if step % plan.steps_per_epoch and step % report_every == 0:
                 events.progress(
-                    "training", epoch=epoch, epochs=epochs, step=step, steps=plan.steps, epsilon=eps_so_far(step)
+                    "training",
+                    epoch=epoch,
+                    epochs=epochs,
+                    step=step,
+                    steps=plan.steps,
+                    epsilon=eps_so_far(step),
+                    force=True,
                 )
         dp_loss = dp_accuracy = None
         if evaluator is not None:
-            dp_loss, dp_accuracy = evaluator.release(model, x, y)
+            dp_loss, dp_accuracy = evaluator.release(model, x_eval, y_eval)
             accountant.step(noise_multiplier=plan.eval_noise_multiplier, sample_rate=1.0)
         result.curve.append(
             {"epoch": epoch, "step": step, "epsilon": eps_so_far(step), "loss": dp_loss, "accuracy": dp_accuracy}
@@ -337,14 +392,21 @@ def train(
             "training", epoch=epoch, epochs=epochs, step=step, steps=plan.steps, epsilon=eps_so_far(step), force=True
         )
 
-    result.epsilon_spent = accounting.accountant_epsilon(accountant, plan.delta)
-    if result.epsilon_spent > parameters["epsilon"] + 1e-9:
+    result.epsilon_accounted = accounting.accountant_epsilon(accountant, plan.delta)
+    if result.epsilon_accounted > parameters["epsilon"] + 1e-9:
         # Calibration guarantees this cannot happen; never release if it somehow did.
         raise RuntimeError("accounted epsilon above the target")
 
     events.progress(
-        "evaluating", epoch=epochs, epochs=epochs, step=step, steps=plan.steps, epsilon=result.epsilon_spent, force=True
+        "evaluating",
+        epoch=epochs,
+        epochs=epochs,
+        step=step,
+        steps=plan.steps,
+        epsilon=result.epsilon_accounted,
+        force=True,
     )
+    rows_label = "holdout rows" if evaluated_on == "holdout" else "training rows (no holdout was set)"
     if evaluator is not None:
         last = result.curve[-1]
         if kind == "classifier":
@@ -353,15 +415,17 @@ def train(
                     "name": "dp_accuracy",
                     "value": last["accuracy"],
                     "source": "dp",
-                    "description": "Accuracy on the private training rows after the last epoch "
+                    "evaluated_on": evaluated_on,
+                    "description": f"Accuracy on the private {rows_label} after the last epoch "
                     "(Gaussian mechanism; noisy).",
                 },
                 {
                     "name": "dp_loss",
                     "value": last["loss"],
                     "source": "dp",
+                    "evaluated_on": evaluated_on,
                     "description": f"Mean cross-entropy (each example's clipped at {loss_bound:.3g}) "
-                    "on the private training rows (noisy).",
+                    f"on the private {rows_label} (noisy).",
                 },
             ]
         else:
@@ -371,14 +435,16 @@ def train(
                     "name": "dp_mse_scaled",
                     "value": last["loss"],
                     "source": "dp",
-                    "description": "Mean squared error on the private training rows, target and prediction "
+                    "evaluated_on": evaluated_on,
+                    "description": f"Mean squared error on the private {rows_label}, target and prediction "
                     f"scaled to [0, 1], each example's clipped at {loss_bound:g} (noisy).",
                 },
                 {
                     "name": "dp_rmse",
                     "value": math.sqrt(last["loss"]) * span,
                     "source": "dp",
-                    "description": "Root mean squared error in target units on the private training rows "
+                    "evaluated_on": evaluated_on,
+                    "description": f"Root mean squared error in target units on the private {rows_label} "
                     "(post-processing of the DP MSE).",
                 },
             ]

@@ -241,7 +241,7 @@ def _spec(job: ComputeJob, data_name: str, isolation: str, ws: sandbox.Workspace
         "data_format": job.dataset.file_format,
         "public_rows": int(job.dataset.public_row_count or 0),
         "holdout": _holdout(job),
-        "eval_file": None,
+        "eval_file": f"{paths['data']}/evaluation.csv" if job.evaluation_csv else None,
         "output_dir": paths["out"],
         "threads": settings.COMPUTE_THREADS,
     }
@@ -278,6 +278,8 @@ def _provision(job: ComputeJob, ws: sandbox.Workspace, isolation: str) -> dict[s
             yield chunk
 
     ws.write_input(data_name, chunks())
+    if job.evaluation_csv:
+        ws.write_input("evaluation.csv", [job.evaluation_csv.encode()])
     if "0x" + digest.hexdigest() != job.dataset_hash:
         raise _ProvisionError("The stored dataset does not match its commitment.")
     spec = _spec(job, data_name, isolation, ws)

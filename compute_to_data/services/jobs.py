@@ -164,6 +164,7 @@ def job_quote(*, user: User, dataset: Dataset, algorithm: str, parameters: dict[
         parameters=normalised,
         schema=dataset.declared_schema,
         public_rows=int(dataset.public_row_count),
+        holdout_fraction=float(dataset.holdout_fraction or 0.0),
     )
     return {
         "preview": preview,
@@ -219,6 +220,31 @@ def job_terms(*, dataset: Dataset, algorithm: str, parameters: dict[str, Any] | 
     )
 
 
+EVALUATION_CSV_MAX_CHARS = 2_000_000
+
+
+def evaluation_check(*, algorithm: str, parameters: dict[str, Any], text: str) -> None:
+    """Refuse (before paying) an evaluation CSV the runner could not use: not for training, too
+    large, or a header without the job's features and target."""
+    if runner_params.ALGORITHMS[algorithm].kind == "statistics":
+        raise InvalidInput(
+            "An evaluation file goes with a training algorithm, not dp-statistics.", code="invalid_evaluation_csv"
+        )
+    if len(text) > EVALUATION_CSV_MAX_CHARS:
+        raise InvalidInput(
+            f"The evaluation CSV is larger than {EVALUATION_CSV_MAX_CHARS:,} characters.", code="invalid_evaluation_csv"
+        )
+    if "\0" in text:
+        raise InvalidInput("The evaluation CSV must be text.", code="invalid_evaluation_csv")
+    header = [c.strip().strip('"') for c in text.splitlines()[0].split(",")] if text.strip() else []
+    missing = [c for c in [*parameters.get("features", []), parameters.get("target")] if c and c not in header]
+    if missing:
+        raise InvalidInput(
+            "The evaluation CSV's header lacks: " + ", ".join(str(m)[:60] for m in missing[:10]) + ".",
+            code="invalid_evaluation_csv",
+        )
+
+
 def job_create(
     *,
     user: User,
@@ -227,6 +253,7 @@ def job_create(
     parameters: dict[str, Any] | None,
     order: Order | None = None,
     tx_hash: str | None = None,
+    evaluation_csv: str | None = None,
 ) -> ComputeJob:
     """Create a job and its payment. With ``order`` (an order the buyer already placed) the job
     adopts it; with ``tx_hash`` the buyer's own wallet sent buy+order and the order is registered
@@ -236,6 +263,8 @@ def job_create(
 
     _check_orderable(user=user, dataset=dataset)
     terms = job_terms(dataset=dataset, algorithm=algorithm, parameters=parameters)
+    if evaluation_csv:
+        evaluation_check(algorithm=algorithm, parameters=terms.parameters, text=evaluation_csv)
     normalised, epsilon, delta, digest = terms.parameters, terms.epsilon, terms.delta, terms.params_hash
     with transaction.atomic():
         if order is not None:
@@ -257,6 +286,7 @@ def job_create(
             epsilon=epsilon,
             delta=delta,
             dataset_hash=dataset.commitment,
+            evaluation_csv=evaluation_csv or "",
         )
         job_log(job, f"Job created: {algorithm} with epsilon {epsilon}, delta {delta:g}. Waiting for the payment.")
         job_id, order_id = job.pk, order.pk

@@ -72,6 +72,11 @@ def dataset_transition(*, dataset: Dataset, actor: User, action: str, reason: st
 def _submit_checks(dataset: Dataset) -> None:
     if not dataset.declared_schema:
         raise Conflict("Confirm the schema before submitting for review.", code="schema_not_declared")
+    if not dataset.public_row_count:
+        raise Conflict(
+            "Declare the public row count with the schema before submitting for review.",
+            code="no_public_row_count",
+        )
     if dataset.validation == Dataset.Validation.PENDING:
         raise Conflict("The whole file is still being checked; try again in a moment.", code="validation_pending")
     if dataset.validation == Dataset.Validation.INVALID:

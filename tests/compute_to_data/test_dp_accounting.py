@@ -233,6 +233,10 @@ def stat_csv(tmp_path_factory) -> str:
     ],
 )
 def test_statistics_epsilon_never_exceeds_the_target(tmp_path, stat_csv, accountant, epsilon, statistics):
+    import opendp.prelude as dp
+
+    from compute_to_data.runner.statistics import count_measurement, zcdp_epsilon
+
     given = {"epsilon": epsilon, "accountant": accountant}
     if statistics:
         given["statistics"] = statistics
@@ -244,22 +248,43 @@ def test_statistics_epsilon_never_exceeds_the_target(tmp_path, stat_csv, account
         "data_file": stat_csv,
         "data_format": "csv",
         "output_dir": str(tmp_path),
+        "public_rows": 500,
     }
-    assert run_spec(spec, stream=io.StringIO(), seed=1) == 0
+    assert run_spec(spec, stream=io.StringIO()) == 0
     manifest = json.loads((tmp_path / "manifest.json").read_text())
-    assert manifest["epsilon_spent"] <= epsilon
-    assert manifest["sample_rate"] == 1.0
+    doc = json.loads((tmp_path / "statistics.json").read_text())
+    # What is charged is exactly what was reserved; OpenDP certifies at most that.
+    assert manifest["epsilon_spent"] == epsilon
+    assert epsilon - 0.01 < manifest["epsilon_accounted"] <= epsilon
+    assert manifest["sample_rate"] == 1.0 and manifest["accountant"] == "zcdp"
     k = manifest["steps"]
-    # One Gaussian query per (column, statistic): every query at the same noise multiplier,
-    # calibrated by Opacus for k steps at sample rate 1.
-    assert manifest["noise_multiplier"] == get_noise_multiplier(
-        target_epsilon=epsilon, target_delta=1e-5, sample_rate=1.0, steps=k, accountant=accountant
-    )
-    # a, b (numeric) and e (datetime): count, centred sum, histogram, fine histogram; c
-    # (categorical): count, histogram; d (boolean): count, centred sum, histogram.
+    rho = doc["rho"]
+    # The total rho converts (OpenDP's zCDP -> approx-DP map) to at most epsilon, and the classic
+    # bound rho + 2 sqrt(rho ln(1/delta)) is never tighter than OpenDP's.
+    assert zcdp_epsilon(rho, 1e-5) <= epsilon
+    assert rho + 2 * np.sqrt(rho * np.log(1e5)) >= zcdp_epsilon(rho, 1e-5)
+    # Equal shares: every Gaussian query has noise multiplier 1 / sqrt(2 rho / k).
+    assert manifest["noise_multiplier"] == pytest.approx(1 / np.sqrt(2 * rho / k), rel=1e-9)
+    # A count at the stated noise std costs (by OpenDP's own map) at most its share.
+    std = next(c[key]["noise_std"] for c in doc["columns"] for key in ("count", "histogram") if key in c)
+    assert count_measurement(std).map(1) <= rho / k * (1 + 1e-9)
+    assert isinstance(count_measurement(std).output_measure, type(dp.zero_concentrated_divergence()))
+    # a, b (numeric): count, grid sum, histogram, one exponential mechanism per quantile level (3);
+    # e (datetime): the same (its sum feeds the mean); c (categorical): count, histogram;
+    # d (boolean): count, grid sum, histogram.
     expected_k = {
-        None: 4 + 4 + 2 + 3 + 4,
+        None: 6 + 6 + 2 + 3 + 6,
         ("count", "mean"): 2 + 2 + 1 + 2 + 2,
-        ("histogram", "quantiles"): 2 + 2 + 1 + 1 + 2,
+        ("histogram", "quantiles"): 4 + 4 + 1 + 1 + 4,
     }
     assert k == expected_k[tuple(statistics) if statistics else None]
+
+
+def test_statistics_plan_maps_sum_to_the_total_rho():
+    from compute_to_data.runner.statistics import statistics_plan
+
+    params = parameters_normalize("dp-statistics", {}, schema=STAT_SCHEMA, epsilon_max=1.0, delta_max=1e-5)
+    plan = statistics_plan(params, STAT_SCHEMA)
+    maps = [q.measurement.map(1) for q in plan.queries]
+    assert sum(maps) <= plan.rho * (1 + 1e-9)
+    assert min(maps) >= plan.rho_per_query * (1 - 1e-6)  # calibrated, not over-noised

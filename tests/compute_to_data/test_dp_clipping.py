@@ -14,6 +14,7 @@ from opacus.optimizers import DPOptimizer
 from torch import nn
 
 from compute_to_data.runner.fastdp import FastDP, mlp_build, poisson_batch
+from compute_to_data.runner.rng import SecureRandom
 
 pytestmark = pytest.mark.filterwarnings("ignore:Full backward hook:UserWarning")
 
@@ -78,7 +79,7 @@ def assert_mixed_clipping(factors: torch.Tensor) -> None:
 
 @pytest.mark.parametrize("seed", [1, 2])
 def test_logistic_binary_matches_opacus(seed):
-    model = mlp_build([30, 1], generator=torch.Generator().manual_seed(seed))
+    model = mlp_build([30, 1], generator=SecureRandom(seed=seed))
     x, y = batch(64, 30, 2, seed=seed + 10)
     max_grad_norm = median_norm(model, x, y, "bce")
     ours = fast_clipped_sum(model, x, y, "bce", max_grad_norm)
@@ -95,7 +96,7 @@ def test_logistic_binary_matches_opacus(seed):
 
 
 def test_softmax_regression_matches_opacus():
-    model = mlp_build([20, 4], generator=torch.Generator().manual_seed(3))
+    model = mlp_build([20, 4], generator=SecureRandom(seed=3))
     x, y = batch(50, 20, 4, seed=4)
     c = median_norm(model, x, y, "ce")
     ours = fast_clipped_sum(model, x, y, "ce", c)
@@ -107,7 +108,7 @@ def test_softmax_regression_matches_opacus():
 
 @pytest.mark.parametrize(("loss", "classes"), [("ce", 3), ("bce", 2)])
 def test_three_layer_mlp_matches_opacus(loss, classes):
-    model = mlp_build([25, 16, 8, 1 if loss == "bce" else classes], generator=torch.Generator().manual_seed(5))
+    model = mlp_build([25, 16, 8, 1 if loss == "bce" else classes], generator=SecureRandom(seed=5))
     x, y = batch(80, 25, classes, seed=6)
     if loss == "ce":
         criterion, target = nn.CrossEntropyLoss(reduction="sum"), y
@@ -126,7 +127,7 @@ def test_three_layer_mlp_matches_opacus(loss, classes):
 
 
 def test_linear_regression_matches_opacus():
-    model = mlp_build([10, 1], generator=torch.Generator().manual_seed(7))
+    model = mlp_build([10, 1], generator=SecureRandom(seed=7))
     g = torch.Generator().manual_seed(8)
     x = torch.rand(40, 10, generator=g) * torch.linspace(0.01, 2, 40).unsqueeze(1)
     y = torch.rand(40, generator=g)
@@ -138,21 +139,21 @@ def test_linear_regression_matches_opacus():
 
 
 def test_clip_factor_is_opacus_formula():
-    model = mlp_build([5, 1], generator=torch.Generator().manual_seed(9))
+    model = mlp_build([5, 1], generator=SecureRandom(seed=9))
     x, y = batch(30, 5, 2, seed=10)
     out = fast_clipped_sum(model, x, y, "bce", 0.1)
     assert torch.equal(out.factors, (0.1 / (out.norms + 1e-6)).clamp(max=1.0))
 
 
 def test_empty_batch_gives_zero_sums():
-    model = mlp_build([6, 4, 3], generator=torch.Generator().manual_seed(11))
+    model = mlp_build([6, 4, 3], generator=SecureRandom(seed=11))
     out = fast_clipped_sum(model, torch.zeros(0, 6), torch.zeros(0, dtype=torch.long), "ce", 1.0)
     assert [tuple(g.shape) for g in out.grads] == [(4, 6), (4,), (3, 4), (3,)]
     assert all(float(g.abs().sum()) == 0.0 for g in out.grads)
 
 
 def test_step_is_sgd_on_clipped_sum_over_expected_batch():
-    model = mlp_build([8, 1], generator=torch.Generator().manual_seed(12))
+    model = mlp_build([8, 1], generator=SecureRandom(seed=12))
     before = [p.detach().clone() for p in model.parameters()]
     x, y = batch(20, 8, 2, seed=13)
     dp = FastDP(model, loss="bce", max_grad_norm=0.5, noise_multiplier=0.0, expected_batch_size=16, learning_rate=0.3)
@@ -163,7 +164,7 @@ def test_step_is_sgd_on_clipped_sum_over_expected_batch():
 
 
 def test_noise_has_the_calibrated_std():
-    model = mlp_build([200, 100], generator=torch.Generator().manual_seed(14))  # 20,100 parameters
+    model = mlp_build([200, 100], generator=SecureRandom(seed=14))  # 20,100 parameters
     dp = FastDP(
         model,
         loss="ce",
@@ -171,14 +172,14 @@ def test_noise_has_the_calibrated_std():
         noise_multiplier=1.3,
         expected_batch_size=1,
         learning_rate=1.0,
-        generator=torch.Generator().manual_seed(15),
+        generator=SecureRandom(seed=15),
     )
     draws = torch.cat([dp.noise() for _ in range(10)])
     assert abs(float(draws.std()) / (1.3 * 0.7) - 1) < 0.01
     assert abs(float(draws.mean())) < 0.01
 
 
-def test_noise_differs_between_unseeded_generators():
+def test_noise_differs_between_two_secure_generators():
     model = mlp_build([3, 1], zero_init=True)
     a = FastDP(
         model,
@@ -187,7 +188,7 @@ def test_noise_differs_between_unseeded_generators():
         noise_multiplier=1,
         expected_batch_size=1,
         learning_rate=1,
-        generator=torch.Generator().manual_seed(1),
+        generator=SecureRandom(),
     )
     b = FastDP(
         model,
@@ -196,13 +197,13 @@ def test_noise_differs_between_unseeded_generators():
         noise_multiplier=1,
         expected_batch_size=1,
         learning_rate=1,
-        generator=torch.Generator().manual_seed(2),
+        generator=SecureRandom(),
     )
     assert not torch.equal(a.noise(), b.noise())
 
 
 def test_poisson_sampling_rate_and_empty_batches():
-    g = torch.Generator().manual_seed(16)
+    g = SecureRandom(seed=16)
     sizes = torch.tensor([len(poisson_batch(1000, 0.05, g)) for _ in range(400)], dtype=torch.float64)
     assert abs(float(sizes.mean()) - 50) < 1.5  # binomial(1000, 0.05): sd of the mean ~0.35
     assert float(sizes.std()) > 3  # variable batch sizes, not a fixed batch

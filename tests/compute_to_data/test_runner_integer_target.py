@@ -42,6 +42,7 @@ def test_an_integer_label_is_a_class_per_value_and_trains(tmp_path):
         "eval_file": None,
         "output_dir": str(tmp_path / "out"),
         "threads": 1,
+        "public_rows": 400,
     }
     stream = io.StringIO()
     assert run_spec(spec, stream=stream) == 0, stream.getvalue()

@@ -62,8 +62,10 @@ def test_the_smallest_epsilon_accepted_with_rdp_runs_and_stays_within_it(tmp_pat
         "eval_file": None,
         "output_dir": str(tmp_path / "out"),
         "threads": 1,
+        "public_rows": 300,
     }
     stream = io.StringIO()
     assert run_spec(spec, stream=stream) == 0, stream.getvalue()
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
-    assert 0 < manifest["epsilon_spent"] <= epsilon
+    assert manifest["epsilon_spent"] == epsilon
+    assert 0 < manifest["epsilon_accounted"] <= epsilon

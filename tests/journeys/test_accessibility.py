@@ -165,6 +165,8 @@ def test_main_pages_have_no_wcag_violations_and_fit_a_phone(stack, browser):
     visit(provider, f"{base}/me/datasets/", "my datasets", audit)
     visit(provider, f"{base}/datasets/{dataset.pk}/", "dataset page (owner)", audit)
     visit(provider, f"{base}/datasets/{draft.pk}/schema/", "schema confirmation", audit)
+    visit(provider, f"{base}/datasets/{dataset.pk}/ledger/", "privacy ledger", audit)
+    visit(provider, f"{base}/datasets/{dataset.pk}/commitment/", "commitment check (owner)", audit)
     if provider.request.get(f"{base}/me/dashboard/").status == 200:
         visit(provider, f"{base}/me/dashboard/", "provider dashboard", audit)
 

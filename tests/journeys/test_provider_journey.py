@@ -98,6 +98,8 @@ def test_provider_publishes_gets_listed_and_follows_jobs_earnings_and_budget_on_
     page.get_by_role("heading", name="Confirm the schema").wait_for()
     page.get_by_label("Min of age").fill("18")
     page.get_by_label("Max of age").fill("100")
+    # The row count becomes public: the provider declares a rounded one.
+    page.get_by_label("Public row count (about how many rows)").fill("400")
     page.get_by_role("button", name="Confirm schema").click()
     page.wait_for_url(f"{base}/datasets/{dataset_id}/")
     page.get_by_text("Schema confirmed.").wait_for()
