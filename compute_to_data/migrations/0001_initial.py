@@ -7,205 +7,105 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     initial = True
 
     dependencies = [
-        ("chain", "0003_listing_genesis_hash"),
-        ("marketplace", "0004_dataset_search_table"),
+        ('chain', '0003_listing_genesis_hash'),
+        ('marketplace', '0004_dataset_search_table'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name="ComputeJob",
+            name='ComputeJob',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("algorithm", models.CharField(max_length=40)),
-                ("parameters", models.JSONField(help_text="Normalised parameters; the order commits to their hash.")),
-                ("params_hash", models.CharField(max_length=66)),
-                ("epsilon", models.DecimalField(decimal_places=4, max_digits=10)),
-                ("delta", models.FloatField()),
-                (
-                    "status",
-                    models.CharField(
-                        choices=[
-                            ("created", "Waiting for payment"),
-                            ("paid", "Paid"),
-                            ("queued", "Queued"),
-                            ("provisioning", "Preparing the sandbox"),
-                            ("running", "Running"),
-                            ("publishing", "Publishing results"),
-                            ("finished", "Finished"),
-                            ("failed", "Failed"),
-                            ("cancelled", "Cancelled"),
-                            ("rejected", "Rejected"),
-                        ],
-                        db_index=True,
-                        default="created",
-                        max_length=12,
-                    ),
-                ),
-                ("reason", models.TextField(blank=True, help_text="Why the job failed, was rejected or cancelled.")),
-                ("limit_hit", models.CharField(blank=True, max_length=20)),
-                ("progress", models.JSONField(blank=True, default=dict)),
-                (
-                    "budget_state",
-                    models.CharField(
-                        choices=[
-                            ("none", "Not reserved"),
-                            ("reserved", "Reserved"),
-                            ("charged", "Charged"),
-                            ("released", "Released"),
-                        ],
-                        default="none",
-                        max_length=10,
-                    ),
-                ),
-                ("epsilon_spent", models.DecimalField(blank=True, decimal_places=6, max_digits=12, null=True)),
-                (
-                    "settlement",
-                    models.CharField(
-                        choices=[
-                            ("none", "Nothing to settle yet"),
-                            ("receipt", "Receipt recorded on chain"),
-                            ("refund", "Refunded on chain"),
-                        ],
-                        default="none",
-                        max_length=10,
-                    ),
-                ),
-                ("attempts", models.PositiveSmallIntegerField(default=0)),
-                ("worker", models.CharField(blank=True, max_length=200)),
-                ("heartbeat_at", models.DateTimeField(blank=True, null=True)),
-                ("workspace", models.CharField(blank=True, max_length=500)),
-                ("cancel_requested_at", models.DateTimeField(blank=True, null=True)),
-                ("data_touched_at", models.DateTimeField(blank=True, null=True)),
-                ("dataset_hash", models.CharField(blank=True, max_length=66)),
-                ("runner_hash", models.CharField(blank=True, max_length=66)),
-                ("result_hash", models.CharField(blank=True, max_length=66)),
-                (
-                    "results",
-                    models.JSONField(
-                        blank=True, default=dict, help_text="The runner's manifest: metrics, curves, accounting."
-                    ),
-                ),
-                ("runner_seconds", models.FloatField(blank=True, null=True)),
-                ("created_at", models.DateTimeField(auto_now_add=True, db_index=True)),
-                ("paid_at", models.DateTimeField(blank=True, null=True)),
-                ("queued_at", models.DateTimeField(blank=True, null=True)),
-                ("started_at", models.DateTimeField(blank=True, null=True)),
-                ("finished_at", models.DateTimeField(blank=True, null=True)),
-                ("updated_at", models.DateTimeField(auto_now=True)),
-                (
-                    "buyer",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.PROTECT,
-                        related_name="compute_jobs",
-                        to=settings.AUTH_USER_MODEL,
-                    ),
-                ),
-                (
-                    "dataset",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.PROTECT,
-                        related_name="compute_jobs",
-                        to="marketplace.dataset",
-                    ),
-                ),
-                (
-                    "order",
-                    models.OneToOneField(
-                        blank=True,
-                        help_text="The payment.",
-                        null=True,
-                        on_delete=django.db.models.deletion.PROTECT,
-                        related_name="job",
-                        to="chain.order",
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('algorithm', models.CharField(max_length=40)),
+                ('parameters', models.JSONField(help_text='Normalised parameters; the order commits to their hash.')),
+                ('params_hash', models.CharField(max_length=66)),
+                ('epsilon', models.DecimalField(decimal_places=4, max_digits=10)),
+                ('delta', models.FloatField()),
+                ('status', models.CharField(choices=[('created', 'Waiting for payment'), ('paid', 'Paid'), ('queued', 'Queued'), ('provisioning', 'Preparing the sandbox'), ('running', 'Running'), ('publishing', 'Publishing results'), ('finished', 'Finished'), ('failed', 'Failed'), ('cancelled', 'Cancelled'), ('rejected', 'Rejected')], db_index=True, default='created', max_length=12)),
+                ('reason', models.TextField(blank=True, help_text='Why the job failed, was rejected or cancelled.')),
+                ('limit_hit', models.CharField(blank=True, max_length=20)),
+                ('progress', models.JSONField(blank=True, default=dict)),
+                ('budget_state', models.CharField(choices=[('none', 'Not reserved'), ('reserved', 'Reserved'), ('charged', 'Charged'), ('released', 'Released')], default='none', max_length=10)),
+                ('epsilon_spent', models.DecimalField(blank=True, decimal_places=6, max_digits=12, null=True)),
+                ('settlement', models.CharField(choices=[('none', 'Nothing to settle yet'), ('receipt', 'Receipt recorded on chain'), ('refund', 'Refunded on chain')], default='none', max_length=10)),
+                ('attempts', models.PositiveSmallIntegerField(default=0)),
+                ('worker', models.CharField(blank=True, max_length=200)),
+                ('heartbeat_at', models.DateTimeField(blank=True, null=True)),
+                ('workspace', models.CharField(blank=True, max_length=500)),
+                ('cancel_requested_at', models.DateTimeField(blank=True, null=True)),
+                ('data_touched_at', models.DateTimeField(blank=True, null=True)),
+                ('dataset_hash', models.CharField(blank=True, max_length=66)),
+                ('runner_hash', models.CharField(blank=True, max_length=66)),
+                ('result_hash', models.CharField(blank=True, max_length=66)),
+                ('results', models.JSONField(blank=True, default=dict, help_text="The runner's manifest: metrics, curves, accounting.")),
+                ('runner_seconds', models.FloatField(blank=True, null=True)),
+                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
+                ('paid_at', models.DateTimeField(blank=True, null=True)),
+                ('queued_at', models.DateTimeField(blank=True, null=True)),
+                ('started_at', models.DateTimeField(blank=True, null=True)),
+                ('finished_at', models.DateTimeField(blank=True, null=True)),
+                ('updated_at', models.DateTimeField(auto_now=True)),
+                ('buyer', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='compute_jobs', to=settings.AUTH_USER_MODEL)),
+                ('dataset', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='compute_jobs', to='marketplace.dataset')),
+                ('order', models.OneToOneField(blank=True, help_text='The payment.', null=True, on_delete=django.db.models.deletion.PROTECT, related_name='job', to='chain.order')),
             ],
             options={
-                "ordering": ["-created_at", "-id"],
+                'ordering': ['-created_at', '-id'],
             },
         ),
         migrations.CreateModel(
-            name="JobArtifact",
+            name='JobArtifact',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("name", models.CharField(max_length=100)),
-                ("kind", models.CharField(max_length=20)),
-                ("description", models.CharField(blank=True, max_length=500)),
-                ("size", models.BigIntegerField()),
-                ("sha256", models.CharField(max_length=64)),
-                ("storage_name", models.CharField(max_length=255)),
-                (
-                    "job",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="artifacts",
-                        to="compute_to_data.computejob",
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('name', models.CharField(max_length=100)),
+                ('kind', models.CharField(max_length=20)),
+                ('description', models.CharField(blank=True, max_length=500)),
+                ('size', models.BigIntegerField()),
+                ('sha256', models.CharField(max_length=64)),
+                ('storage_name', models.CharField(max_length=255)),
+                ('job', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='artifacts', to='compute_to_data.computejob')),
             ],
             options={
-                "ordering": ["name"],
+                'ordering': ['name'],
             },
         ),
         migrations.CreateModel(
-            name="JobLogEntry",
+            name='JobLogEntry',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("source", models.CharField(choices=[("runner", "Runner"), ("platform", "Platform")], max_length=10)),
-                ("message", models.TextField(max_length=2000)),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
-                (
-                    "job",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="log_entries",
-                        to="compute_to_data.computejob",
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('source', models.CharField(choices=[('runner', 'Runner'), ('platform', 'Platform')], max_length=10)),
+                ('message', models.TextField(max_length=2000)),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ('job', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='log_entries', to='compute_to_data.computejob')),
             ],
             options={
-                "verbose_name_plural": "job log entries",
-                "ordering": ["created_at", "id"],
+                'verbose_name_plural': 'job log entries',
+                'ordering': ['created_at', 'id'],
             },
         ),
         migrations.CreateModel(
-            name="PrivacyBudget",
+            name='PrivacyBudget',
             fields=[
-                (
-                    "dataset",
-                    models.OneToOneField(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        primary_key=True,
-                        related_name="budget",
-                        serialize=False,
-                        to="marketplace.dataset",
-                    ),
-                ),
-                ("epsilon_reserved", models.DecimalField(decimal_places=6, default=Decimal("0"), max_digits=12)),
-                ("epsilon_spent", models.DecimalField(decimal_places=6, default=Decimal("0"), max_digits=12)),
-                ("updated_at", models.DateTimeField(auto_now=True)),
+                ('dataset', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, primary_key=True, related_name='budget', serialize=False, to='marketplace.dataset')),
+                ('epsilon_reserved', models.DecimalField(decimal_places=6, default=Decimal('0'), max_digits=12)),
+                ('epsilon_spent', models.DecimalField(decimal_places=6, default=Decimal('0'), max_digits=12)),
+                ('updated_at', models.DateTimeField(auto_now=True)),
             ],
             options={
-                "constraints": [
-                    models.CheckConstraint(
-                        condition=models.Q(("epsilon_reserved__gte", 0)), name="budget_reserved_non_negative"
-                    ),
-                    models.CheckConstraint(
-                        condition=models.Q(("epsilon_spent__gte", 0)), name="budget_spent_non_negative"
-                    ),
-                ],
+                'constraints': [models.CheckConstraint(condition=models.Q(('epsilon_reserved__gte', 0)), name='budget_reserved_non_negative'), models.CheckConstraint(condition=models.Q(('epsilon_spent__gte', 0)), name='budget_spent_non_negative')],
             },
         ),
         migrations.AddIndex(
-            model_name="computejob",
-            index=models.Index(fields=["status", "heartbeat_at"], name="job_status_heartbeat"),
+            model_name='computejob',
+            index=models.Index(fields=['status', 'heartbeat_at'], name='job_status_heartbeat'),
         ),
         migrations.AddConstraint(
-            model_name="jobartifact",
-            constraint=models.UniqueConstraint(fields=("job", "name"), name="artifact_name_once_per_job"),
+            model_name='jobartifact',
+            constraint=models.UniqueConstraint(fields=('job', 'name'), name='artifact_name_once_per_job'),
         ),
     ]
