@@ -268,3 +268,22 @@ def test_settings_form_sets_delta_total_and_holdout(provider):
     assert client.post(url, {**form, "delta_total": "0.001", "holdout_fraction": "0.25"}).status_code == 302
     dataset.refresh_from_db()
     assert dataset.delta_total == 0.001 and dataset.holdout_fraction == 0.25
+
+
+@pytest.mark.django_db
+def test_a_listed_dataset_without_a_row_count_gets_one_once_and_its_schema_stays_locked(provider, staff, api):
+    # As the migration leaves datasets listed before row counts were declared.
+    dataset = make_dataset(owner=provider, status=Dataset.Status.LISTED, moderator=staff)
+    Dataset.objects.filter(pk=dataset.pk).update(public_row_count=None)
+    api.force_authenticate(provider)
+    url = f"/api/v1/datasets/{dataset.pk}/schema/"
+    declared = dataset.declared_schema
+    edited = {"columns": [{**declared["columns"][0], "description": "changed"}, *declared["columns"][1:]]}
+    refused = api.put(url, {**edited, "public_row_count": 30}, format="json")
+    assert refused.status_code == 409 and refused.json()["code"] == "schema_locked"
+    added = api.put(url, {**declared, "public_row_count": 30}, format="json")
+    assert added.status_code == 200 and added.json()["public_row_count"] == 30
+    again = api.put(url, {**declared, "public_row_count": 40}, format="json")
+    assert again.status_code == 409, "only once: a public figure does not move afterwards"
+    dataset.refresh_from_db()
+    assert dataset.public_row_count == 30 and dataset.declared_schema == declared
