@@ -6,6 +6,8 @@ ordering flag, and ``Dataset.commitment`` (SHA-256 of a secret salt and the file
 
 from django.apps import AppConfig
 
+SANE_RECURSION_LIMIT = 3000
+
 
 class ChainConfig(AppConfig):
     name = "chain"
@@ -13,7 +15,14 @@ class ChainConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        import sys
+
+        import py_ecc  # noqa: F401  (raises the recursion limit to 100,000 when first imported)
         from django.db.models.signals import post_save
+
+        # Back to a sane limit, so deep recursion raises RecursionError instead of overflowing the C
+        # stack and killing the process; py_ecc's arithmetic needs far less than this.
+        sys.setrecursionlimit(SANE_RECURSION_LIMIT)
 
         from chain import receivers
         from chain.services import orders, publishing  # noqa: F401  (registers settlement handlers)

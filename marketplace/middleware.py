@@ -1,6 +1,8 @@
 """Domain errors raised outside the API (pages, upload parsing) become proper responses:
 JSON with ``code`` and ``detail`` under /api/, a short page elsewhere."""
 
+import re
+
 from django.http import JsonResponse
 from django.shortcuts import render
 
@@ -32,3 +34,46 @@ class DomainErrorMiddleware:
                 {"code": exception.code, "detail": exception.detail, **exception.extra}, status=exception.status
             )
         return render(request, "frontend/error.html", {"error": exception}, status=exception.status)
+
+
+MAX_JSON_DEPTH = 64
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def json_depth_exceeds(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether a JSON text nests arrays/objects deeper than ``limit`` (strings are skipped, so a
+    bracket inside one does not count). Linear in the body, no recursion."""
+    brackets = _JSON_STRING.sub(b"", body).translate(None, _NOT_BRACKETS)
+    depth = 0
+    for byte in brackets:
+        if byte in (0x5B, 0x7B):
+            depth += 1
+            if depth > limit:
+                return True
+        else:
+            depth -= 1
+    return False
+
+
+class JSONDepthMiddleware:
+    """Refuses a JSON body nested deeper than ``MAX_JSON_DEPTH`` with a 400 before any parser sees
+    it: the parsers recurse once per level, and a body nested 100,000 deep overflows the C stack
+    and kills the worker process (the chain libraries raise the recursion limit)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        content_type = request.META.get("CONTENT_TYPE", "")
+        if "json" in content_type and request.method in ("POST", "PUT", "PATCH", "DELETE"):
+            try:
+                body = request.body
+            except Exception:  # noqa: BLE001 - a body too large is answered by the usual path
+                body = b""
+            if json_depth_exceeds(body):
+                detail = f"The JSON body is nested deeper than {MAX_JSON_DEPTH} levels."
+                if request.path.startswith("/api/"):
+                    return JsonResponse({"code": "json_too_deep", "detail": detail}, status=400)
+                return render(request, "frontend/error.html", {"error": DomainError(detail)}, status=400)
+        return self.get_response(request)

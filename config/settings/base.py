@@ -81,6 +81,8 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # A JSON body nested past 64 levels is a 400 before any parser recurses into it.
+    "marketplace.middleware.JSONDepthMiddleware",
     # Before CSRF: turns an oversize upload found while parsing the body into a 413.
     "marketplace.middleware.DomainErrorMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
