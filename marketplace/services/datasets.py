@@ -512,17 +512,6 @@ def dataset_delete(*, dataset: Dataset, actor: User) -> None:
     _require_owner(dataset, actor)
     with transaction.atomic():
         locked = Dataset.objects.select_for_update().get(pk=dataset.pk)
-        if (
-            locked.status not in SCHEMA_EDITABLE
-            and locked.public_row_count is None
-            and locked.declared_schema == normalised
-            and fraction is None
-        ):
-            # A dataset listed before row counts were declared: its owner may add the count once,
-            # the schema unchanged (jobs on it are refused until then).
-            locked.public_row_count = rows
-            locked.save(update_fields=["public_row_count", "updated_at"])
-            return locked
         if locked.status not in SCHEMA_EDITABLE:
             raise Conflict(
                 "Only draft or rejected datasets can be deleted; ask a moderator to delist it.", code="not_deletable"

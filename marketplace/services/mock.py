@@ -3,7 +3,10 @@ the only inputs are the public schema, a row count and a seed."""
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
+import re
 from typing import Any
 
 import numpy as np
@@ -37,6 +40,8 @@ def mock_rows_generate(
         raise Conflict("This dataset has no declared schema yet, so there is no mock data.", code="schema_not_declared")
     if not 1 <= rows <= max_rows:
         raise InvalidInput(f"rows must be between 1 and {max_rows}.", code="invalid_rows")
+    if not 0 <= seed <= MAX_SEED:
+        raise InvalidInput(f"seed must be a whole number from 0 to {MAX_SEED}.", code="invalid_seed")
     rng = np.random.default_rng(seed)
     header = [c["name"] for c in schema["columns"]]
     columns: list[list[Any]] = []
@@ -68,6 +73,26 @@ def mock_rows_generate(
 
 
 MOCK_SOURCES = ("auto", "synthetic", "uploaded")
+MAX_SEED = 2**63 - 1
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
+def spreadsheet_safe(cell: Any) -> Any:
+    """A cell that a spreadsheet would run as a formula (starting with = + - @, a tab or a CR, and
+    not a plain number) gets a leading apostrophe, as OWASP advises for CSV downloads."""
+    if isinstance(cell, str) and cell.startswith(_FORMULA_START) and not _PLAIN_NUMBER.match(cell):
+        return "'" + cell
+    return cell
+
+
+def _csv_escaped(body: bytes) -> bytes:
+    text = body.decode("utf-8", errors="replace")
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    for row in csv.reader(io.StringIO(text)):
+        writer.writerow([spreadsheet_safe(c) for c in row])
+    return out.getvalue().encode()
 
 
 def dataset_mock_csv(
@@ -89,14 +114,14 @@ def dataset_mock_csv(
         if not dataset.mock_storage_name:
             raise NotFound("The provider has not uploaded a mock file.", code="no_uploaded_mock")
         with dataset_storage().open(dataset.mock_storage_name, "rb") as fh:
-            return fh.read(), "uploaded"
+            return _csv_escaped(fh.read()), "uploaded"
     header, data = mock_rows_generate(
         schema=dataset.declared_schema,
         rows=rows,
         seed=dataset.pk if seed is None else seed,
         max_rows=settings.DATASET_MOCK_MAX_ROWS,
     )
-    return csv_bytes(header, data), "synthetic"
+    return csv_bytes(header, ([spreadsheet_safe(c) for c in row] for row in data)), "synthetic"
 
 
 def dataset_mock_preview(*, dataset, rows: int = 10) -> tuple[list[str], list[list[str]], str] | None:

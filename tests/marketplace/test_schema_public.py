@@ -287,3 +287,13 @@ def test_a_listed_dataset_without_a_row_count_gets_one_once_and_its_schema_stays
     assert again.status_code == 409, "only once: a public figure does not move afterwards"
     dataset.refresh_from_db()
     assert dataset.public_row_count == 30 and dataset.declared_schema == declared
+
+
+@pytest.mark.django_db
+def test_a_listed_dataset_without_a_row_count_still_cannot_be_deleted_by_its_owner(provider, staff, api):
+    dataset = make_dataset(owner=provider, status=Dataset.Status.LISTED, moderator=staff)
+    Dataset.objects.filter(pk=dataset.pk).update(public_row_count=None)
+    api.force_authenticate(provider)
+    response = api.delete(f"/api/v1/datasets/{dataset.pk}/")
+    assert response.status_code == 409 and response.json()["code"] == "not_deletable"
+    assert Dataset.objects.filter(pk=dataset.pk).exists()

@@ -311,3 +311,19 @@ def test_catalogue_totals_are_cached_briefly_when_configured(provider, staff, ap
     assert body["count"] == 1 and len(body["results"]) == 2  # the rows are live; only the total lags
     cache.clear()
     assert api.get("/api/v1/datasets/?sort=newest").json()["count"] == 2
+
+
+def test_mock_downloads_defuse_spreadsheet_formulas_and_refuse_a_bad_seed(provider, staff, api):
+    dataset = make_dataset(owner=provider, status="listed", moderator=staff)
+    client = client_for(provider)
+    hostile = b'age,income,group\n-5,"=HYPERLINK(""http://evil.example"",""x"")",@SUM(A1)\n40,+1e3,-cmd\n'
+    response = client.post(
+        f"/api/v1/datasets/{dataset.pk}/mock/", {"file": SimpleUploadedFile("mock.csv", hostile)}, format="multipart"
+    )
+    assert response.status_code == 200, response.content
+    rows = list(csv.reader(io.StringIO(api.get(f"/api/v1/datasets/{dataset.pk}/mock/").content.decode())))
+    assert rows[1] == ["-5", '\'=HYPERLINK("http://evil.example","x")', "'@SUM(A1)"]
+    assert rows[2] == ["40", "+1e3", "'-cmd"], "plain numbers stay numbers"
+    for seed in ("-1", str(2**64)):
+        refused = api.get(f"/api/v1/datasets/{dataset.pk}/mock/?source=synthetic&seed={seed}")
+        assert refused.status_code == 400 and refused.json()["code"] == "invalid_seed"
