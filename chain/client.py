@@ -28,6 +28,12 @@ class ChainUnavailable(DomainError):
     code = "chain_unavailable"
     status = 503
 
+    def __init__(self, detail: str, *, operator_detail: str | None = None, **kwargs) -> None:
+        super().__init__(detail, **kwargs)
+        # What the operators' logs and commands say: it may name the RPC URL (which can carry an
+        # API key) or server paths, so pages and the API show ``detail`` only.
+        self.operator_detail = operator_detail or detail
+
 
 @dataclass(frozen=True)
 class Deployment:
@@ -67,7 +73,10 @@ class _Provider(HTTPProvider):
         try:
             return super().make_request(method, params)
         except (requests.RequestException, OSError) as exc:
-            raise ChainUnavailable(f"Cannot reach the chain at {self.endpoint_uri}: {exc}") from exc
+            raise ChainUnavailable(
+                "The chain node does not answer; try again in a moment.",
+                operator_detail=f"Cannot reach the chain at {self.endpoint_uri}: {exc}",
+            ) from exc
 
 
 def web3() -> Web3:
@@ -109,15 +118,22 @@ def deployment() -> Deployment:
         data = json.loads(path.read_text())
     except FileNotFoundError as exc:
         raise ChainUnavailable(
-            f"No deployment file at {path}: run `manage.py chain_deploy` (make run does it for the embedded chain)."
+            "The marketplace's contracts are not deployed on this chain yet.",
+            operator_detail=f"No deployment file at {path}: run `manage.py chain_deploy` "
+            "(make run does it for the embedded chain).",
         ) from exc
     except json.JSONDecodeError as exc:
-        raise ChainUnavailable(f"The deployment file {path} is not valid JSON: {exc}") from exc
+        raise ChainUnavailable(
+            "The marketplace's chain settings are broken; the operators have been told.",
+            operator_detail=f"The deployment file {path} is not valid JSON: {exc}",
+        ) from exc
     entry = data.get(str(cid))
     if entry is None:
         known = ", ".join(sorted(data)) or "none"
         raise ChainUnavailable(
-            f"The node at {settings.CHAIN_RPC_URL} reports chain id {cid}, but {path} has deployments for: {known}."
+            f"The marketplace's contracts are not deployed on chain {cid}.",
+            operator_detail=f"The node at {settings.CHAIN_RPC_URL} reports chain id {cid}, but {path} has deployments "
+            f"for: {known}.",
         )
     dep = Deployment(
         chain_id=cid,
@@ -181,4 +197,4 @@ def fail_fast_preflight(process: str) -> None:
     try:
         chain_preflight()
     except ChainUnavailable as exc:
-        raise SystemExit(f"The {process} cannot start: {exc.detail}") from None
+        raise SystemExit(f"The {process} cannot start: {exc.operator_detail}") from None

@@ -68,7 +68,7 @@ def indexer_run_task() -> None:
     try:
         indexer_run()
     except ChainUnavailable as exc:
-        logger.info("indexer skipped: %s", exc.detail)
+        logger.info("indexer skipped: %s", exc.operator_detail)
 
 
 @shared_task

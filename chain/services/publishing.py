@@ -340,4 +340,4 @@ def listing_ordering_sync_for_dataset(dataset_id: int) -> None:
         try:
             listing_ordering_sync(listing_id=listing.pk)
         except client.ChainUnavailable as exc:
-            logger.warning("ordering flag of dataset %s not synced: %s", dataset_id, exc.detail)
+            logger.warning("ordering flag of dataset %s not synced: %s", dataset_id, exc.operator_detail)

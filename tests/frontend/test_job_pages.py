@@ -422,7 +422,7 @@ def test_a_parameter_error_shows_next_to_its_field_before_any_chain_call(on_chai
     assert "field-invalid" in epochs[:80] and "&#x27;epochs&#x27; must be at most 50." in epochs
     assert 'aria-invalid="true"' in epochs and 'value="500"' in epochs
     assert "must be at most 50" not in field_block(body, "batch_size")
-    assert "Cannot reach the chain" not in body
+    assert "The chain node does not answer" not in body
     assert not ComputeJob.objects.exists() and not Order.objects.exists()
 
 
@@ -442,7 +442,7 @@ def test_a_quote_needs_the_chain_and_says_so_with_503(on_chain, buyer):
     data = {"algorithm": "dp-statistics", "bins": "10", "statistics": ["count", "mean"], "quantiles": "0.5"}
     data |= {"epsilon": "0.5", "delta": "0.00001", "accountant": "rdp", "intent": "quote"}
     response = client_as(buyer).post(reverse("frontend:dataset-job", args=[on_chain.pk]), data)
-    assert response.status_code == 503 and "Cannot reach the chain" in seen(response)
+    assert response.status_code == 503 and "The chain node does not answer" in seen(response)
     assert "Could not run the job." in seen(response)
 
 

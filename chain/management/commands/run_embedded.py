@@ -61,7 +61,7 @@ class Command(BaseCommand):
         except KeyboardInterrupt:
             pass
         except client.ChainUnavailable as exc:
-            raise CommandError(exc.detail) from exc
+            raise CommandError(exc.operator_detail) from exc
         finally:
             chain.node.stop()
             self.stdout.write("Embedded chain stopped; its state is saved for the next start.")
