@@ -35,6 +35,7 @@ _FAILURES = [
     Failure("no_sandbox", "failed", "platform", "No sandbox was available on the worker (platform error)."),
     Failure("dataset_mismatch", "failed", "platform", "The stored dataset did not match its commitment."),
     Failure("dataset_unreadable", "failed", "provider", "The dataset's file could not be read as declared."),
+    Failure("buyer_input", "failed", "buyer", "The runner could not use the evaluation file or parameters given."),
     Failure("runner_error", "failed", "platform", "The runner stopped with an error (platform error)."),
     Failure("publish_failed", "failed", "platform", "Publishing the results failed (platform error)."),
     Failure("platform", "failed", "platform", "The platform failed while running the job (platform error)."),
@@ -51,16 +52,11 @@ LIMIT_CODES = {
 }
 
 
-def _human_bytes(n: int) -> str:
-    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= size:
-            return f"{n / size:g} {unit}"
-    return f"{n} bytes"
-
-
 def failure_text(code: str) -> str:
     """The sentence for ``code`` with the settings' public limits filled in."""
     from django.conf import settings
+
+    from compute_to_data.sandbox import _human_bytes
 
     failure = FAILURES.get(code) or FAILURES["platform"]
     return failure.text.format(
@@ -82,4 +78,6 @@ def failure_for_run(*, limit: str | None, runner_error_code: str | None) -> str:
         return LIMIT_CODES[limit]
     if runner_error_code == "invalid_data":
         return "dataset_unreadable"
+    if runner_error_code == "invalid_parameters":
+        return "buyer_input"
     return "runner_error"

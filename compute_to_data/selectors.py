@@ -20,6 +20,12 @@ def jobs_on_dataset_visible(*, dataset: Dataset, user: User) -> QuerySet[Compute
     return jobs.filter(buyer=user)
 
 
+def job_ids_named_for(*, dataset: Dataset, user: User, job_ids: list[int]) -> set[int]:
+    """Which of ``job_ids`` (jobs on ``dataset``) public lists may name for ``user``: every one for
+    the provider and staff, a buyer's own, none for anyone else (one query)."""
+    return set(jobs_on_dataset_visible(dataset=dataset, user=user).filter(pk__in=job_ids).values_list("pk", flat=True))
+
+
 def receipts_on_dataset(*, dataset: Dataset) -> QuerySet[ComputeJob]:
     """The jobs on ``dataset`` whose receipt is recorded on chain, newest first: public, like the
     ``ReceiptRecorded`` events themselves. Callers show when, which algorithm, the epsilon spent

@@ -9,6 +9,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from compute_to_data.runner import params as runner_params
+from compute_to_data.selectors import job_ids_named_for
 from compute_to_data.selectors_ledger import ledger_for
 from marketplace.selectors import catalog
 
@@ -21,8 +22,7 @@ def _pct(part: Decimal | float, whole: Decimal | float) -> float:
 def dataset_ledger(request: HttpRequest, dataset_id: int) -> HttpResponse:
     dataset = catalog.dataset_get_visible(dataset_id=dataset_id, user=request.user)
     ledger = ledger_for(dataset=dataset)
-    user = request.user
-    sees_jobs = user.is_authenticated and (user.is_staff or dataset.owner_id == user.pk)
+    named = job_ids_named_for(dataset=dataset, user=request.user, job_ids=[e.job_id for e in ledger.entries])
     rows = []
     for entry in ledger.entries:
         spec = runner_params.ALGORITHMS.get(entry.algorithm)
@@ -30,7 +30,7 @@ def dataset_ledger(request: HttpRequest, dataset_id: int) -> HttpResponse:
             {
                 "entry": entry,
                 "title": spec.title if spec else entry.algorithm,
-                "show_job": sees_jobs or (user.is_authenticated and entry.job_id in _own_jobs(dataset, user)),
+                "show_job": entry.job_id in named,
                 "epsilon_pct": _pct(entry.epsilon_total_after, ledger.epsilon_cap),
                 "delta_pct": _pct(entry.delta_total_after, ledger.delta_cap),
             }
@@ -50,9 +50,3 @@ def dataset_ledger(request: HttpRequest, dataset_id: int) -> HttpResponse:
             "delta_spent": float(ledger.delta_spent),
         },
     )
-
-
-def _own_jobs(dataset, user) -> set[int]:
-    from compute_to_data.models import ComputeJob
-
-    return set(ComputeJob.objects.filter(dataset=dataset, buyer=user).values_list("pk", flat=True))

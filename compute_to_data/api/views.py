@@ -21,7 +21,7 @@ from chain.units import HASH_PATTERN
 from compute_to_data.api.serializers import ArtifactSerializer, CheckSerializer, JobSerializer, LogEntrySerializer
 from compute_to_data.models import ComputeJob
 from compute_to_data.runner import params as runner_params
-from compute_to_data.selectors import jobs_on_dataset_visible, receipts_on_dataset
+from compute_to_data.selectors import job_ids_named_for, jobs_on_dataset_visible, receipts_on_dataset
 from compute_to_data.services import budget as budget_services
 from compute_to_data.services import jobs as job_services
 from compute_to_data.services import results as result_services
@@ -416,10 +416,10 @@ class DatasetReceiptsView(APIView):
     )
     def get(self, request, dataset_id: int):
         dataset = catalog.dataset_get_visible(dataset_id=dataset_id, user=request.user)
-        user = request.user
-        sees_jobs = user.is_authenticated and (user.is_staff or dataset.owner_id == user.pk)
+        jobs = list(receipts_on_dataset(dataset=dataset)[:RECEIPTS_LISTED])
+        named = job_ids_named_for(dataset=dataset, user=request.user, job_ids=[j.pk for j in jobs])
         rows = []
-        for job in receipts_on_dataset(dataset=dataset)[:RECEIPTS_LISTED]:
+        for job in jobs:
             receipt = job.order.receipt or {}
             spent = job.order.epsilon_spent if job.order.epsilon_spent is not None else job.epsilon_spent
             rows.append(
@@ -430,7 +430,7 @@ class DatasetReceiptsView(APIView):
                     **{k: receipt.get(k, "") for k in ("dataset_hash", "algorithm_hash", "result_hash", "tx_hash")},
                     "block_number": receipt.get("block_number"),
                     "chain_order_id": job.order.chain_order_id,
-                    "job": job.pk if sees_jobs or (user.is_authenticated and job.buyer_id == user.pk) else None,
+                    "job": job.pk if job.pk in named else None,
                 }
             )
         return Response(self.ReceiptRow(rows, many=True).data)
@@ -486,17 +486,11 @@ class DatasetLedgerView(APIView):
 
         dataset = catalog.dataset_get_visible(dataset_id=dataset_id, user=request.user)
         ledger = ledger_for(dataset=dataset)
-        user = request.user
-        sees_all = user.is_authenticated and (user.is_staff or dataset.owner_id == user.pk)
-        own = (
-            set(ComputeJob.objects.filter(dataset=dataset, buyer=user).values_list("pk", flat=True))
-            if user.is_authenticated and not sees_all
-            else set()
-        )
+        named = job_ids_named_for(dataset=dataset, user=request.user, job_ids=[e.job_id for e in ledger.entries])
         entries = [
             self.EntryRow(
                 {
-                    "job": e.job_id if sees_all or e.job_id in own else None,
+                    "job": e.job_id if e.job_id in named else None,
                     "algorithm": e.algorithm,
                     "epsilon": str(e.epsilon),
                     "delta": e.delta,

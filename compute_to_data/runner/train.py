@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from . import accounting, preprocess
-from .errors import InvalidData
+from .errors import InvalidData, InvalidParameters
 from .events import Events
 from .fastdp import FastDP, mlp_build, per_example_loss, poisson_batch
 from .rng import SecureRandom
@@ -459,7 +459,8 @@ def _eval_file_metrics(
     try:
         table, _ = preprocess.table_read(eval_file, "csv", [*parameters["features"], parameters["target"]])
     except InvalidData as exc:
-        raise InvalidData("Evaluation file: " + exc.message) from None
+        # The buyer's own file, not the provider's: reported as the buyer's input.
+        raise InvalidParameters("Evaluation file: " + exc.message) from None
     kept, y_np = preprocess.target_values(table, result.target)
     x = torch.from_numpy(preprocess.features_matrix(table, result.features, rows=kept))
     return _public_metrics(result, x, torch.from_numpy(y_np), classes)

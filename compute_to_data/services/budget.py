@@ -17,7 +17,6 @@ from marketplace.errors import Conflict
 from marketplace.models import Dataset
 
 EPSILON_QUANTUM = Decimal("0.0001")  # the precision orders carry (and a multiple of the chain's 1e-6)
-DEFAULT_DELTA_TOTAL = 1e-4
 
 
 def delta_decimal(value: float | Decimal) -> Decimal:
@@ -26,9 +25,8 @@ def delta_decimal(value: float | Decimal) -> Decimal:
 
 
 def delta_total_of(dataset: Dataset) -> Decimal:
-    """The dataset's cumulative delta cap (at least its per-job delta)."""
-    total = getattr(dataset, "delta_total", None)
-    return delta_decimal(total if total is not None else max(DEFAULT_DELTA_TOTAL, dataset.delta))
+    """The dataset's cumulative delta cap, as booked."""
+    return delta_decimal(dataset.delta_total)
 
 
 def epsilon_round_up(value: float | Decimal) -> Decimal:
@@ -104,7 +102,7 @@ def budget_reserve(*, job: ComputeJob) -> PrivacyBudget:
 
     Takes the budget row lock itself; call inside ``transaction.atomic`` with the job row locked."""
     budget = _locked_budget(job.dataset_id)
-    dataset = Dataset.objects.get(pk=job.dataset_id)
+    dataset = Dataset.objects.only("epsilon_total", "delta", "delta_total").get(pk=job.dataset_id)
     left = dataset.epsilon_total - budget.epsilon_reserved - budget.epsilon_spent
     if job.epsilon > left:
         left = max(left, Decimal("0"))
@@ -124,10 +122,9 @@ def budget_reserve(*, job: ComputeJob) -> PrivacyBudget:
     return budget
 
 
-def budget_charge(*, job: ComputeJob, epsilon_spent: Decimal) -> None:
-    """Turn the job's reservation into spent epsilon and delta. Epsilon is charged exactly as
-    reserved (``epsilon_spent`` is what the runner reports, which is the reservation; anything else
-    is booked as the reservation all the same, so the charge never depends on the data).
+def budget_charge(*, job: ComputeJob) -> None:
+    """Turn the job's reservation into spent epsilon and delta, exactly as reserved: the charge
+    never depends on what the runner saw or reported.
 
     Call inside ``transaction.atomic`` with the job row locked; sets but does not save the job."""
     if job.budget_state != ComputeJob.Budget.RESERVED:

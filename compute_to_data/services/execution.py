@@ -251,8 +251,7 @@ def _holdout(job: ComputeJob) -> dict[str, Any] | None:
     """The owner's holdout split, keyed by the dataset's secret (so no buyer can choose the rows)."""
     if runner_params.ALGORITHMS[job.algorithm].kind == "statistics":
         return None
-    fraction = float(getattr(job.dataset, "holdout_fraction", 0.0) or 0.0)
-    return {"fraction": fraction, "key": dataset_services.dataset_holdout_key(dataset=job.dataset)}
+    return {"fraction": job.dataset.holdout_fraction, "key": dataset_services.dataset_holdout_key(dataset=job.dataset)}
 
 
 def runner_time_bucket(seconds: float) -> float:
@@ -473,7 +472,7 @@ def _publish(job: ComputeJob, ws: sandbox.Workspace) -> ComputeJob:
     }
     with transaction.atomic():
         job = _locked(job.pk)
-        budget_services.budget_charge(job=job, epsilon_spent=manifest["epsilon_spent"])
+        budget_services.budget_charge(job=job)
         job.result_hash = result_hash_of([(a.name, a.sha256) for a in stored])
         job = job_transition(
             job,

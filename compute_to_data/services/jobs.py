@@ -107,7 +107,7 @@ def parameters_for(*, dataset: Dataset, algorithm: str, parameters: dict[str, An
     """Normalised parameters for ``dataset`` or ``InvalidInput`` naming the field at fault."""
     if not dataset.declared_schema:
         raise Conflict("This dataset has no declared schema yet, so it cannot be computed on.", code="no_schema")
-    if not getattr(dataset, "public_row_count", None):
+    if not dataset.public_row_count:
         # The runner derives sampling and steps from this public figure, never from the private count.
         raise Conflict(
             "The provider has not declared this dataset's public row count yet, so it cannot be computed on.",
@@ -164,7 +164,7 @@ def job_quote(*, user: User, dataset: Dataset, algorithm: str, parameters: dict[
         parameters=normalised,
         schema=dataset.declared_schema,
         public_rows=int(dataset.public_row_count),
-        holdout_fraction=float(dataset.holdout_fraction or 0.0),
+        holdout_fraction=dataset.holdout_fraction,
     )
     return {
         "preview": preview,
@@ -376,7 +376,7 @@ def failure_hash(job: ComputeJob, status: str, reason: str) -> str:
     return "0x" + hashlib.sha256(json.dumps(record, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def job_end(job: ComputeJob, status: str, reason: str, *, limit: str = "") -> ComputeJob:
+def job_end(job: ComputeJob, status: str, reason: str, *, limit: str = "", failure: str = "") -> ComputeJob:
     """End a job without results (failed or cancelled): release its budget if nothing read the
     data yet, else charge it in full; the chain settlement follows after commit.
 
@@ -384,9 +384,11 @@ def job_end(job: ComputeJob, status: str, reason: str, *, limit: str = "") -> Co
     if job.data_touched_at is None:
         budget_services.budget_release(job=job)
     else:
-        budget_services.budget_charge(job=job, epsilon_spent=job.epsilon)
+        budget_services.budget_charge(job=job)
         job.result_hash = failure_hash(job, status, reason)
-    job_transition(job, status, reason=reason, limit_hit=limit, progress={**job.progress, "phase": status})
+    job_transition(
+        job, status, reason=reason, limit_hit=limit, failure=failure, progress={**job.progress, "phase": status}
+    )
     job_log(job, reason)
     job_settle_later(job)
     return job
@@ -398,9 +400,7 @@ def job_fail(job: ComputeJob, code: str, *, limit: str = "") -> ComputeJob:
 
     Call inside ``transaction.atomic`` with the job row locked."""
     failure = FAILURES.get(code) or FAILURES["platform"]
-    job.failure = failure.code
-    job.save(update_fields=["failure", "updated_at"])
-    return job_end(job, failure.status, failure_text(failure.code), limit=limit)
+    return job_end(job, failure.status, failure_text(failure.code), limit=limit, failure=failure.code)
 
 
 def job_settle_later(job: ComputeJob) -> None:

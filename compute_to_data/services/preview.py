@@ -67,7 +67,7 @@ def job_preview_run(*, dataset: Dataset, algorithm: str, parameters: dict[str, A
             "public_rows": rows,
             "holdout": None
             if kind == "statistics"
-            else {"fraction": float(getattr(dataset, "holdout_fraction", 0.2) or 0.0), "key": secrets.token_hex(32)},
+            else {"fraction": dataset.holdout_fraction, "key": secrets.token_hex(32)},
             "eval_file": None,
             "output_dir": str(folder / "out"),
             "threads": 1,

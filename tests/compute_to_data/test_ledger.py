@@ -42,7 +42,7 @@ def _ran(dataset, buyer, epsilon: str, *, delta: float = 1e-6, finished: datetim
     )
     with transaction.atomic():
         budget_services.budget_reserve(job=job)
-        budget_services.budget_charge(job=job, epsilon_spent=float(epsilon))
+        budget_services.budget_charge(job=job)
         job.status = ComputeJob.Status.FINISHED
         job.started_at = job.finished_at = finished or datetime(2026, 11, 2, 14, 37, 12, tzinfo=UTC)
         job.save()
@@ -96,6 +96,7 @@ def test_failure_reasons_come_from_one_fixed_table():
     assert failure_for_run(limit="memory", runner_error_code=None) == "limit_memory"
     assert failure_for_run(limit=None, runner_error_code="internal") == "runner_error"
     assert failure_for_run(limit=None, runner_error_code="invalid_data") == "dataset_unreadable"
+    assert failure_for_run(limit=None, runner_error_code="invalid_parameters") == "buyer_input"
     assert failure_for_run(limit=None, runner_error_code="anything the program says") == "runner_error"
     assert failure_for_run(limit="cancelled", runner_error_code=None) == "cancelled_running"
     for code, failure in FAILURES.items():
