@@ -74,6 +74,9 @@ class Dataset(models.Model):
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="datasets")
     title = models.CharField(max_length=200)
     description = models.TextField(blank=True, max_length=20_000, help_text="Markdown.")
+    # The description rendered and sanitised once, when it is saved (marketplace.markdown): pages
+    # show this and never render Markdown per request, so a costly description costs once.
+    description_html = models.TextField(blank=True, default="", editable=False)
     tags = models.ManyToManyField(Tag, blank=True, related_name="datasets")
     licence = models.CharField(max_length=20, choices=Licence.choices, default=Licence.CC_BY_4)
     # Price of one compute job; settled on chain by a later issue.
@@ -125,6 +128,12 @@ class Dataset(models.Model):
     proposed_schema = models.JSONField(default=dict, blank=True)
     declared_schema = models.JSONField(null=True, blank=True)
     schema_confirmed_at = models.DateTimeField(null=True, blank=True)
+
+    # An owner's edit of a listed dataset's public text (title, description and its HTML, tags,
+    # licence) waits here for a moderator; the listing keeps showing the approved text until then
+    # (services.datasets.dataset_update, services.moderation.dataset_edit_decide).
+    pending_edit = models.JSONField(null=True, blank=True, editable=False)
+    pending_edit_at = models.DateTimeField(null=True, blank=True, db_index=True)
 
     # Optional mock file uploaded by the provider (public); otherwise mock data is synthesised.
     mock_storage_name = models.CharField(max_length=255, blank=True)
@@ -193,6 +202,9 @@ class ModerationLogEntry(models.Model):
         REJECT = "reject", "Rejected"
         DELIST = "delist", "Delisted"
         RELIST = "relist", "Relisted"
+        SUBMIT_EDIT = "submit_edit", "Edit submitted for review"
+        APPROVE_EDIT = "approve_edit", "Edit approved"
+        REJECT_EDIT = "reject_edit", "Edit rejected"
         REPORT = "report", "Reported"
         RESOLVE_REPORT = "resolve_report", "Report resolved"
         DISMISS_REPORT = "dismiss_report", "Report dismissed"
