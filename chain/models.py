@@ -160,6 +160,8 @@ class Order(models.Model):
         REJECTED = "rejected", "Rejected"
         RECEIPTED = "receipted", "Receipt recorded, payment released"
         REFUNDED = "refunded", "Refunded"
+        # The chain rolled back past the order (or reused its id for another one): never settled.
+        VANISHED = "vanished", "Gone from the chain (rolled back)"
 
     class Source(models.TextChoices):
         MANAGED = "managed", "Sent by the marketplace from the buyer's managed wallet"
@@ -229,6 +231,8 @@ class IndexerCursor(models.Model):
     chain_id = models.BigIntegerField(unique=True)
     genesis_hash = models.CharField(max_length=66)
     last_block = models.BigIntegerField()
+    # The hash of ``last_block`` as read: a reorg or a rollback of blocks without events shows here.
+    last_block_hash = models.CharField(max_length=66, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:

@@ -79,6 +79,8 @@ class ComputeJob(models.Model):
         NONE = "none", "Nothing to settle yet"
         RECEIPT = "receipt", "Receipt recorded on chain"
         REFUND = "refund", "Refunded on chain"
+        # The chain no longer holds the order (rolled back): nothing to settle, nothing was charged.
+        VANISHED = "vanished", "Payment gone from the chain (rolled back): nothing charged"
 
     buyer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="compute_jobs")
     dataset = models.ForeignKey("marketplace.Dataset", on_delete=models.PROTECT, related_name="compute_jobs")
@@ -112,6 +114,11 @@ class ComputeJob(models.Model):
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     workspace = models.CharField(max_length=500, blank=True)
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    # A moderator's cancellation: who, and their words (shown to the buyer, escaped like any text).
+    cancelled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    moderator_reason = models.TextField(blank=True)
     data_touched_at = models.DateTimeField(null=True, blank=True)
 
     # The receipt: what ran on what, and what came out.
