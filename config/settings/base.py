@@ -238,22 +238,17 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
-# --- Celery: server-less filesystem broker by default, Redis/RabbitMQ via CELERY_BROKER_URL ---
-CELERY_BROKER_URL = env("CELERY_BROKER_URL", "filesystem://")
+# --- Celery: server-less SQLite broker by default (config/embedded_broker.py), Redis/RabbitMQ via CELERY_BROKER_URL
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", "")
+CELERY_BROKER_TRANSPORT: str | None = None
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {}
-if CELERY_BROKER_URL.startswith("filesystem://"):
-    _broker_dir = DATA_DIR / "broker"
-    for _sub in ("queue", "processed", "control"):
-        (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "data_folder_in": str(_broker_dir / "queue"),
-        "data_folder_out": str(_broker_dir / "queue"),
-        "processed_folder": str(_broker_dir / "processed"),
-        "control_folder": str(_broker_dir / "control"),
-        "store_processed": False,
-        # How often a worker looks for new messages: part of every job's start-up latency.
-        "polling_interval": 0.05,
-    }
+if not CELERY_BROKER_URL:
+    # A message is a committed SQLite row: never read half-written (the filesystem transport's was).
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_URL = f"sqlite:///{DATA_DIR / 'broker.sqlite3'}"
+    CELERY_BROKER_TRANSPORT = "config.embedded_broker:Transport"
+    # How often a worker looks for new messages: part of every job's start-up latency.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"polling_interval": 0.05}
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_ACCEPT_CONTENT = ["json"]

@@ -53,20 +53,19 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {"anon": "10000/min", "user": "10000/min", "preview": "10000/min"},
 }
 CELERY_BROKER_URL = "memory://"
+CELERY_BROKER_TRANSPORT = None
 CELERY_BROKER_TRANSPORT_OPTIONS = {}
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_TASK_EAGER_PROPAGATES = True
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-# A real worker started by an integration test: filesystem broker and file-based e-mail.
+# A real worker started by an integration test: the embedded SQLite broker of `make run` (a file in
+# that folder, shared with the test process) and file-based e-mail.
 if env("CELERY_INTEGRATION_BROKER_DIR"):
-    _broker = Path(env("CELERY_INTEGRATION_BROKER_DIR"))
-    CELERY_BROKER_URL = "filesystem://"
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "data_folder_in": str(_broker),
-        "data_folder_out": str(_broker),
-        "control_folder": str(_broker / "control"),
-        "polling_interval": 0.1,
-    }
+    from config.embedded_broker import broker_settings
+
+    CELERY_BROKER_URL, CELERY_BROKER_TRANSPORT, CELERY_BROKER_TRANSPORT_OPTIONS = broker_settings(
+        Path(env("CELERY_INTEGRATION_BROKER_DIR"))
+    )
     CELERY_TASK_ALWAYS_EAGER = False
     EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
     EMAIL_FILE_PATH = env("CELERY_INTEGRATION_MAIL_DIR")

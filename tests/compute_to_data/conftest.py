@@ -17,6 +17,7 @@ import pytest
 from kombu import pools as kombu_pools
 
 from config.celery_app import app as celery_app
+from config.embedded_broker import broker_settings
 from tests.chain.conftest import _session_chain, accounts, anvil, chain, deployment, on_chain, people, w3  # noqa: F401
 from tests.marketplace.test_tasks_integration import database_url, reset_connections
 
@@ -78,13 +79,13 @@ def fake_runner(compute_settings):
 
 @pytest.fixture
 def compute_worker(tmp_path, on_chain, compute_settings):
-    """A real Celery worker process on the `celery` and `compute` queues (filesystem broker),
-    pointed at the test anvil: ``start(runner_dir)`` launches it; the test's own enqueues go
-    to it until ``eager_again()``. Yields ``(start, eager_again, log_path)``."""
+    """A real Celery worker process on the `celery` and `compute` queues (the embedded SQLite
+    broker of `make run`), pointed at the test anvil: ``start(runner_dir)`` launches one (again
+    after a kill: the same broker, so unacknowledged messages are delivered again); the test's own
+    enqueues go to it until ``eager_again()``. Yields ``(start, eager_again, log_path)``."""
     broker = tmp_path / "broker"
-    broker.mkdir()
-    options = {"data_folder_in": str(broker), "data_folder_out": str(broker), "polling_interval": 0.05}
-    keys = ("task_always_eager", "broker_url", "broker_transport_options")
+    url, transport, options = broker_settings(broker)
+    keys = ("task_always_eager", "broker_url", "broker_transport", "broker_transport_options")
     saved = {key: celery_app.conf.get(key) for key in keys}
     env = {
         **os.environ,
@@ -103,7 +104,9 @@ def compute_worker(tmp_path, on_chain, compute_settings):
     procs: list[subprocess.Popen] = []
 
     def start(runner_dir: str) -> subprocess.Popen:
-        celery_app.conf.update(task_always_eager=False, broker_url="filesystem://", broker_transport_options=options)
+        celery_app.conf.update(
+            task_always_eager=False, broker_url=url, broker_transport=transport, broker_transport_options=options
+        )
         reset_connections()
         proc = subprocess.Popen(
             [

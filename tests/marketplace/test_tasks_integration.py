@@ -1,4 +1,4 @@
-"""A real Celery worker process (filesystem broker) picks up the tasks the services enqueue."""
+"""A real Celery worker process (the embedded SQLite broker) picks up the tasks the services enqueue."""
 
 import os
 import subprocess
@@ -10,6 +10,7 @@ import pytest
 from django.db import connection
 
 from config.celery_app import app as celery_app
+from config.embedded_broker import broker_settings
 from marketplace.models import Dataset
 from marketplace.services.datasets import ListingFields, dataset_create
 from marketplace.services.moderation import report_create
@@ -38,12 +39,13 @@ def reset_connections() -> None:
 def real_worker(tmp_path):
     broker = tmp_path / "broker"
     mail = tmp_path / "mail"
-    broker.mkdir()
     mail.mkdir()
-    options = {"data_folder_in": str(broker), "data_folder_out": str(broker), "polling_interval": 0.1}
-    keys = ("task_always_eager", "broker_url", "broker_transport_options")
+    url, transport, options = broker_settings(broker)
+    keys = ("task_always_eager", "broker_url", "broker_transport", "broker_transport_options")
     saved = {key: celery_app.conf.get(key) for key in keys}
-    celery_app.conf.update(task_always_eager=False, broker_url="filesystem://", broker_transport_options=options)
+    celery_app.conf.update(
+        task_always_eager=False, broker_url=url, broker_transport=transport, broker_transport_options=options
+    )
     reset_connections()
     env = {
         **os.environ,

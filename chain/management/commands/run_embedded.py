@@ -1,14 +1,15 @@
-"""``make run``: the embedded chain, demo data, then the web server and the worker together.
+"""``make run``: the embedded chain, demo data, then the web server, the worker and beat together.
 
 Starts anvil (state kept in DATA_DIR/chain, so the chain survives a restart), deploys the
-contracts on first start, seeds and funds the demo, and runs the Procfile with honcho with the
-chain's settings in its environment. Ctrl-C stops everything, anvil last (it saves its state)."""
+contracts on first start, seeds and funds the demo, and runs the web server, the Celery worker and
+Celery beat under ``chain.supervisor`` with the chain's settings in their environment: a program
+that dies is restarted with a back-off while the others keep serving. Ctrl-C stops everything,
+anvil last (it saves its state)."""
 
 from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 
 from django.conf import settings
@@ -18,6 +19,27 @@ from django.core.management.base import BaseCommand, CommandError
 from chain import client
 from chain.embedded import start_embedded_chain
 from chain.node import AnvilError
+from chain.supervisor import Program, Supervisor
+
+
+def embedded_programs(*, port: str, env: dict[str, str]) -> list[Program]:
+    """The web server, the worker and beat, each its own process (beat never inside the worker:
+    as ``worker -B`` it outlived a killed worker and kept the old one's pipe open)."""
+    python, base = sys.executable, str(settings.BASE_DIR)
+    celery = [python, "-m", "celery", "-A", "config"]
+    # The embedded broker has no broadcast: no gossip, mingle or broker heartbeats to wait for.
+    quiet = ["--without-gossip", "--without-mingle", "--without-heartbeat"]
+    schedule = str(settings.DATA_DIR / "celerybeat-schedule")
+    return [
+        Program("web", [python, "manage.py", "runserver", f"127.0.0.1:{port}"], env, base),
+        Program(
+            "worker",
+            [*celery, "worker", "--loglevel", "INFO", "-Q", "celery,compute", "--concurrency", "2", *quiet],
+            env,
+            base,
+        ),
+        Program("beat", [*celery, "beat", "--loglevel", "INFO", "--schedule", schedule], env, base),
+    ]
 
 
 def _interrupt(signum, frame):
@@ -25,7 +47,7 @@ def _interrupt(signum, frame):
 
 
 class Command(BaseCommand):
-    help = "Start the embedded chain, seed the demo and run the web server and worker (make run)."
+    help = "Start the embedded chain, seed the demo and run the web server, worker and beat (make run)."
 
     def add_arguments(self, parser):
         parser.add_argument("--port", default=os.environ.get("PORT", "8000"))
@@ -50,14 +72,7 @@ class Command(BaseCommand):
             call_command("seed_demo", port=options["port"], stdout=self.stdout)
             if options["no_serve"]:
                 return
-            procfile = settings.BASE_DIR / "Procfile"
-            honcho = [sys.executable, "-m", "honcho", "start", "-f", str(procfile), "-d", str(settings.BASE_DIR)]
-            process = subprocess.Popen(honcho, env={**os.environ, "MARKETPLACE_PORT": str(options["port"])})
-            try:
-                process.wait()
-            except KeyboardInterrupt:
-                process.send_signal(signal.SIGINT)
-                process.wait(timeout=30)
+            Supervisor(embedded_programs(port=str(options["port"]), env=dict(os.environ)), output=self.stdout).run()
         except KeyboardInterrupt:
             pass
         except client.ChainUnavailable as exc:
