@@ -9,15 +9,17 @@ from decimal import Decimal
 from functools import wraps
 from typing import Any
 
+from axes.utils import reset as axes_reset
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import PasswordChangeForm, SetPasswordForm
 from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import redirect, render
 from django.template import loader
-from django.urls import reverse
+from django.urls import reverse, reverse_lazy
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_POST
@@ -54,13 +56,18 @@ from frontend.forms import (
     plain_number,
 )
 from marketplace.api.pagination import CachedCountPaginator
-from marketplace.errors import DomainError, FileTooLarge, NotFound, PermissionDenied
+from marketplace.errors import DomainError, FileTooLarge, InvalidFile, NotFound, PermissionDenied
 from marketplace.models import Dataset, Report
 from marketplace.selectors import catalog
 from marketplace.selectors import moderation as moderation_selectors
 from marketplace.services import datasets as dataset_services
 from marketplace.services import moderation as moderation_services
-from marketplace.services.accounts import api_token_regenerate, user_profile_update
+from marketplace.services.accounts import (
+    api_token_regenerate,
+    email_verification_send,
+    user_profile_update,
+)
+from marketplace.services.accounts import email_verify as email_verify_service
 from marketplace.services.mock import dataset_mock_preview
 
 logger = logging.getLogger(__name__)
@@ -129,7 +136,7 @@ def upload_view(view):
         if request.method == "POST":
             try:
                 request.FILES  # noqa: B018 - parse now, so FileTooLarge surfaces here
-            except FileTooLarge as exc:
+            except (FileTooLarge, InvalidFile) as exc:  # too large, or a CSV header refused as it arrived
                 request.upload_error = exc
                 return view(request, *args, **kwargs)
         return protected(request, *args, **kwargs)
@@ -174,7 +181,12 @@ def signup(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         user = form.save()
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-        messages.success(request, f"Welcome, {user.username}. Your account is ready.")
+        email_verification_send(user=user)
+        messages.success(
+            request,
+            f"Welcome, {user.username}. Your account is ready. We sent a link to {user.email}: follow it to "
+            "confirm your address before you submit a dataset for review.",
+        )
         return redirect("frontend:catalogue")
     return render(request, "frontend/signup.html", {"form": form}, status=400 if form.errors else 200)
 
@@ -187,6 +199,95 @@ class LoginView(auth_views.LoginView):
 
 class LogoutView(auth_views.LogoutView):
     pass
+
+
+class _FormErrorIs400:
+    """A form sent back with errors answers 400, as every other page form here does."""
+
+    def form_invalid(self, form):
+        response = super().form_invalid(form)
+        response.status_code = 400
+        return response
+
+
+class PasswordChangeView(_FormErrorIs400, auth_views.PasswordChangeView):
+    """Django's own view; an account made by signing in with a wallet has no password yet and
+    sets one without the old one."""
+
+    template_name = "registration/account_password_change.html"
+    success_url = reverse_lazy("frontend:profile")
+
+    def get_form_class(self):
+        return PasswordChangeForm if self.request.user.has_usable_password() else SetPasswordForm
+
+    def form_valid(self, form):
+        messages.success(self.request, "Password changed. Your other signed-in sessions were signed out.")
+        return super().form_valid(form)
+
+
+class PasswordResetView(_FormErrorIs400, auth_views.PasswordResetView):
+    """The e-mail's link is built from SITE_URL, never from the request's Host header (which a
+    client chooses), so a forged Host cannot send a reset link to another site."""
+
+    template_name = "registration/account_password_reset.html"
+    email_template_name = "registration/account_password_reset_email.txt"
+    subject_template_name = "registration/account_password_reset_subject.txt"
+    success_url = reverse_lazy("frontend:password-reset-done")
+
+    def get_extra_email_context(self):
+        return {"site_url": settings.SITE_URL.rstrip("/")}
+
+    def dispatch(self, *args, **kwargs):
+        self.extra_email_context = self.get_extra_email_context()
+        return super().dispatch(*args, **kwargs)
+
+
+class PasswordResetDoneView(auth_views.PasswordResetDoneView):
+    template_name = "registration/account_password_reset_done.html"
+
+
+class PasswordResetConfirmView(_FormErrorIs400, auth_views.PasswordResetConfirmView):
+    template_name = "registration/account_password_reset_confirm.html"
+    success_url = reverse_lazy("frontend:password-reset-complete")
+
+    def form_valid(self, form):
+        response = super().form_valid(form)
+        # Whoever can read the account's mail may log in again at once: lift the account's lockout.
+        axes_reset(username=self.user.get_username().lower())
+        return response
+
+
+class PasswordResetCompleteView(auth_views.PasswordResetCompleteView):
+    template_name = "registration/account_password_reset_complete.html"
+
+
+def email_verify(request: HttpRequest, token: str) -> HttpResponse:
+    """The link from the confirmation e-mail; works signed in or not (another browser, a phone)."""
+    try:
+        user = email_verify_service(token=token)
+    except DomainError as exc:
+        error = _PageError(exc.code, exc.detail, exc.status)
+        return render(request, "frontend/error.html", {"error": error}, status=exc.status)
+    messages.success(request, f"Thank you: {user.email} is confirmed.")
+    return redirect("frontend:profile" if request.user.is_authenticated else "frontend:login")
+
+
+@require_POST
+@login_required
+def email_verify_resend(request: HttpRequest) -> HttpResponse:
+    if request.user.email_verified:
+        messages.info(request, "Your e-mail address is already confirmed.")
+    elif not request.user.email:
+        messages.error(request, "Add an e-mail address to your profile first.")
+    elif email_verification_send(user=request.user):
+        messages.success(request, f"We sent a new confirmation link to {request.user.email}.")
+    else:
+        messages.error(
+            request,
+            "We could not send a link just now: one went out in the last few minutes, or the mail server did "
+            "not answer. Check your inbox (and spam folder), or try again in a few minutes.",
+        )
+    return redirect("frontend:profile")
 
 
 @login_required
@@ -370,11 +471,20 @@ def dataset_edit(request: HttpRequest, dataset_id: int) -> HttpResponse:
     if request.method == "POST":
         if form.is_valid():
             try:
-                dataset_services.dataset_update(dataset=dataset, actor=request.user, fields=form.listing_fields())
+                dataset = dataset_services.dataset_update(
+                    dataset=dataset, actor=request.user, fields=form.listing_fields()
+                )
             except DomainError as exc:
                 error, status = exc.detail, exc.status
             else:
-                messages.success(request, "Listing saved.")
+                if dataset.pending_edit:
+                    messages.success(
+                        request,
+                        "Saved. Your changes to the title, description, tags or licence wait for a moderator; "
+                        "buyers see the approved text until then.",
+                    )
+                else:
+                    messages.success(request, "Listing saved.")
                 return redirect("frontend:dataset", dataset_id=dataset.pk)
         else:
             status = 400
@@ -814,6 +924,7 @@ FAILURE_CAUSES = {
     "limit": "a resource limit of the sandbox",
     "provider": "the provider's file",
     "platform": "our fault: not yours",
+    "moderator": "a moderator's decision: not yours",
 }
 
 
@@ -821,7 +932,12 @@ FAILURE_CAUSES = {
 def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
     """A job's status and live progress, its budget, payment, log and receipt. The buyer, the
     dataset's provider and staff see it; nobody else learns it exists."""
-    job = _job_visible(request, job_id)
+    return _job_page(request, _job_visible(request, job_id))
+
+
+def _job_page(
+    request: HttpRequest, job: ComputeJob, *, moderator_error: str = "", moderator_reason: str = "", status: int = 200
+) -> HttpResponse:
     is_buyer = job.buyer_id == request.user.pk
     cancelling = job.cancel_requested_at is not None and not job.is_terminal
     return render(
@@ -830,6 +946,14 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
         {
             "job": job,
             "is_buyer": is_buyer,
+            # A moderator stops another buyer's job with a reason (their own job they cancel as its buyer).
+            "can_moderate": request.user.is_staff
+            and not is_buyer
+            and job.status in ComputeJob.CANCELLABLE
+            and job.cancelled_by_id is None,
+            "moderator_error": moderator_error,
+            "moderator_reason": moderator_reason,
+            "moderator_reason_max": job_services.MODERATOR_REASON_MAX,
             "is_provider": job.dataset.owner_id == request.user.pk,
             "algorithm": _algorithm_described(job.algorithm) if job.algorithm in runner_params.ALGORITHMS else None,
             "parameters": [(name, _parameter_text(value)) for name, value in sorted((job.parameters or {}).items())],
@@ -846,13 +970,30 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
                 "terminal": sorted(ComputeJob.TERMINAL),
             },
         },
+        status=status,
     )
 
 
-@require_POST
 @login_required
 def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
+    """GET: the buyer is asked to confirm, told what they get back now. POST with ``confirm``: the
+    job is cancelled (a POST without it only shows the question again)."""
     job = _job_visible(request, job_id)
+    job_url = reverse("frontend:job", args=[job.pk]) + "#job-status"
+    if request.method not in ("GET", "POST"):
+        return HttpResponse(status=405, headers={"Allow": "GET, POST"})
+    if job.buyer_id != request.user.pk:
+        messages.error(request, "Only the buyer can cancel this job.")
+        return redirect(job_url)
+    if job.status not in ComputeJob.CANCELLABLE or job.cancel_requested_at is not None:
+        messages.error(request, f"A {job.get_status_display().lower()} job cannot be cancelled.")
+        return redirect(job_url)
+    if request.method == "GET" or request.POST.get("confirm") != "yes":
+        return render(
+            request,
+            "frontend/job_cancel.html",
+            {"job": job, "runner_started": job.data_touched_at is not None or job.status == ComputeJob.Status.RUNNING},
+        )
     try:
         job = job_services.job_cancel(job=job, user=request.user)
     except DomainError as exc:
@@ -863,8 +1004,26 @@ def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
         else:
             messages.success(
                 request,
-                "Stopping the job. If the runner had started on the data, its epsilon is charged; nothing is released.",
+                "Stopping the job. Before the runner reads the data you get everything back; once it has, nothing "
+                "is released, so the epsilon is released and the payment goes to the provider for the compute.",
             )
+    return redirect(job_url)
+
+
+@require_POST
+@login_required
+def job_moderator_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
+    """A moderator cancels a buyer's job with a reason: refunded, released, logged, and shown to
+    the buyer. A missing or too long reason is a form error on the job page."""
+    job = _job_visible(request, job_id)
+    if not request.user.is_staff:
+        raise NotFound("No such job.")
+    reason = request.POST.get("reason", "")
+    try:
+        job = job_services.job_cancel_by_moderator(job=job, moderator=request.user, reason=reason)
+    except DomainError as exc:
+        return _job_page(request, job, moderator_error=exc.detail, moderator_reason=reason[:2000])
+    messages.success(request, "Job cancelled as a moderator: the buyer is refunded and sees your reason.")
     return redirect(reverse("frontend:job", args=[job.pk]) + "#job-status")
 
 
@@ -1096,6 +1255,7 @@ def moderation_queue(request: HttpRequest) -> HttpResponse:
         error, status = "Unknown filter; showing datasets pending review.", 400
     queue = moderation_selectors.moderation_queue(actor=request.user, **filters)
     reports = moderation_selectors.reports_visible(actor=request.user, status=Report.Status.OPEN)[:TABLE_PAGE_SIZE]
+    edits = moderation_selectors.moderation_queue(actor=request.user, status=moderation_selectors.EDIT_PENDING)
     return render(
         request,
         "frontend/moderation_queue.html",
@@ -1103,11 +1263,29 @@ def moderation_queue(request: HttpRequest) -> HttpResponse:
             "form": form,
             "page": _page(request, queue, TABLE_PAGE_SIZE),
             "reports": reports,
+            "edits": edits[:TABLE_PAGE_SIZE],
             "error": error,
             "current_status": filters.get("status", Dataset.Status.PENDING_REVIEW),
         },
         status=status,
     )
+
+
+@require_POST
+@login_required
+def dataset_edit_decide(request: HttpRequest, dataset_id: int) -> HttpResponse:
+    _require_staff(request)
+    dataset = _dataset_visible(request, dataset_id)
+    approve = request.POST.get("decision") == "approve"
+    try:
+        moderation_services.dataset_edit_decide(
+            dataset=dataset, actor=request.user, approve=approve, reason=request.POST.get("reason", "")
+        )
+    except DomainError as exc:
+        messages.error(request, exc.detail)
+    else:
+        messages.success(request, "Edit approved: the listing shows it now." if approve else "Edit rejected.")
+    return HttpResponseRedirect(_next_or(request, reverse("frontend:moderation")))
 
 
 @require_POST

@@ -3,7 +3,11 @@
 Django normally spools large uploads to a plaintext temporary file. This handler encrypts each
 chunk with AES-CTR under a random key that lives only in memory for the request, so the
 temporary file is useless to anyone who finds it, and it is removed when the request ends. The
-resulting ``UploadedFile`` decrypts on read and is seekable (Parquet readers need that)."""
+resulting ``UploadedFile`` decrypts on read and is seekable (Parquet readers need that).
+
+A CSV's header line is checked as it arrives (``csv_header_check``: UTF-8, its length, its
+number of columns), so a file with 100,000 columns or no line break is refused after its first
+chunk, before the rest is read, stored or parsed."""
 
 from __future__ import annotations
 
@@ -115,16 +119,34 @@ class EncryptedTemporaryFileUploadHandler(FileUploadHandler):
         self.file = EncryptedTemporaryUploadedFile(
             self.file_name, self.content_type, self.charset, self.content_type_extra
         )
+        # The start of a CSV, kept until its header line is complete and checked.
+        self._head: bytearray | None = bytearray() if (self.file_name or "").lower().endswith(".csv") else None
+
+    def _check_head(self, data: bytes, *, complete: bool) -> None:
+        from marketplace.services.schema import csv_header_check
+
+        self._head += data[: settings.DATASET_MAX_HEADER_BYTES + 8 - len(self._head)]
+        try:
+            done = csv_header_check(bytes(self._head), complete=complete) is not None
+        except BaseException:
+            self.file.close()
+            raise
+        if done or complete:
+            self._head = None
 
     def receive_data_chunk(self, raw_data, start):
         limit = settings.DATASET_MAX_UPLOAD_BYTES
         if start + len(raw_data) > limit:
             self.file.close()
             raise too_large(limit)
+        if self._head is not None:
+            self._check_head(raw_data, complete=False)
         self.file.append(raw_data)
         return None
 
     def file_complete(self, file_size):
+        if self._head is not None and file_size:
+            self._check_head(b"", complete=True)
         self.file.file.finish()
         self.file.size = file_size
         return self.file

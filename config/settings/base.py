@@ -7,6 +7,7 @@ import base64
 import os
 import secrets
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -69,6 +70,9 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    # Log-in throttling (failed attempts in the database, shared by every process) and the CSP header.
+    "axes",
+    "csp",
     "marketplace",
     "compute_to_data",
     "chain",
@@ -78,6 +82,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -85,10 +90,14 @@ MIDDLEWARE = [
     "marketplace.middleware.JSONDepthMiddleware",
     # Before CSRF: turns an oversize upload found while parsing the body into a 413.
     "marketplace.middleware.DomainErrorMiddleware",
+    # A statement cancelled by the web's statement_timeout is a 503 with a reason, not a 500.
+    "marketplace.middleware.QueryTimeoutMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: turns a locked-out log-in into the lockout page or JSON 429.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -97,6 +106,11 @@ AUTH_USER_MODEL = "marketplace.User"
 LOGIN_URL = "frontend:login"
 LOGIN_REDIRECT_URL = "frontend:catalogue"
 LOGOUT_REDIRECT_URL = "frontend:catalogue"
+# django-axes first: it refuses a locked-out account or address before any password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 
 TEMPLATES = [
     {
@@ -120,6 +134,45 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
+# --- Accounts: log-in throttling (django-axes), e-mail links, proxies ---
+# Failed password log-ins (web form and POST /api/v1/auth/token/) are counted per account and,
+# separately, per client address, in the database, so every gunicorn worker and host sees them.
+AXES_ENABLED = env_bool("AXES_ENABLED", True)
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+# Not reset by a success: that would also clear the address's count, so one account of one's own
+# would let an address guess at other accounts without end.
+AXES_RESET_ON_SUCCESS = False
+AXES_LOCKOUT_CALLABLE = "marketplace.lockout.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "marketplace.lockout.client_ip"
+AXES_USERNAME_CALLABLE = "marketplace.lockout.client_username"
+# Behind a reverse proxy that sets X-Forwarded-Proto and X-Forwarded-For (and strips any a client
+# sent): only then are those headers believed, for https and for the address log-ins count against.
+TRUST_PROXY = env_bool("DJANGO_TRUST_PROXY", False)
+# Links in password-reset and e-mail verification messages stay valid this long.
+PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_TIMEOUT_SECONDS", 3 * 24 * 3600)
+
+# --- Content-Security-Policy (django-csp): scripts and styles from our own static files only.
+# Inline style attributes stay allowed (progress bars set their width with them); inline scripts
+# and event-handler attributes do not. ---
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "style-src-attr": ["'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+
 LANGUAGE_CODE = "en-gb"
 TIME_ZONE = "UTC"
 USE_I18N = True
@@ -130,10 +183,17 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 DATABASES = {
     "default": dj_database_url.parse(env("DATABASE_URL") or f"sqlite:///{DATA_DIR / 'db.sqlite3'}", conn_max_age=60)
 }
+# A kept connection the database dropped (restart, failover) is found before a request uses it.
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # The web server and two worker processes write at once: take the write lock when a transaction
     # starts (no failed lock upgrades), and wait for it rather than fail with "database is locked".
     DATABASES["default"]["OPTIONS"] = {"transaction_mode": "IMMEDIATE", "timeout": 20}
+# PostgreSQL cancels a web request's statement that runs longer than this (0: never), so one
+# costly query cannot hold a worker and a connection; the request gets a 503 (code
+# query_timeout). Only the web server's connections (config/wsgi.py, config/asgi.py): Celery
+# workers, migrations and management commands run without it.
+DATABASE_STATEMENT_TIMEOUT_MS = env_int("DATABASE_STATEMENT_TIMEOUT_MS", 5000)
 
 # --- Static files: served by whitenoise, no CDN anywhere ---
 STATIC_URL = "/static/"
@@ -181,6 +241,21 @@ DATASET_MAX_MOCK_UPLOAD_BYTES = env_int("DATASET_MAX_MOCK_UPLOAD_BYTES", 20 * 10
 DATASET_ENCRYPTION_CHUNK_BYTES = env_int("DATASET_ENCRYPTION_CHUNK_BYTES", 1024**2)
 DATASET_SCHEMA_SAMPLE_BYTES = env_int("DATASET_SCHEMA_SAMPLE_BYTES", 2 * 1024**2)
 DATASET_SCHEMA_SAMPLE_ROWS = env_int("DATASET_SCHEMA_SAMPLE_ROWS", 10_000)
+# Refused as the upload arrives: a CSV header line longer than this, or more columns than the
+# schema allows (a Parquet file's columns count too).
+DATASET_MAX_HEADER_BYTES = env_int("DATASET_MAX_HEADER_BYTES", 256 * 1024)
+DATASET_MAX_COLUMNS = env_int("DATASET_MAX_COLUMNS", 500)
+# Parquet is compressed: its data uncompressed (from the footer, before any is read) may be at
+# most this, and one row group at most DATASET_MAX_ROW_GROUP_BYTES (read whole while checking).
+DATASET_MAX_UNCOMPRESSED_BYTES = env_int("DATASET_MAX_UNCOMPRESSED_BYTES", 8 * 1024**3)
+DATASET_MAX_ROW_GROUP_BYTES = env_int("DATASET_MAX_ROW_GROUP_BYTES", 512 * 1024**2)
+# Uploads are parsed only in a child process under these limits (address space beyond what the
+# parent has mapped, CPU, wall clock): the sample read while the upload request waits, the full
+# check on the worker. A file that needs more fails with a message naming the limit.
+DATASET_SAMPLE_MEMORY_BYTES = env_int("DATASET_SAMPLE_MEMORY_BYTES", 1024**3)
+DATASET_SAMPLE_SECONDS = env_int("DATASET_SAMPLE_SECONDS", 60)
+DATASET_VALIDATION_MEMORY_BYTES = env_int("DATASET_VALIDATION_MEMORY_BYTES", 3 * 1024**3)
+DATASET_VALIDATION_SECONDS = env_int("DATASET_VALIDATION_SECONDS", 25 * 60)  # below CELERY_TASK_SOFT_TIME_LIMIT
 # Catalogue totals (page counts) are cached this long; 0 counts on every request.
 CATALOGUE_COUNT_CACHE_SECONDS = env_int("CATALOGUE_COUNT_CACHE_SECONDS", 30)
 # Catalogue list pages kept per web process, served while the catalogue is unchanged (PostgreSQL;
@@ -331,6 +406,8 @@ CHAIN_RECEIPT_POLL_SECONDS = float(env("CHAIN_RECEIPT_POLL_SECONDS", "1.0"))
 CHAIN_RECEIPT_MAX_POLLS = env_int("CHAIN_RECEIPT_MAX_POLLS", 600)
 # Seconds an EIP-4361 (Sign-In with Ethereum) nonce stays valid.
 SIWE_NONCE_TTL_SECONDS = env_int("SIWE_NONCE_TTL_SECONDS", 600)
+# Clock difference between web servers tolerated on a message's issued-at and not-before times.
+SIWE_CLOCK_SKEW_SECONDS = env_int("SIWE_CLOCK_SKEW_SECONDS", 5)
 # 32 bytes, base64: encrypts managed wallets' private keys at rest. Required in production.
 WALLET_ENCRYPTION_KEY = env("WALLET_ENCRYPTION_KEY", "")
 
@@ -341,6 +418,13 @@ CELERY_BEAT_SCHEDULE["webhooks-resume"] = {"task": "integrations.tasks.webhook_d
 # --- E-mail: console by default ---
 EMAIL_BACKEND = env("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "marketplace@localhost")
+# For EMAIL_BACKEND=django.core.mail.backends.smtp.EmailBackend (password resets, confirmations).
+EMAIL_HOST = env("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
 MODERATION_NOTIFY_EMAILS = env_list("MODERATION_NOTIFY_EMAILS")
 
 # --- Logging ---

@@ -24,9 +24,6 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -35,17 +32,18 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from marketplace.contained import UploadLimitExceeded, contained_call, limits_for
 from marketplace.crypto import DecryptionError, master_key
 from marketplace.errors import Conflict, InvalidFile, InvalidInput, PermissionDenied
-from marketplace.models import Dataset, Licence, Tag, User
+from marketplace.markdown import markdown_render
+from marketplace.models import Dataset, Licence, ModerationLogEntry, Tag, User
 from marketplace.services import storage
 from marketplace.services.schema import (
-    csv_null_values,
+    csv_header_check,
+    csv_scan,
     file_format_detect,
-    sample_table,
-    schema_check,
-    schema_propose,
-    schema_report_merge,
+    parquet_scan,
+    sample_propose,
     schema_validate,
 )
 from marketplace.uploads import too_large
@@ -283,8 +281,9 @@ def _apply_fields(dataset: Dataset, fields: ListingFields, *, creating: bool) ->
             raise InvalidInput("The title is longer than 200 characters.", code="invalid_title")
         dataset.title = title
     if fields.description is not None:
-        if len(fields.description) > 20_000:
-            raise InvalidInput("The description is longer than 20,000 characters.", code="invalid_description")
+        # Checked against the size and nesting caps, then rendered once here: pages show the
+        # stored HTML and never parse Markdown per request.
+        dataset.description_html = markdown_render(fields.description)
         dataset.description = fields.description
     if fields.licence is not None:
         if fields.licence not in Licence.values:
@@ -346,7 +345,8 @@ def dataset_create(*, owner: User, file: BinaryIO, filename: str | None = None, 
         raise too_large(settings.DATASET_MAX_UPLOAD_BYTES)
     dataset = Dataset(owner=owner, file_format=file_format, original_filename=filename[:255])
     tags = _apply_fields(dataset, fields, creating=True) or []
-    proposed = schema_propose(sample_table(fh=file, file_format=file_format))
+    # Parsed in a child under memory and time limits: a small file can expand enormously.
+    proposed = sample_propose(fh=file, file_format=file_format)["proposal"]
 
     salt, dataset.commitment_salt_sealed = secret_new(purpose=SALT_PURPOSE)
     _key, dataset.holdout_key_sealed = secret_new(purpose=HOLDOUT_PURPOSE)
@@ -386,16 +386,69 @@ def _require_owner(dataset: Dataset, actor: User) -> None:
         raise PermissionDenied("Only the dataset's owner can change it.")
 
 
+# What a buyer reads on a listing and a moderator approved: an owner's change to it on a dataset
+# that has been approved waits for a moderator (``Dataset.pending_edit``).
+PUBLIC_TEXT_FIELDS = ("title", "description", "description_html", "licence")
+EDIT_REVIEWED_STATUSES = frozenset({Dataset.Status.LISTED, Dataset.Status.DELISTED})
+
+
+def dataset_public_text(dataset: Dataset) -> dict[str, Any]:
+    """The public text a listing shows now (the approved one), in ``pending_edit``'s shape."""
+    return {
+        **{name: getattr(dataset, name) for name in PUBLIC_TEXT_FIELDS},
+        "tags": sorted(t.name for t in dataset.tags.all()),
+    }
+
+
 def dataset_update(*, dataset: Dataset, actor: User, fields: ListingFields) -> Dataset:
-    """Owner edits the listing metadata."""
+    """Owner edits the listing metadata.
+
+    On a listed (or delisted) dataset a change to the public text (title, description, tags,
+    licence) is not shown: it is kept as ``pending_edit`` for a moderator
+    (``moderation.dataset_edit_decide``) while the listing, its buyers and their jobs carry on with
+    the approved text. A later edit replaces the pending one; an edit back to the approved text
+    withdraws it. Price and privacy terms apply at once, as before. Runs under SELECT FOR UPDATE
+    on the dataset row, so a moderator's decision and an edit do not interleave."""
     _require_owner(dataset, actor)
     with transaction.atomic():
         locked = Dataset.objects.select_for_update().get(pk=dataset.pk)
+        if locked.status not in EDIT_REVIEWED_STATUSES:
+            tags = _apply_fields(locked, fields, creating=False)
+            locked.save()
+            if tags is not None:
+                _tags_set(locked, tags)
+            return locked
+        approved = dataset_public_text(locked)
+        previous = locked.pending_edit or approved
+        # The edit builds on the pending text (what the owner last wrote), not the live one.
+        for name in PUBLIC_TEXT_FIELDS:
+            setattr(locked, name, previous[name])
         tags = _apply_fields(locked, fields, creating=False)
+        proposed = {
+            **{name: getattr(locked, name) for name in PUBLIC_TEXT_FIELDS},
+            "tags": sorted(tags) if tags is not None else previous["tags"],
+        }
+        for name in PUBLIC_TEXT_FIELDS:
+            setattr(locked, name, approved[name])
+        if proposed == approved:
+            locked.pending_edit, locked.pending_edit_at = None, None
+        elif proposed != locked.pending_edit:
+            locked.pending_edit, locked.pending_edit_at = proposed, timezone.now()
+            ModerationLogEntry.objects.create(
+                dataset=locked,
+                actor=actor,
+                action=ModerationLogEntry.Action.SUBMIT_EDIT,
+                from_status=locked.status,
+                to_status=locked.status,
+                reason=_edit_summary(approved, proposed),
+            )
         locked.save()
-        if tags is not None:
-            _tags_set(locked, tags)
     return locked
+
+
+def _edit_summary(approved: dict[str, Any], proposed: dict[str, Any]) -> str:
+    changed = [name for name in ("title", "description", "tags", "licence") if approved[name] != proposed[name]]
+    return "Changed: " + ", ".join(changed) + "."
 
 
 def dataset_schema_declare(
@@ -467,9 +520,9 @@ def dataset_mock_upload(*, dataset: Dataset, actor: User, file: BinaryIO, filena
     size = getattr(file, "size", None)
     if isinstance(size, int) and size > limit:
         raise too_large(limit)
-    table = sample_table(fh=file, file_format="csv")
+    columns = sample_propose(fh=file, file_format="csv", propose=False)["columns"]
     expected = [c["name"] for c in dataset.declared_schema["columns"]]
-    if table.column_names != expected:
+    if columns != expected:
         raise InvalidFile(
             f"The mock file's columns must be the declared columns, in order: {', '.join(expected)}.",
             code="mock_columns_mismatch",
@@ -478,7 +531,7 @@ def dataset_mock_upload(*, dataset: Dataset, actor: User, file: BinaryIO, filena
     probe = file.read(limit + 1)
     if len(probe) > limit:
         raise too_large(limit)
-    name = storage.public_file_store(source=io.BytesIO(probe), suffix=".csv")
+    name = storage.public_file_store(source=io.BytesIO(_mock_comma_csv(probe)), suffix=".csv")
     try:
         with transaction.atomic():
             locked = Dataset.objects.select_for_update().get(pk=dataset.pk)
@@ -492,6 +545,21 @@ def dataset_mock_upload(*, dataset: Dataset, actor: User, file: BinaryIO, filena
         storage.stored_file_delete(name)
         raise
     return locked
+
+
+def _mock_comma_csv(data: bytes) -> bytes:
+    """A mock CSV as served: UTF-8 without a BOM, comma-separated (downloads and their formula
+    escaping read commas), whatever separator the owner's file used."""
+    delimiter = csv_header_check(data, complete=True) or ","
+    if delimiter == "," and not data.startswith(b"\xef\xbb\xbf"):
+        return data
+    try:
+        rows = list(csv.reader(io.StringIO(data.decode("utf-8-sig"), newline=""), delimiter=delimiter))
+    except (csv.Error, UnicodeDecodeError) as exc:
+        raise InvalidFile(f"The mock file is not a valid CSV file: {exc}", code="malformed_csv") from exc
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(rows)
+    return out.getvalue().encode()
 
 
 def dataset_mock_remove(*, dataset: Dataset, actor: User) -> Dataset:
@@ -524,44 +592,28 @@ def dataset_delete(*, dataset: Dataset, actor: User) -> None:
 # --- full-file validation (worker) ---------------------------------------------------------
 
 
-class _DecryptedReader(io.RawIOBase):
-    """A forward-only file object over the decrypted chunks of a stored file."""
-
-    def __init__(self, chunks) -> None:
-        self._chunks = iter(chunks)
-        self._buffer = b""
-        # Read by the caller for progress; readinto may run on Arrow's I/O thread, so it must
-        # not touch the database itself.
-        self.consumed = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, target) -> int:
-        while not self._buffer:
-            piece = next(self._chunks, None)
-            if piece is None:
-                return 0
-            self._buffer = piece
-            self.consumed += len(piece)
-        n = min(len(target), len(self._buffer))
-        target[:n] = self._buffer[:n]
-        self._buffer = self._buffer[n:]
-        return n
+def _validation_limits():
+    return limits_for(
+        memory_bytes=settings.DATASET_VALIDATION_MEMORY_BYTES, seconds=settings.DATASET_VALIDATION_SECONDS
+    )
 
 
 def dataset_validate(*, dataset_id: int) -> Dataset:
     """Read the whole private file once and record whether it parses, its row count and the
     report of cells that do not fit the schema (declared, else proposed), per column; all three
     are private to the owner. A cell that does not fit never fails validation: jobs coerce it
-    (clamp, or the public default) and the report tells the owner. Safe to run twice."""
+    (clamp, or the public default) and the report tells the owner. Safe to run twice.
+
+    The parsing runs in a child process under ``DATASET_VALIDATION_MEMORY_BYTES`` and
+    ``DATASET_VALIDATION_SECONDS`` (``marketplace.contained``); this process only decrypts and
+    feeds it. A file past a limit ends ``invalid`` with a sentence naming the limit, and no row
+    count or report is kept from a pass that did not finish."""
     dataset = Dataset.objects.get(pk=dataset_id)
     total = max(dataset.file_size, 1)
     last_reported = [0]
     schema = dataset.declared_schema or dataset.proposed_schema or {}
     against = "declared" if dataset.declared_schema else "proposed"
     checked = {c["name"]: c for c in schema.get("columns", []) if isinstance(c, dict) and "name" in c}
-    counts: dict[str, dict[str, int]] = {}
 
     def progress(consumed: int) -> None:
         pct = min(99, consumed * 100 // total)
@@ -569,37 +621,17 @@ def dataset_validate(*, dataset_id: int) -> Dataset:
             last_reported[0] = pct
             Dataset.objects.filter(pk=dataset_id).update(validation_progress=pct)
 
-    def check(batch: pa.RecordBatch | pa.Table) -> None:
-        names = set(batch.schema.names)
-        schema_report_merge(
-            counts, {name: schema_check(batch.column(name), col) for name, col in checked.items() if name in names}
-        )
-
-    status, detail, rows = Dataset.Validation.VALID, "", None
+    status, detail, rows, counts = Dataset.Validation.VALID, "", None, {}
+    limits = _validation_limits()
+    what = "checking an upload"
     try:
         chunks = storage.encrypted_file_chunks(dataset.storage_name)
         expected = [c["name"] for c in dataset.proposed_schema.get("columns", [])]
         if dataset.file_format == Dataset.FileFormat.CSV:
-            source = _DecryptedReader(chunks)
-            # Every cell as bytes: a bad cell (a non-number, bad UTF-8) is counted, not a parse error.
-            convert = pacsv.ConvertOptions(
-                column_types={name: pa.binary() for name in expected},
-                null_values=csv_null_values(),
-                strings_can_be_null=True,
-                quoted_strings_can_be_null=True,
+            # Decrypted chunks go to the child through a pipe: no plaintext on disk.
+            scanned = contained_call(
+                csv_scan, expected, checked, limits=limits, what=what, feed=chunks, on_progress=progress
             )
-            reader = pacsv.open_csv(
-                io.BufferedReader(source, buffer_size=1 << 20),
-                read_options=pacsv.ReadOptions(block_size=1 << 22, use_threads=False),
-                convert_options=convert,
-            )
-            if expected and reader.schema.names != expected:
-                raise InvalidFile("The header changed while validating.")
-            rows = 0
-            for batch in reader:
-                rows += batch.num_rows
-                check(batch)
-                progress(source.consumed)
         else:
             with tempfile.TemporaryDirectory(prefix="ppdx-validate-") as tmp:
                 os.chmod(tmp, 0o700)
@@ -610,16 +642,15 @@ def dataset_validate(*, dataset_id: int) -> Dataset:
                         out.write(piece)
                         consumed += len(piece)
                         progress(consumed)
-                parquet = pq.ParquetFile(path)
-                rows = 0
-                for group in range(parquet.num_row_groups):
-                    table = parquet.read_row_group(group)
-                    rows += table.num_rows
-                    check(table)
+                scanned = contained_call(parquet_scan, str(path), checked, limits=limits, what=what)
+        rows, counts = int(scanned["rows"]), scanned["counts"]
         if not rows:
             status, detail = Dataset.Validation.INVALID, "The file has no data rows."
-    except (pa.ArrowException, InvalidFile, OSError, ValueError) as exc:
-        status, detail = Dataset.Validation.INVALID, f"The file does not parse past the sample: {str(exc)[:500]}"
+    except UploadLimitExceeded as exc:
+        status, detail, rows = Dataset.Validation.INVALID, exc.detail, None
+    except (InvalidFile, OSError, ValueError) as exc:
+        reason = exc.detail if isinstance(exc, InvalidFile) else str(exc)
+        status, detail = Dataset.Validation.INVALID, f"The file does not parse past the sample: {reason[:500]}"
         rows = None
     report: dict[str, Any] = {}
     if status == Dataset.Validation.VALID:

@@ -8,10 +8,20 @@ rounded outward to a power of ten, datetime bounds to whole years, and categorie
 edits every value.
 
 ``schema_check`` counts, per column, the cells of a batch that do not fit a schema, for the
-owner's report (``Dataset.schema_report``)."""
+owner's report (``Dataset.schema_report``).
+
+Reading an upload is bounded twice: cheap checks before any data is parsed (a CSV's header line
+as it arrives, ``csv_header_check``; a Parquet footer's column count and uncompressed sizes,
+``parquet_metadata_check``), then the parsing itself in a child process under memory and time
+limits (``marketplace.contained``), both for the sample read while the upload waits
+(``sample_propose``) and for the full pass on the worker (``csv_scan``, ``parquet_scan``).
+
+A CSV must be UTF-8 (a BOM is allowed) and may separate fields with ``,`` ``;`` tab or ``|``,
+detected from the header line the same way the runner detects it."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import io
 import math
@@ -23,13 +33,145 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from django.conf import settings
 
+from compute_to_data.runner.preprocess import UTF8_BOM, csv_delimiter_detect, csv_header_line
+from compute_to_data.sandbox import _human_bytes
 from marketplace.errors import InvalidFile, InvalidSchema
 
 COLUMN_TYPES = ("integer", "float", "boolean", "categorical", "datetime", "text")
-MAX_COLUMNS = 500
+MAX_COLUMNS = 500  # the default of settings.DATASET_MAX_COLUMNS
 MAX_CATEGORIES = 100
 PROPOSE_MAX_CATEGORIES = 50
 PARQUET_MAGIC = b"PAR1"
+SAVE_AS_UTF8 = (
+    'Save it as UTF-8 CSV (in Excel: "CSV UTF-8"; in LibreOffice: character set Unicode (UTF-8)) and upload it again.'
+)
+
+
+def max_columns() -> int:
+    return int(getattr(settings, "DATASET_MAX_COLUMNS", MAX_COLUMNS))
+
+
+def _not_utf8(reason: str, *, code: str = "not_utf8") -> InvalidFile:
+    # Binary content keeps the older code "malformed_csv" (API clients switch on codes).
+    return InvalidFile(f"The file is not UTF-8 text: {reason}. {SAVE_AS_UTF8}", code=code)
+
+
+def _utf8_strict(data: bytes, *, what: str) -> str:
+    """``data`` decoded as UTF-8, or ``InvalidFile`` (code ``not_utf8``) naming the line and byte."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        byte = data[exc.start : exc.start + 1].hex().upper()
+        guess = " (it looks like Latin-1 or Windows-1252)" if data[exc.start] >= 0x80 else ""
+        raise _not_utf8(f"byte 0x{byte} on line {line} of {what} is not valid UTF-8{guess}") from None
+
+
+def _utf8_sample_check(sample: bytes) -> None:
+    """Refuse a sample in another encoding; a few stray undecodable cells are the owner's
+    report's business (``bad_utf8``), as they are in the rest of the file."""
+    try:
+        sample.decode("utf-8")
+        return
+    except UnicodeDecodeError:
+        pass
+    lines = sample.split(b"\n")
+    bad = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            bad.append((number, line[exc.start]))
+    if len(bad) > max(2, len(lines) // 100):
+        number, byte = bad[0]
+        guess = " (it looks like Latin-1 or Windows-1252)" if byte >= 0x80 else ""
+        raise _not_utf8(
+            f"{len(bad):,} of its first {len(lines):,} lines are not valid UTF-8, the first on line {number} "
+            f"at byte 0x{byte:02X}{guess}"
+        )
+
+
+def csv_header_check(head: bytes, *, complete: bool = False) -> str | None:
+    """Check the start of an arriving CSV before anything big is read or stored; return its
+    delimiter, or None while the header line has not fully arrived (``complete``: the whole file
+    is ``head``). Raises ``InvalidFile``: not UTF-8 (UTF-16 and binary included), a header line
+    over ``DATASET_MAX_HEADER_BYTES``, more columns than ``DATASET_MAX_COLUMNS``."""
+    limit = settings.DATASET_MAX_HEADER_BYTES
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\0" in head[: limit + len(UTF8_BOM) + 1]:
+        start = head[:512]
+        odd, even = start[1::2].count(0), start[0::2].count(0)
+        if head.startswith((b"\xff\xfe", b"\xfe\xff")) or (min(odd, even) == 0 and max(odd, even) * 3 >= len(start)):
+            raise _not_utf8("it looks like UTF-16 (two bytes per character)")
+        raise _not_utf8("it contains binary data (NUL bytes), so it is not a CSV file", code="malformed_csv")
+    body = head[len(UTF8_BOM) :] if head.startswith(UTF8_BOM) else head
+    end = body.find(b"\n")
+    if end < 0 and not complete:
+        # Not all here yet; refused already if what has come has too many columns.
+        _columns_check(body[:limit].decode("utf-8", errors="ignore"), partial=True)
+        if len(body) > limit:
+            raise InvalidFile(
+                f"The header line (the first line) is longer than {limit:,} bytes: is this really a CSV file?",
+                code="header_too_long",
+            )
+        return None
+    line = csv_header_line(head)
+    if len(line) > limit:
+        raise InvalidFile(
+            f"The header line (the first line) is longer than {limit:,} bytes: is this really a CSV file?",
+            code="header_too_long",
+        )
+    return _columns_check(_utf8_strict(line, what="the header"))
+
+
+def _columns_check(text: str, *, partial: bool = False) -> str:
+    """The delimiter of a header line (or its start); ``InvalidFile`` past DATASET_MAX_COLUMNS."""
+    delimiter = csv_delimiter_detect(text)
+    columns = text.count(delimiter) + 1  # an upper bound (quoted separators count too): cheap
+    if columns > max_columns():
+        import csv
+
+        with contextlib.suppress(csv.Error):  # a field past the csv module's limit: keep the upper bound
+            columns = len(next(csv.reader([text], delimiter=delimiter), []))
+    if columns > max_columns():
+        raise InvalidFile(
+            f"The header has {'at least ' if partial else ''}{columns:,} columns; "
+            f"at most {max_columns():,} are supported.",
+            code="too_many_columns",
+        )
+    return delimiter
+
+
+def parquet_metadata_check(metadata: pq.FileMetaData) -> None:
+    """Refuse a Parquet file from its footer alone, before any data is read: more columns than
+    ``DATASET_MAX_COLUMNS``, a row group larger uncompressed than ``DATASET_MAX_ROW_GROUP_BYTES``,
+    or more data uncompressed than ``DATASET_MAX_UNCOMPRESSED_BYTES``. The footer is written by
+    the uploader and may lie; the memory limit of the reading process is the backstop."""
+    if metadata.num_columns > max_columns():
+        raise InvalidFile(
+            f"The file has {metadata.num_columns:,} columns; at most {max_columns():,} are supported.",
+            code="too_many_columns",
+        )
+    group_limit = settings.DATASET_MAX_ROW_GROUP_BYTES
+    total_limit = settings.DATASET_MAX_UNCOMPRESSED_BYTES
+    total = 0
+    for index in range(metadata.num_row_groups):
+        size = max(0, metadata.row_group(index).total_byte_size)
+        if size > group_limit:
+            raise InvalidFile(
+                f"Row group {index + 1} of the file holds {_human_bytes(size)} uncompressed; one row group may "
+                f"hold at most {_human_bytes(group_limit)}. Write the file with smaller row groups "
+                "(e.g. pyarrow's row_group_size=100_000).",
+                code="uncompressed_too_large",
+                extra={"limit_bytes": group_limit},
+            )
+        total += size
+        if total > total_limit:
+            raise InvalidFile(
+                f"The file holds more than {_human_bytes(total_limit)} of data uncompressed, the limit "
+                f"(it is {_human_bytes(total)} or more).",
+                code="uncompressed_too_large",
+                extra={"limit_bytes": total_limit},
+            )
 
 
 def file_format_detect(filename: str) -> str:
@@ -62,13 +204,16 @@ def sample_table(*, fh: BinaryIO, file_format: str) -> pa.Table:
 
 def _csv_sample(fh: BinaryIO) -> pa.Table:
     limit = settings.DATASET_SCHEMA_SAMPLE_BYTES
-    sample = fh.read(limit + 1)
+    read = max(limit, settings.DATASET_MAX_HEADER_BYTES + len(UTF8_BOM) + 1)
+    sample = fh.read(read + 1)
     if not sample.strip():
         raise InvalidFile("The CSV file is empty.", code="empty_file")
-    if b"\0" in sample:
-        raise InvalidFile("This is not a text CSV file (it contains binary data).", code="malformed_csv")
     if sample.startswith(PARQUET_MAGIC):
         raise InvalidFile("This looks like a Parquet file: give it a .parquet name.", code="malformed_csv")
+    delimiter = csv_header_check(sample, complete=len(sample) <= read)
+    if b"\0" in sample[: limit + 1]:
+        raise _not_utf8("it contains binary data (NUL bytes), so it is not a CSV file", code="malformed_csv")
+    sample = sample[: limit + 1]
     if len(sample) > limit:
         # Only whole lines go into the sample.
         cut = sample.rfind(b"\n", 0, limit)
@@ -78,12 +223,15 @@ def _csv_sample(fh: BinaryIO) -> pa.Table:
                 code="malformed_csv",
             )
         sample = sample[: cut + 1]
+    _utf8_sample_check(sample)
     try:
         table = pacsv.read_csv(
             pa.BufferReader(sample),
             read_options=pacsv.ReadOptions(use_threads=False, block_size=max(len(sample), 1 << 16)),
-            parse_options=pacsv.ParseOptions(newlines_in_values=False),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter or ",", newlines_in_values=False),
         )
+    except MemoryError:
+        raise
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise InvalidFile(f"The CSV file is malformed: {_arrow_message(exc)}", code="malformed_csv") from exc
     names = table.column_names
@@ -109,12 +257,41 @@ def _parquet_sample(fh: BinaryIO) -> pa.Table:
         raise InvalidFile("This is not a Parquet file (its PAR1 markers are missing).", code="invalid_parquet")
     try:
         parquet = pq.ParquetFile(fh)
+        parquet_metadata_check(parquet.metadata)
         if parquet.metadata.num_rows == 0:
             return parquet.schema_arrow.empty_table()
-        batch = next(parquet.iter_batches(batch_size=settings.DATASET_SCHEMA_SAMPLE_ROWS))
+        batch = next(parquet.iter_batches(batch_size=settings.DATASET_SCHEMA_SAMPLE_ROWS, use_threads=False))
+    except MemoryError:
+        raise
     except (pa.ArrowException, OSError, StopIteration) as exc:
         raise InvalidFile(f"The Parquet file cannot be read: {_arrow_message(exc)}", code="invalid_parquet") from exc
     return pa.Table.from_batches([batch])
+
+
+def _sample_limits():
+    from marketplace.contained import limits_for
+
+    return limits_for(memory_bytes=settings.DATASET_SAMPLE_MEMORY_BYTES, seconds=settings.DATASET_SAMPLE_SECONDS)
+
+
+def _sample_summary(fh: BinaryIO, file_format: str, propose: bool) -> dict[str, Any]:
+    table = sample_table(fh=fh, file_format=file_format)
+    return {"columns": table.column_names, "proposal": schema_propose(table) if propose else None}
+
+
+def sample_propose(*, fh: BinaryIO, file_format: str, propose: bool = True) -> dict[str, Any]:
+    """``sample_table`` (and ``schema_propose`` of it) in a child process under the sample's
+    memory and time limits: ``{"columns": [...names], "proposal": schema or None}``. Raises
+    ``InvalidFile`` (``UploadLimitExceeded`` past a limit). ``fh`` is rewound."""
+    from marketplace.contained import contained_call
+
+    fh.seek(0)
+    try:
+        return contained_call(
+            _sample_summary, fh, file_format, propose, limits=_sample_limits(), what="reading a sample of an upload"
+        )
+    finally:
+        fh.seek(0)
 
 
 def _arrow_message(exc: BaseException) -> str:
@@ -286,8 +463,8 @@ def schema_validate(schema: Any, *, file_columns: list[str] | None = None) -> di
     raw_columns = schema["columns"]
     if not raw_columns:
         raise InvalidSchema("The schema needs at least one column.")
-    if len(raw_columns) > MAX_COLUMNS:
-        raise InvalidSchema(f"At most {MAX_COLUMNS} columns are supported.")
+    if len(raw_columns) > max_columns():
+        raise InvalidSchema(f"At most {max_columns()} columns are supported.")
     out: list[dict[str, Any]] = []
     seen: set[str] = set()
     for index, col in enumerate(raw_columns, start=1):
@@ -490,6 +667,8 @@ def schema_check(array: pa.Array | pa.ChunkedArray, column: dict[str, Any]) -> d
             lengths = pc.utf8_length(array if textual else pc.cast(array, pa.string()))
             too_long = pc.greater(lengths, int(column["max_length"]))
             issues["too_long"] = _count(np.asarray(pc.fill_null(too_long, False).to_numpy(zero_copy_only=False)))
+    except MemoryError:
+        raise  # a limit of the reading process, not a property of the cells
     except (pa.ArrowException, ValueError, TypeError, OverflowError):
         # A type the coercion cannot read at all (it would read every cell as missing).
         issues[{"integer": "not_number", "float": "not_number", "datetime": "not_datetime"}.get(kind, "missing")] = int(
@@ -504,3 +683,93 @@ def schema_report_merge(total: dict[str, dict[str, int]], batch: dict[str, dict[
         into = total.setdefault(name, {})
         for code, count in counts.items():
             into[code] = into.get(code, 0) + count
+
+
+# --- the full pass over a file (worker, in a limited child) ------------------------------------
+
+SCAN_BATCH_ROWS = 65_536
+
+
+class _Prefixed(io.RawIOBase):
+    """``head`` followed by the rest of ``stream``: the header is read to detect the delimiter
+    before the CSV reader opens the stream."""
+
+    def __init__(self, head: bytes, stream: BinaryIO) -> None:
+        self._head, self._stream = head, stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target) -> int:
+        if self._head:
+            n = min(len(target), len(self._head))
+            target[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        data = self._stream.read(len(target))
+        target[: len(data)] = data
+        return len(data)
+
+
+def csv_scan(stream: BinaryIO, expected: list[str], checked: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Parse a whole CSV from ``stream``: ``{"rows": n, "counts": per-column issue counts}``.
+    Every cell is read as bytes, so a bad cell (a non-number, bad UTF-8) is counted, not a parse
+    error. Raises ``InvalidFile`` when the file does not parse."""
+    head = b""
+    while b"\n" not in head and len(head) <= settings.DATASET_MAX_HEADER_BYTES + len(UTF8_BOM):
+        piece = stream.read(64 * 1024)
+        if not piece:
+            break
+        head += piece
+    delimiter = csv_header_check(head, complete=b"\n" not in head) or ","
+    convert = pacsv.ConvertOptions(
+        column_types={name: pa.binary() for name in expected},
+        null_values=csv_null_values(),
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=True,
+    )
+    counts: dict[str, dict[str, int]] = {}
+    rows = 0
+    try:
+        reader = pacsv.open_csv(
+            io.BufferedReader(_Prefixed(head, stream), buffer_size=1 << 20),
+            read_options=pacsv.ReadOptions(block_size=1 << 22, use_threads=False),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter),
+            convert_options=convert,
+        )
+        if expected and reader.schema.names != expected:
+            raise InvalidFile("The header changed while validating.")
+        for batch in reader:
+            rows += batch.num_rows
+            _scan_batch(batch, checked, counts)
+    except MemoryError:
+        raise
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise InvalidFile(_arrow_message(exc), code="malformed_csv") from exc
+    return {"rows": rows, "counts": counts}
+
+
+def parquet_scan(path: str, checked: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Read a whole Parquet file in batches after ``parquet_metadata_check``: like ``csv_scan``."""
+    counts: dict[str, dict[str, int]] = {}
+    rows = 0
+    try:
+        parquet = pq.ParquetFile(path)
+        parquet_metadata_check(parquet.metadata)
+        names = set(parquet.schema_arrow.names)
+        columns = [name for name in checked if name in names] or None
+        for batch in parquet.iter_batches(batch_size=SCAN_BATCH_ROWS, columns=columns, use_threads=False):
+            rows += batch.num_rows
+            _scan_batch(batch, checked, counts)
+    except MemoryError:
+        raise
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise InvalidFile(_arrow_message(exc), code="invalid_parquet") from exc
+    return {"rows": rows, "counts": counts}
+
+
+def _scan_batch(batch: pa.RecordBatch, checked: dict[str, dict[str, Any]], counts: dict[str, dict[str, int]]) -> None:
+    names = set(batch.schema.names)
+    schema_report_merge(
+        counts, {name: schema_check(batch.column(name), col) for name, col in checked.items() if name in names}
+    )
