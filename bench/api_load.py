@@ -121,6 +121,7 @@ def server_env(*, database_url: str, data_dir: Path) -> dict[str, str]:
         WALLET_ENCRYPTION_KEY=base64.b64encode(secrets.token_bytes(32)).decode(),
         DATABASE_URL=database_url,
         MARKETPLACE_DATA_DIR=str(data_dir),
+        DJANGO_SSL_REDIRECT="false",  # plain http on loopback; production redirects to https
         # High enough never to refuse the bench; the throttle itself still runs on every API request.
         API_THROTTLE_ANON="1000000/min",
         API_THROTTLE_USER="1000000/min",

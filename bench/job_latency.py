@@ -66,6 +66,7 @@ def run(jobs: int, data_dir: Path) -> None:
 
     from django.conf import settings
     from django.core.management import call_command
+    from django.utils import timezone
 
     from chain import client
     from chain.embedded import fund_address, start_embedded_chain
@@ -113,7 +114,9 @@ def run(jobs: int, data_dir: Path) -> None:
             stderr=subprocess.STDOUT,
             cwd=Path(__file__).resolve().parent.parent,
         )
-        provider = User.objects.create_user("bench-provider", password="x")  # noqa: S106
+        provider = User.objects.create_user(  # a confirmed e-mail: it submits a dataset for review
+            "bench-provider", email="bench-provider@example.org", password="x", email_verified_at=timezone.now()  # noqa: S106
+        )
         buyer = User.objects.create_user("bench-buyer", password="x")  # noqa: S106
         admin = User.objects.create_user("bench-admin", password="x", is_staff=True)  # noqa: S106
         w3 = client.web3()

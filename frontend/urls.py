@@ -12,6 +12,17 @@ urlpatterns = [
     path("logout/", views.LogoutView.as_view(), name="logout"),
     path("me/", views.profile, name="profile"),
     path("me/token/", views.token_regenerate, name="token-regenerate"),
+    path("me/password/", views.PasswordChangeView.as_view(), name="password-change"),
+    path("me/email/resend/", views.email_verify_resend, name="email-verify-resend"),
+    path("me/email/verify/<str:token>/", views.email_verify, name="email-verify"),
+    path("password/reset/", views.PasswordResetView.as_view(), name="password-reset"),
+    path("password/reset/sent/", views.PasswordResetDoneView.as_view(), name="password-reset-done"),
+    path(
+        "password/reset/<uidb64>/<token>/",
+        views.PasswordResetConfirmView.as_view(),
+        name="password-reset-confirm",
+    ),
+    path("password/reset/done/", views.PasswordResetCompleteView.as_view(), name="password-reset-complete"),
     path("me/datasets/", views.my_datasets, name="my-datasets"),
     path("me/dashboard/", views_dashboard.provider_dashboard, name="dashboard"),
     path("me/orders/", views.my_orders, name="my-orders"),
@@ -45,6 +56,7 @@ urlpatterns = [
     # compute jobs
     path("jobs/<int:job_id>/", views.job_detail, name="job"),
     path("jobs/<int:job_id>/cancel/", views.job_cancel, name="job-cancel"),
+    path("jobs/<int:job_id>/moderator-cancel/", views.job_moderator_cancel, name="job-moderator-cancel"),
     path("jobs/<int:job_id>/verify/", views.job_verify, name="job-verify"),
     path("jobs/<int:job_id>/result/", views.job_result, name="job-result"),
     path("jobs/<int:job_id>/result/<str:name>/", views.job_artifact, name="job-artifact"),
@@ -52,4 +64,5 @@ urlpatterns = [
     path("moderation/", views.moderation_queue, name="moderation"),
     path("moderation/log/", views.moderation_log, name="moderation-log"),
     path("moderation/reports/<int:report_id>/resolve/", views.report_resolve, name="report-resolve"),
+    path("moderation/datasets/<int:dataset_id>/edit/", views.dataset_edit_decide, name="dataset-edit-decide"),
 ]

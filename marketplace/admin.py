@@ -3,16 +3,70 @@ through the moderation service (the admin actions below call it), never a raw sa
 
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.urls import path
+from rest_framework.authtoken.admin import TokenAdmin as BaseTokenAdmin
+from rest_framework.authtoken.models import Token, TokenProxy
 
 from marketplace.errors import DomainError
 from marketplace.models import Dataset, ModerationLogEntry, Notification, Report, Tag, User
 from marketplace.services.moderation import dataset_transition
 
+TOKEN_PREFIX_CHARS = 8
+
+
+def token_prefix(key: str | None) -> str:
+    """Enough of an API token to tell two apart, never enough to use one."""
+    return f"{key[:TOKEN_PREFIX_CHARS]}…" if key else "—"
+
+
+@admin.action(description="Revoke the API tokens of selected users")
+def revoke_api_tokens(modeladmin, request, queryset):
+    deleted, _ = Token.objects.filter(user__in=queryset).delete()
+    modeladmin.message_user(request, f"Revoked {deleted} API token(s).", messages.SUCCESS)
+
 
 @admin.register(User)
 class UserAdmin(BaseUserAdmin):
-    fieldsets = BaseUserAdmin.fieldsets + (("Profile", {"fields": ("organisation", "bio")}),)
+    fieldsets = BaseUserAdmin.fieldsets + (
+        ("Profile", {"fields": ("organisation", "bio", "email_verified_at", "api_token")}),
+    )
+    readonly_fields = ("email_verified_at", "api_token")
     list_display = ("username", "email", "organisation", "is_staff", "date_joined")
+    actions = [revoke_api_tokens]
+
+    @admin.display(description="API token")
+    def api_token(self, obj: User) -> str:
+        return token_prefix(Token.objects.filter(user=obj).values_list("key", flat=True).first())
+
+
+# DRF's token admin lists every key in full, and a token's primary key is its key, so any change,
+# history or delete page would print it in its links. Here staff see a prefix, in a list without
+# links, search by username only; revoking is the user admin's action above.
+admin.site.unregister(TokenProxy)
+
+
+@admin.register(TokenProxy)
+class TokenAdmin(BaseTokenAdmin):
+    list_display = ("prefix", "user", "created")
+    list_display_links = None
+    search_fields = ("user__username",)
+
+    @admin.display(description="Token")
+    def prefix(self, obj: Token) -> str:
+        return token_prefix(obj.key)
+
+    def get_urls(self):
+        name = f"{self.opts.app_label}_{self.opts.model_name}_changelist"
+        return [path("", self.admin_site.admin_view(self.changelist_view), name=name)]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(Tag)
@@ -47,6 +101,8 @@ class DatasetAdmin(admin.ModelAdmin):
     readonly_fields = (
         "status",
         "listed_at",
+        # Rendered into description_html by the service when saved; an edit here would not be.
+        "description",
         "file_format",
         "original_filename",
         "storage_name",

@@ -53,3 +53,10 @@ class IllegalTransition(DomainError):
 class Conflict(DomainError):
     code = "conflict"
     status = 409
+
+
+class TooManyAttempts(DomainError):
+    """Too many failed log-ins for this account or from this address: wait for the cool-off."""
+
+    code = "login_locked"
+    status = 429

@@ -17,10 +17,17 @@ class User(AbstractUser):
     email = models.EmailField("e-mail address", blank=True)
     organisation = models.CharField(max_length=200, blank=True)
     bio = models.TextField(blank=True, max_length=2000)
+    # When the current ``email`` was confirmed by following the link sent to it; cleared when the
+    # address changes. An unconfirmed account cannot submit a dataset for review.
+    email_verified_at = models.DateTimeField(null=True, blank=True)
 
     @property
     def is_moderator(self) -> bool:
         return self.is_staff
+
+    @property
+    def email_verified(self) -> bool:
+        return bool(self.email and self.email_verified_at)
 
 
 class Tag(models.Model):

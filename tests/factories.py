@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 
 from marketplace.models import Dataset
 from marketplace.services.datasets import (
@@ -34,6 +35,8 @@ class UserFactory(factory.django.DjangoModelFactory):
     username = factory.Sequence(lambda n: f"user{n}")
     email = factory.LazyAttribute(lambda o: f"{o.username}@example.org")
     password = factory.django.Password("correct horse battery staple")
+    # Test accounts have confirmed their e-mail (sign-up's confirmation is tested on its own).
+    email_verified_at = factory.LazyFunction(timezone.now)
 
 
 def declarable_schema(dataset: Dataset, data: bytes, filename: str) -> dict:

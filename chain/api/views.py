@@ -9,6 +9,7 @@ from django.conf import settings
 from django.contrib.auth import login
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import serializers, status
+from rest_framework.authentication import CSRFCheck
 from rest_framework.authtoken.models import Token
 from rest_framework.parsers import FormParser, JSONParser
 from rest_framework.permissions import AllowAny, IsAuthenticated
@@ -127,8 +128,11 @@ class WalletFaucetView(APIView):
         return Response(WalletSerializer(wallet, context={"balances": _balances([wallet])}).data)
 
 
-def _siwe_domain(request) -> str:
-    return request.get_host()
+def _csrf_refusal(request) -> str | None:
+    """Django's CSRF check (as DRF's session authentication runs it): why it fails, or None."""
+    check = CSRFCheck(lambda req: None)
+    check.process_request(request)
+    return check.process_view(request, None, (), {})
 
 
 class SiweNonceView(APIView):
@@ -165,8 +169,6 @@ class SiweNonceView(APIView):
         return Response(
             wallet_services.siwe_nonce_issue(
                 user=request.user,
-                domain=_siwe_domain(request),
-                uri=request.build_absolute_uri("/"),
                 chain_id=client.chain_id(),
                 address=data.validated_data.get("address"),
             )
@@ -197,6 +199,10 @@ class SiweVerifyView(APIView):
         responses={200: VerifyOutput, **_errors(400, 403, 409, 503)},
         tags=["auth"],
         summary="Finish SIWE: signed in, it links the wallet to your account; signed out, it signs you in",
+        description="The message must be the one the nonce call returned, or one with the same fields: domain and "
+        "URI of the site (SITE_URL), the configured chain id, an issued nonce (single use, expiring), issued-at not "
+        "in the future, expiration-time not past. Signed out, a browser (a request with cookies) must send "
+        "`X-CSRFToken` and gets a session; a client without cookies gets only the API `token`.",
         examples=[
             OpenApiExample(
                 "Signed message",
@@ -211,10 +217,18 @@ class SiweVerifyView(APIView):
     def post(self, request):
         data = self.VerifyInput(data=request.data)
         data.is_valid(raise_exception=True)
+        # A browser (it sends cookies) gets a session, so it must pass Django's CSRF check even when
+        # signed out: otherwise another site could sign a visitor in as the attacker's account
+        # (login CSRF). A client without cookies gets only the token in the answer, no session.
+        browser = bool(request.COOKIES)
+        if browser and not request.user.is_authenticated and _csrf_refusal(request._request):
+            raise PermissionDenied(
+                "CSRF check failed: send the X-CSRFToken header with the csrftoken cookie's value.",
+                code="csrf_failed",
+            )
         message = wallet_services.siwe_verify(
             message=data.validated_data["message"],
             signature=data.validated_data["signature"],
-            domain=_siwe_domain(request),
             chain_id=client.chain_id(),
         )
         if request.user.is_authenticated:
@@ -228,7 +242,8 @@ class SiweVerifyView(APIView):
                 }
             )
         user = wallet_services.wallet_login_user(message=message, create_account=data.validated_data["create_account"])
-        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        if browser:
+            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         token, _ = Token.objects.get_or_create(user=user)
         wallet = Wallet.objects.get(address=Web3.to_checksum_address(message.address))
         return Response(

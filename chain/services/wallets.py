@@ -6,6 +6,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.conf import settings
@@ -97,21 +98,29 @@ def user_addresses(*, user: User) -> set[str]:
 
 
 # --- Sign-In with Ethereum (EIP-4361) ---
+# A strict parser of the message grammar (EIP-4361's ABNF) for the fields we issue, rather than the
+# `siwe` package, whose pins do not match our web3/eth-account: the message must be exactly the
+# grammar, byte for byte (no trimming, no CRLF rewriting: the signature covers what is parsed).
 
 SIWE_STATEMENT = "Sign in to the privacy-preserving data exchange."
+_RFC3339 = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})"
 _SIWE = re.compile(
-    r"^(?P<domain>[^\s]+) wants you to sign in with your Ethereum account:\n"
-    r"(?P<address>0x[a-fA-F0-9]{40})\n\n"
-    r"(?:(?P<statement>[^\n]*)\n)?\n"
-    r"URI: (?P<uri>[^\n]+)\n"
-    r"Version: (?P<version>[^\n]+)\n"
-    r"Chain ID: (?P<chain_id>\d+)\n"
-    r"Nonce: (?P<nonce>[a-zA-Z0-9]{8,})\n"
-    r"Issued At: (?P<issued_at>[^\n]+)"
-    r"(?:\nExpiration Time: (?P<expiration_time>[^\n]+))?"
-    r"(?:\nNot Before: (?P<not_before>[^\n]+))?"
-    r"(?:\nRequest ID: (?P<request_id>[^\n]*))?"
-    r"(?:\nResources:(?P<resources>(?:\n- [^\n]+)*))?$"
+    r"(?:(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*)://)?"
+    r"(?P<domain>[A-Za-z0-9.\-]+(?::\d{1,5})?|\[[0-9A-Fa-f:.]+\](?::\d{1,5})?)"
+    r" wants you to sign in with your Ethereum account:\n"
+    r"(?P<address>0x[a-fA-F0-9]{40})\n"
+    r"\n"
+    r"(?:(?P<statement>[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;= ]+)\n)?"
+    r"\n"
+    r"URI: (?P<uri>[A-Za-z][A-Za-z0-9+.\-]*:[!#$%&'()*+,\-./0-9:;=?@A-Z\[\]_a-z~]+)\n"
+    r"Version: (?P<version>1)\n"
+    r"Chain ID: (?P<chain_id>[1-9][0-9]{0,18})\n"
+    r"Nonce: (?P<nonce>[a-zA-Z0-9]{8,64})\n"
+    rf"Issued At: (?P<issued_at>{_RFC3339})"
+    rf"(?:\nExpiration Time: (?P<expiration_time>{_RFC3339}))?"
+    rf"(?:\nNot Before: (?P<not_before>{_RFC3339}))?"
+    r"(?:\nRequest ID: (?P<request_id>[A-Za-z0-9\-._~!$&'()*+,;=:@%/?]*))?"
+    r"(?:\nResources:(?P<resources>(?:\n- [A-Za-z][A-Za-z0-9+.\-]*:[!#$%&'()*+,\-./0-9:;=?@A-Z\[\]_a-z~]+)+))?"
 )
 
 
@@ -126,10 +135,13 @@ class SiweMessage:
     nonce: str
     issued_at: str
     expiration_time: str | None = None
+    not_before: str | None = None
+    scheme: str | None = None
 
     def text(self) -> str:
         lines = [
-            f"{self.domain} wants you to sign in with your Ethereum account:",
+            f"{self.scheme + '://' if self.scheme else ''}{self.domain} "
+            "wants you to sign in with your Ethereum account:",
             self.address,
             "",
             self.statement,
@@ -142,14 +154,26 @@ class SiweMessage:
         ]
         if self.expiration_time:
             lines.append(f"Expiration Time: {self.expiration_time}")
+        if self.not_before:
+            lines.append(f"Not Before: {self.not_before}")
         return "\n".join(lines)
 
 
+def _malformed(what: str) -> InvalidInput:
+    return InvalidInput(f"That is not a valid EIP-4361 (Sign-In with Ethereum) message: {what}.", code="siwe_malformed")
+
+
 def siwe_parse(message: str) -> SiweMessage:
-    match = _SIWE.match(message.replace("\r\n", "\n").strip())
+    """Parse an EIP-4361 message exactly as signed; refuse anything outside the grammar."""
+    match = _SIWE.fullmatch(message)
     if not match:
-        raise InvalidInput("That is not an EIP-4361 (Sign-In with Ethereum) message.", code="siwe_malformed")
+        raise _malformed("it does not follow the message format")
     g = match.groupdict()
+    if not Web3.is_checksum_address(g["address"]):
+        raise _malformed("the address must be written with its EIP-55 checksum")
+    for name in ("issued_at", "expiration_time", "not_before"):
+        if g[name]:
+            _parse_time(g[name])
     return SiweMessage(
         domain=g["domain"],
         address=g["address"],
@@ -160,6 +184,8 @@ def siwe_parse(message: str) -> SiweMessage:
         nonce=g["nonce"],
         issued_at=g["issued_at"],
         expiration_time=g["expiration_time"],
+        not_before=g["not_before"],
+        scheme=g["scheme"],
     )
 
 
@@ -167,9 +193,17 @@ def _iso(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def siwe_nonce_issue(*, user: User | None, domain: str, uri: str, chain_id: int, address: str | None) -> dict:
+def siwe_site() -> tuple[str, str, str]:
+    """(scheme, domain, URI) every sign-in message must name: those of SITE_URL, the site's public
+    address, never the request's Host header (which the client writes)."""
+    site = urlsplit(settings.SITE_URL)
+    return site.scheme, site.netloc, f"{site.scheme}://{site.netloc}/"
+
+
+def siwe_nonce_issue(*, user: User | None, chain_id: int, address: str | None) -> dict:
     """A fresh single-use nonce and, when the address is known, the exact message to sign."""
-    now = timezone.now()
+    _scheme, domain, uri = siwe_site()
+    now = timezone.now().replace(microsecond=0)
     nonce = SiweNonce.objects.create(
         nonce=secrets.token_hex(12),
         user=user if user and user.is_authenticated else None,
@@ -206,33 +240,44 @@ def siwe_nonce_issue(*, user: User | None, domain: str, uri: str, chain_id: int,
 
 def _parse_time(value: str) -> datetime:
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as exc:
-        raise InvalidInput(f"Bad timestamp in the message: {value}", code="siwe_malformed") from exc
+        raise _malformed(f"bad timestamp {value!r}") from exc
+    if parsed.tzinfo is None:
+        raise _malformed(f"timestamp {value!r} has no time zone")
+    return parsed
 
 
-def siwe_verify(*, message: str, signature: str, domain: str, chain_id: int) -> SiweMessage:
+def siwe_verify(*, message: str, signature: str, chain_id: int) -> SiweMessage:
     """Check an EIP-4361 message and its signature; consume its nonce. Returns the parsed message.
 
-    Refuses another site's domain, another chain, an unknown, used or expired nonce, an expired
-    message and a signature by any other key than the message's address."""
+    Every field we issue is checked: the domain (and scheme, when given) and the URI's origin are
+    SITE_URL's; the chain is ``chain_id``; issued-at is not in the future nor before its nonce was
+    issued; expiration-time, when present, has not passed and not-before has; the nonce is one we
+    issued, unused and unexpired, and is used up here; the signature is by the message's address."""
     parsed = siwe_parse(message)
-    if parsed.domain != domain:
+    scheme, domain, _uri = siwe_site()
+    if parsed.domain != domain or (parsed.scheme and parsed.scheme != scheme):
         raise PermissionDenied(f"The message is for {parsed.domain}, not {domain}.", code="siwe_wrong_domain")
-    if parsed.version != "1":
-        raise InvalidInput("Only SIWE version 1 is supported.", code="siwe_malformed")
+    uri = urlsplit(parsed.uri)
+    if (uri.scheme, uri.netloc) != (scheme, domain):
+        raise PermissionDenied(f"The message's URI is not on {domain}.", code="siwe_wrong_uri")
     if parsed.chain_id != chain_id:
         raise InvalidInput(f"The message is for chain {parsed.chain_id}, not {chain_id}.", code="siwe_wrong_chain")
     now = timezone.now()
-    if parsed.expiration_time and _parse_time(parsed.expiration_time) < now:
+    skew = timedelta(seconds=settings.SIWE_CLOCK_SKEW_SECONDS)
+    issued_at = _parse_time(parsed.issued_at)
+    if issued_at > now + skew:
+        raise PermissionDenied("The message's issued-at time is in the future.", code="siwe_issued_in_future")
+    if parsed.expiration_time and _parse_time(parsed.expiration_time) <= now:
         raise PermissionDenied("The sign-in message has expired; ask for a new one.", code="siwe_expired")
+    if parsed.not_before and _parse_time(parsed.not_before) > now + skew:
+        raise PermissionDenied("The sign-in message is not valid yet.", code="siwe_not_yet_valid")
     try:
-        recovered = Account.recover_message(
-            encode_defunct(text=message.replace("\r\n", "\n").strip()), signature=signature
-        )
-    except Exception as exc:
+        recovered = Account.recover_message(encode_defunct(text=message), signature=signature)
+    except Exception as exc:  # noqa: BLE001 - any malformed signature (length, hex, v value)
         raise InvalidInput("The signature is malformed.", code="siwe_bad_signature") from exc
-    if recovered != Web3.to_checksum_address(parsed.address):
+    if recovered != parsed.address:
         raise PermissionDenied("The signature was not made by the message's address.", code="siwe_bad_signature")
     with transaction.atomic():
         row = SiweNonce.objects.select_for_update().filter(nonce=parsed.nonce).first()
@@ -240,8 +285,13 @@ def siwe_verify(*, message: str, signature: str, domain: str, chain_id: int) -> 
             raise PermissionDenied("Unknown nonce; ask for a new one.", code="siwe_bad_nonce")
         if row.used_at is not None:
             raise PermissionDenied("This sign-in message was already used.", code="siwe_nonce_used")
-        if row.expires_at < now:
+        if row.expires_at <= now:
             raise PermissionDenied("The nonce has expired; ask for a new one.", code="siwe_expired")
+        # Dated before its nonce existed (issued-at is whole seconds): not a message made for it.
+        if issued_at < row.created_at - skew - timedelta(seconds=1):
+            raise PermissionDenied(
+                "The message's issued-at time is before its nonce was issued.", code="siwe_bad_nonce"
+            )
         row.used_at = now
         row.save(update_fields=["used_at"])
     return parsed

@@ -34,6 +34,13 @@ ERROR_RESPONSES = {
         "illegal_transition",
         "Cannot approve a dataset that is draft; approve applies to: pending_review.",
     ),
+    429: _error(
+        "Too many failed log-ins for this account or from this address",
+        "login_locked",
+        "Too many failed log-ins for this account or from your address. Try again in 15 minutes, or reset your "
+        "password by e-mail.",
+        retry_after_seconds=900,
+    ),
     503: _error("The chain is not configured or not reachable", "chain_unavailable", "The chain node does not answer."),
 }
 

@@ -30,6 +30,7 @@ from marketplace.api.serializers import (
     dataset_data,
 )
 from marketplace.errors import InvalidInput, NotFound, PermissionDenied
+from marketplace.lockout import lockout_error
 from marketplace.models import Dataset, Licence, Report
 from marketplace.selectors import catalog
 from marketplace.selectors import moderation as moderation_selectors
@@ -62,9 +63,11 @@ class ObtainTokenView(APIView):
 
     @extend_schema(
         request=TokenInputSerializer,
-        responses={200: TokenOutputSerializer, **_errors(400)},
+        responses={200: TokenOutputSerializer, **_errors(400, 429)},
         tags=["auth"],
         summary="Exchange a username and password for an API token",
+        description="After 5 failed attempts for one account, or from one address, log-ins are refused for 15 "
+        "minutes (429 `login_locked`, with `Retry-After`), on this endpoint and the log-in page alike.",
         examples=[
             OpenApiExample("Demo buyer", value={"username": "buyer", "password": "buyer-demo-2026"}, request_only=True),
             OpenApiExample(
@@ -77,8 +80,13 @@ class ObtainTokenView(APIView):
     def post(self, request):
         data = self.TokenInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        user = authenticate(request, username=data.validated_data["username"], password=data.validated_data["password"])
+        # The Django request, not DRF's wrapper: django-axes marks a locked-out attempt on it.
+        user = authenticate(
+            request._request, username=data.validated_data["username"], password=data.validated_data["password"]
+        )
         if user is None:
+            if getattr(request._request, "axes_locked_out", False):
+                raise lockout_error()
             raise InvalidInput("Unable to sign in with those credentials.", code="invalid_credentials")
         token, _ = Token.objects.get_or_create(user=user)
         return Response({"token": token.key, "username": user.get_username()})
@@ -151,6 +159,10 @@ class MeView(APIView):
         organisation = serializers.CharField(required=False, allow_blank=True, max_length=200)
         bio = serializers.CharField(required=False, allow_blank=True, max_length=2000)
         is_staff = serializers.BooleanField(read_only=True, help_text="A moderator.")
+        email_verified = serializers.BooleanField(
+            read_only=True,
+            help_text="The e-mail address was confirmed by its link; needed to submit a dataset for review.",
+        )
         date_joined = serializers.DateTimeField(read_only=True)
 
     @extend_schema(

@@ -34,6 +34,13 @@ def dataset_transition(*, dataset: Dataset, actor: User, action: str, reason: st
         raise PermissionDenied("Only moderators can do that.")
     if action == "submit" and dataset.owner_id != actor.pk:
         raise PermissionDenied("Only the dataset's owner can submit it for review.")
+    if action == "submit" and not actor.email_verified:
+        # Moderators and buyers must be able to reach whoever lists data.
+        raise PermissionDenied(
+            "Confirm your e-mail address before submitting a dataset for review: follow the link we sent, or "
+            "send a new one from your profile.",
+            code="email_unverified",
+        )
     reason = _reason_clean(reason, required=action in REASON_REQUIRED, what=action)
     allowed_from, to_status = Dataset.TRANSITIONS[action]
     with transaction.atomic():

@@ -74,6 +74,7 @@ def test_gunicorn_answers_a_body_nested_100000_deep_and_keeps_its_worker(tmp_pat
         DATABASE_URL=database_url,
         MARKETPLACE_DATA_DIR=str(tmp_path),
         DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
+        DJANGO_SSL_REDIRECT="false",  # plain http on loopback; production redirects to https
     )
     port = _free_port()
     log = tmp_path / "gunicorn.log"

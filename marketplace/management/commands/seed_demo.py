@@ -20,6 +20,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import connections, transaction
 from django.test.utils import override_settings
+from django.utils import timezone
 
 from marketplace.models import Dataset, User
 from marketplace.services.datasets import (
@@ -292,6 +293,8 @@ class Command(BaseCommand):
                     "is_staff": staff,
                     "is_superuser": staff,
                     "organisation": organisation,
+                    # Demo accounts come confirmed, so the demo provider can submit datasets.
+                    "email_verified_at": timezone.now(),
                 },
             )
             if created:
