@@ -5,3 +5,7 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 
 application = get_asgi_application()
+
+from config.db import web_statement_timeout_enable  # noqa: E402
+
+web_statement_timeout_enable()

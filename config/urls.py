@@ -2,8 +2,9 @@ from django.contrib import admin
 from django.http import JsonResponse
 from django.urls import include, path, re_path
 from django.views.decorators.csrf import csrf_exempt
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularSwaggerView
 
+from config.schema import CachedSpectacularAPIView
 from frontend import views as frontend_views
 
 
@@ -23,7 +24,8 @@ urlpatterns = [
     path("api/v1/", include("chain.api.urls")),
     path("api/v1/", include("compute_to_data.api.urls")),
     path("api/v1/", include("integrations.api.urls")),
-    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    # Generated once per process under a lock: generation is not thread-safe (config/schema.py).
+    path("api/schema/", CachedSpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     re_path(r"^api/(?P<rest>.*)$", api_not_found),
     path("", include("frontend.urls")),

@@ -136,11 +136,18 @@ class ListingForm(NoColonMixin, forms.Form):
 
     @classmethod
     def initial_for(cls, dataset: Dataset) -> dict[str, Any]:
-        return {
+        # An edit waiting for a moderator is what the owner last wrote: they go on from it.
+        text = dataset.pending_edit or {
             "title": dataset.title,
             "description": dataset.description,
-            "tags": ", ".join(t.name for t in dataset.tags.all()),
+            "tags": [t.name for t in dataset.tags.all()],
             "licence": dataset.licence,
+        }
+        return {
+            "title": text["title"],
+            "description": text["description"],
+            "tags": ", ".join(text["tags"]),
+            "licence": text["licence"],
             "price": dataset.price.normalize() if dataset.price else Decimal("0"),
             "price_token": dataset.price_token,
             "epsilon_total": dataset.epsilon_total.normalize(),
@@ -330,6 +337,7 @@ class CatalogueFilterForm(NoColonMixin, forms.Form):
 
 QUEUE_STATUS_CHOICES = [
     (Dataset.Status.PENDING_REVIEW, "Pending review"),
+    ("edit_pending", "Edits awaiting review"),
     ("all", "All"),
     (Dataset.Status.LISTED, "Listed"),
     (Dataset.Status.DELISTED, "Delisted"),

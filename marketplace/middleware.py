@@ -3,7 +3,7 @@ JSON with ``code`` and ``detail`` under /api/, a short page elsewhere."""
 
 import re
 
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.shortcuts import render
 
 from marketplace.errors import DomainError
@@ -77,3 +77,42 @@ class JSONDepthMiddleware:
                     return JsonResponse({"code": "json_too_deep", "detail": detail}, status=400)
                 return render(request, "frontend/error.html", {"error": DomainError(detail)}, status=400)
         return self.get_response(request)
+
+
+QUERY_TIMEOUT_DETAIL = (
+    "This request took too long in the database and was stopped. Try again in a moment, or narrow the search."
+)
+
+
+def _is_query_timeout(exception: BaseException) -> bool:
+    from django.db import OperationalError
+    from psycopg2 import errors as pg_errors
+
+    return isinstance(exception, OperationalError) and isinstance(exception.__cause__, pg_errors.QueryCanceled)
+
+
+class QueryTimeoutMiddleware:
+    """A statement cancelled by the web's ``statement_timeout`` (config/db.py) is answered with a
+    503 and ``Retry-After``: JSON ``query_timeout`` under /api/, a short page elsewhere. Nothing
+    was written: the statement and its transaction were rolled back."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if not _is_query_timeout(exception):
+            return None
+        error = DomainError(QUERY_TIMEOUT_DETAIL, code="query_timeout")
+        error.status = 503
+        if request.path.startswith("/api/"):
+            response = JsonResponse({"code": error.code, "detail": error.detail}, status=503)
+        else:
+            try:
+                response = render(request, "frontend/error.html", {"error": error, "bare": True}, status=503)
+            except Exception:  # noqa: BLE001 - the page's own queries may time out too
+                response = HttpResponse(QUERY_TIMEOUT_DETAIL, content_type="text/plain; charset=utf-8", status=503)
+        response["Retry-After"] = "5"
+        return response

@@ -1,23 +1,16 @@
-"""Template helpers: safe Markdown, plain numbers, status badges, on-chain units."""
+"""Template helpers: plain numbers, status badges, on-chain units. (Descriptions are rendered
+when saved, ``Dataset.description_html``, never in a template.)"""
 
 from __future__ import annotations
 
 from decimal import Decimal
 
 from django import template
-from django.utils.safestring import mark_safe
 
 from chain.units import units_to_delta, units_to_epsilon, units_to_price
-from marketplace.markdown import markdown_render
 from marketplace.models import Dataset
 
 register = template.Library()
-
-
-@register.filter(name="markdown")
-def markdown(text: str) -> str:
-    # markdown_render sanitises with an allow-list (nh3), so its output is safe to mark as such.
-    return mark_safe(markdown_render(text or ""))  # noqa: S308
 
 
 @register.filter

@@ -6,7 +6,6 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from marketplace.crypto import DecryptionError
-from marketplace.markdown import markdown_render
 from marketplace.models import Dataset, ModerationLogEntry, Report
 from marketplace.services.datasets import COMMITMENT_FORMULA, dataset_commitment_salt
 
@@ -77,7 +76,8 @@ class DatasetSerializer(serializers.ModelSerializer):
         return sorted(t.name for t in obj.tags.all())
 
     def get_description_html(self, obj: Dataset) -> str:
-        return markdown_render(obj.description)
+        # Rendered and sanitised when the description was saved; never rendered per request.
+        return obj.description_html
 
     def get_schema_confirmed(self, obj: Dataset) -> bool:
         return obj.declared_schema is not None
@@ -142,6 +142,24 @@ class DatasetListSerializer(DatasetSerializer):
         return ret
 
 
+class PendingEditSerializer(serializers.Serializer):
+    """The owner's edit of a listed dataset's public text, waiting for a moderator; the listing
+    shows the approved text until it is approved."""
+
+    title = serializers.CharField()
+    description = serializers.CharField(allow_blank=True)
+    description_html = serializers.CharField(allow_blank=True)
+    tags = serializers.ListField(child=serializers.CharField())
+    licence = serializers.CharField()
+    submitted_at = serializers.DateTimeField()
+
+
+def _pending_edit(obj: Dataset) -> dict | None:
+    if not obj.pending_edit:
+        return None
+    return PendingEditSerializer({**obj.pending_edit, "submitted_at": obj.pending_edit_at}).data
+
+
 class OwnerDatasetSerializer(DatasetSerializer):
     """What the owner (and staff) also see: the proposal, validation, the private row count, the
     exact size and SHA-256 of the file, the report of cells that do not fit the schema, and the
@@ -151,9 +169,13 @@ class OwnerDatasetSerializer(DatasetSerializer):
         help_text="Owner only: the 32-byte salt of the commitment, hex (null if unavailable)."
     )
     commitment_formula = serializers.SerializerMethodField()
+    pending_edit = serializers.SerializerMethodField(
+        help_text="Owner and staff: an edit of the public text waiting for a moderator (null if none)."
+    )
 
     class Meta(DatasetSerializer.Meta):
         fields = DatasetSerializer.Meta.fields + (
+            "pending_edit",
             "original_filename",
             "file_size",
             "file_sha256",
@@ -175,6 +197,10 @@ class OwnerDatasetSerializer(DatasetSerializer):
 
     def get_commitment_formula(self, obj: Dataset) -> str:
         return COMMITMENT_FORMULA
+
+    @extend_schema_field(PendingEditSerializer(allow_null=True))
+    def get_pending_edit(self, obj: Dataset) -> dict | None:
+        return _pending_edit(obj)
 
 
 OWNER_ONLY_FIELDS = tuple(f for f in OwnerDatasetSerializer.Meta.fields if f not in DatasetSerializer.Meta.fields)
@@ -248,9 +274,14 @@ class ReportSerializer(serializers.ModelSerializer):
 
 class QueueItemSerializer(DatasetSerializer):
     open_reports = serializers.IntegerField()
+    pending_edit = serializers.SerializerMethodField()
 
     class Meta(DatasetSerializer.Meta):
-        fields = DatasetSerializer.Meta.fields + ("open_reports", "validation")
+        fields = DatasetSerializer.Meta.fields + ("open_reports", "validation", "pending_edit")
+
+    @extend_schema_field(PendingEditSerializer(allow_null=True))
+    def get_pending_edit(self, obj: Dataset) -> dict | None:
+        return _pending_edit(obj)
 
 
 class ErrorSerializer(serializers.Serializer):

@@ -20,6 +20,10 @@ urlpatterns = [
     path("datasets/<int:dataset_id>/delist/", views.DatasetDelistView.as_view(), name="dataset-delist"),
     path("datasets/<int:dataset_id>/relist/", views.DatasetRelistView.as_view(), name="dataset-relist"),
     path("datasets/<int:dataset_id>/reports/", views.DatasetReportsView.as_view(), name="dataset-reports"),
+    path(
+        "datasets/<int:dataset_id>/edit/approve/", views.DatasetEditApproveView.as_view(), name="dataset-edit-approve"
+    ),
+    path("datasets/<int:dataset_id>/edit/reject/", views.DatasetEditRejectView.as_view(), name="dataset-edit-reject"),
     path("moderation/queue/", views.ModerationQueueView.as_view(), name="moderation-queue"),
     path("moderation/log/", views.ModerationLogView.as_view(), name="moderation-log"),
     path("moderation/reports/<int:report_id>/resolve/", views.ReportResolveView.as_view(), name="report-resolve"),

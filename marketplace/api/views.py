@@ -227,7 +227,12 @@ class DatasetListCreateView(APIView):
         summary="Search the catalogue of listed datasets",
         parameters=[
             OpenApiParameter("q", str, description="Full-text query (e.g. `heart disease`)."),
-            OpenApiParameter("tags", str, description="Comma-separated tags; all must match."),
+            OpenApiParameter(
+                "tags",
+                str,
+                description="Comma-separated tags (or the parameter repeated); all must match. At most 10 "
+                "distinct tags (400 `too_many_tags`).",
+            ),
             OpenApiParameter("licence", str, enum=Licence.values),
             OpenApiParameter("price_min", float),
             OpenApiParameter("price_max", float),
@@ -248,7 +253,8 @@ class DatasetListCreateView(APIView):
                 prices[key] = dataset_services.decimal_parse(params[key], field=key)
         qs = catalog.listing_search(
             query=params.get("q", ""),
-            tags=[t for t in params.get("tags", "").split(",") if t.strip()],
+            # Comma-separated, repeated (tags=a&tags=b), or both; duplicates count once.
+            tags=[t for value in params.getlist("tags") for t in value.split(",") if t.strip()],
             licence=params.get("licence") or None,
             sort=params.get("sort") or None,
             **prices,
@@ -576,6 +582,48 @@ DatasetRelistView = _transition_view(
 )
 
 
+def _edit_decision_view(approve: bool, summary: str, reason: str):
+    class EditDecisionView(APIView):
+        permission_classes = [IsAuthenticated]
+        parser_classes = [JSONParser, FormParser, MultiPartParser]
+
+        @extend_schema(
+            summary=summary,
+            description="An owner's edit of a listed dataset's title, description, tags or licence is not shown "
+            "until a moderator approves it (`pending_edit`); the listing stays up meanwhile.",
+            request=ReasonSerializer,
+            responses={
+                200: OwnerDatasetSerializer,
+                409: OpenApiResponse(ErrorSerializer, description="No edit is waiting (`no_pending_edit`)"),
+                **_errors(400, 401, 403, 404),
+            },
+            tags=["moderation"],
+            operation_id=f"datasets_edit_{'approve' if approve else 'reject'}",
+            examples=[OpenApiExample("Reason", value={"reason": reason}, request_only=True)],
+        )
+        def post(self, request, dataset_id: int):
+            dataset = catalog.dataset_get_visible(dataset_id=dataset_id, user=request.user)
+            data = ReasonSerializer(data=request.data)
+            data.is_valid(raise_exception=True)
+            dataset = moderation_services.dataset_edit_decide(
+                dataset=dataset, actor=request.user, approve=approve, reason=data.validated_data.get("reason", "")
+            )
+            return Response(OwnerDatasetSerializer(dataset).data)
+
+    EditDecisionView.__name__ = f"DatasetEdit{'Approve' if approve else 'Reject'}View"
+    return EditDecisionView
+
+
+DatasetEditApproveView = _edit_decision_view(
+    True, "Approve the owner's pending edit of a listed dataset (staff, reason required)", "New wording checked."
+)
+DatasetEditRejectView = _edit_decision_view(
+    False,
+    "Reject the owner's pending edit of a listed dataset (staff, reason required)",
+    "The new title promises identifiable records.",
+)
+
+
 class DatasetReportsView(APIView):
     permission_classes = [IsAuthenticated]
     parser_classes = [JSONParser, FormParser, MultiPartParser]
@@ -658,7 +706,10 @@ class ModerationQueueView(APIView):
         summary="Datasets awaiting moderation (staff)",
         parameters=[
             OpenApiParameter(
-                "status", str, enum=[*Dataset.Status.values, "all"], description="Default pending_review."
+                "status",
+                str,
+                enum=[*Dataset.Status.values, "all", moderation_selectors.EDIT_PENDING],
+                description="Default pending_review; edit_pending: listed datasets whose owner's edit awaits review.",
             ),
             OpenApiParameter("q", str, description="Title or owner contains."),
             OpenApiParameter("reported", bool, description="Only datasets with open reports."),

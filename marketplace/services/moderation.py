@@ -6,7 +6,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from marketplace.errors import Conflict, IllegalTransition, InvalidInput, PermissionDenied
-from marketplace.models import Dataset, ModerationLogEntry, Report, User
+from marketplace.models import Dataset, ModerationLogEntry, Report, Tag, User
 from marketplace.signals import dataset_status_changed
 
 STAFF_ACTIONS = {"approve", "reject", "delist", "relist"}
@@ -73,6 +73,39 @@ def dataset_transition(*, dataset: Dataset, actor: User, action: str, reason: st
         transaction.on_commit(
             lambda: dataset_status_changed.send(sender=Dataset, dataset_id=dataset_id, status=to_status)
         )
+    return locked
+
+
+def dataset_edit_decide(*, dataset: Dataset, actor: User, approve: bool, reason: str) -> Dataset:
+    """A moderator approves or rejects the owner's pending edit of a listed dataset's public text
+    (``Dataset.pending_edit``, see ``datasets.dataset_update``); a reason is required. Approving
+    shows the edit in the catalogue; rejecting drops it and the approved text stays. Either way
+    the listing stays up. Runs under SELECT FOR UPDATE on the dataset row."""
+    if not actor.is_staff:
+        raise PermissionDenied("Only moderators can do that.")
+    what = "approve an edit" if approve else "reject an edit"
+    reason = _reason_clean(reason, required=True, what=what)
+    with transaction.atomic():
+        locked = Dataset.objects.select_for_update().get(pk=dataset.pk)
+        edit = locked.pending_edit
+        if not edit:
+            raise Conflict("This dataset has no edit waiting for review.", code="no_pending_edit")
+        if approve:
+            for name in ("title", "description", "description_html", "licence"):
+                setattr(locked, name, edit[name])
+            locked.tags.set([Tag.objects.get_or_create(name=name)[0] for name in edit["tags"]])
+        locked.pending_edit, locked.pending_edit_at = None, None
+        locked.save()
+        entry = ModerationLogEntry.objects.create(
+            dataset=locked,
+            actor=actor,
+            action=ModerationLogEntry.Action.APPROVE_EDIT if approve else ModerationLogEntry.Action.REJECT_EDIT,
+            from_status=locked.status,
+            to_status=locked.status,
+            reason=reason,
+        )
+        entry_id = entry.pk
+        transaction.on_commit(lambda: _notify("notify_moderation_entry_task", entry_id))
     return locked
 
 

@@ -17,7 +17,9 @@ from marketplace.models import ModerationLogEntry, Notification, Report, User
 if TYPE_CHECKING:
     from compute_to_data.models import ComputeJob
 
-NOTIFY_ACTIONS = {"approve", "reject", "delist", "relist"}
+NOTIFY_ACTIONS = {"approve", "reject", "delist", "relist", "approve_edit", "reject_edit"}
+# "edit approved" reads as "your edit was approved".
+_EDIT_DECISIONS = {"approve_edit": "approved", "reject_edit": "rejected"}
 # Job statuses the buyer hears about (a cancellation is the buyer's own doing).
 JOB_NOTIFY_STATUSES = {"finished", "failed", "rejected"}
 
@@ -47,12 +49,18 @@ def notify_moderation_entry(*, entry_id: int) -> bool:
     if entry is None or entry.action not in NOTIFY_ACTIONS or not entry.dataset.owner.email:
         return False
     dataset = entry.dataset
+    if entry.action in _EDIT_DECISIONS:
+        subject = f"Your edit of \u201c{dataset.title}\u201d was {_EDIT_DECISIONS[entry.action]}"
+        said = f"A moderator {_EDIT_DECISIONS[entry.action]} your edit of \u201c{dataset.title}\u201d."
+    else:
+        subject = f"Your dataset \u201c{dataset.title}\u201d was {entry.get_action_display().lower()}"
+        said = f"A moderator {entry.get_action_display().lower()} \u201c{dataset.title}\u201d."
     return notification_send_once(
         key=f"moderation-entry:{entry.pk}",
-        subject=f"Your dataset \u201c{dataset.title}\u201d was {entry.get_action_display().lower()}",
+        subject=subject,
         message=(
             f"Hello {dataset.owner.get_username()},\n\n"
-            f"A moderator {entry.get_action_display().lower()} \u201c{dataset.title}\u201d.\n"
+            f"{said}\n"
             f"Reason: {entry.reason}\n\nThe full history is on the dataset's page:\n"
             f"{_url('frontend:dataset', dataset.pk)}\n"
         ),
