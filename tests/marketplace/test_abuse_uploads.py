@@ -84,7 +84,9 @@ ENDLESS = b"a" * (400 * 1024)
 
 BAD_CSVS = [
     pytest.param(LATIN1, "not_utf8", "byte 0xE9 on line 1 of the header", id="latin1-header"),
-    pytest.param(LATIN1_LATE, "not_utf8", "20 of its first 27 lines are not valid UTF-8, the first on line 7", id="cp1252"),
+    pytest.param(
+        LATIN1_LATE, "not_utf8", "20 of its first 27 lines are not valid UTF-8, the first on line 7", id="cp1252"
+    ),
     pytest.param(UTF16, "not_utf8", "looks like UTF-16", id="utf16"),
     pytest.param(BINARY, "malformed_csv", "not UTF-8 text: it contains binary data", id="binary"),
     pytest.param(WIDE, "too_many_columns", "columns; at most 500 are supported", id="100k-columns"),
@@ -325,3 +327,109 @@ def test_parquet_bomb_fails_validation_on_a_real_worker_which_survives(limited_w
     wait_for(settled(good.pk), log=limited_worker["log"])
     good.refresh_from_db()
     assert good.validation == Dataset.Validation.VALID and good.row_count == 120
+
+
+# --- through gunicorn (threaded worker: the sample's fork happens in a process with threads) ------
+
+
+def _multipart(fields: dict[str, str], name: str, data: bytes) -> tuple[bytes, str]:
+    boundary = "----ppdx" + "b" * 16
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n{value}\r\n'.encode()
+        for key, value in fields.items()
+    ]
+    parts.append(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n".encode()
+        + data
+        + b"\r\n"
+    )
+    return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_gunicorn_answers_hostile_uploads_with_400s_and_keeps_its_worker(tmp_path, provider):
+    import base64
+    import http.client
+    import os
+    import secrets
+    import signal
+    import subprocess
+    import sys
+
+    from rest_framework.authtoken.models import Token
+
+    from tests.marketplace.test_abuse_json import REPO_ROOT, _free_port
+    from tests.marketplace.test_tasks_integration import database_url
+
+    token = Token.objects.create(user=provider).key
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CHAIN_", "DATASET_", "WALLET_"))}
+    env.update(
+        DJANGO_SETTINGS_MODULE="config.settings.production",
+        DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
+        DATASET_ENCRYPTION_KEY=base64.b64encode(secrets.token_bytes(32)).decode(),
+        WALLET_ENCRYPTION_KEY=base64.b64encode(secrets.token_bytes(32)).decode(),
+        DATABASE_URL=database_url(),
+        MARKETPLACE_DATA_DIR=str(tmp_path),
+        DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
+        DJANGO_SSL_REDIRECT="false",
+        DATASET_SAMPLE_MEMORY_BYTES=str(256 * MiB),
+    )
+    port = _free_port()
+    log = tmp_path / "gunicorn.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "config.wsgi:application", "--bind", f"127.0.0.1:{port}"]
+            + ["--workers", "1", "--threads", "4", "--timeout", "60"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def call(method: str, path: str, body: bytes | None = None, content_type: str = "") -> tuple[int, dict]:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        headers = {"Authorization": f"Token {token}"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        conn.request(method, path, body=body, headers=headers)
+        response = conn.getresponse()
+        raw = response.read()
+        conn.close()
+        kind = response.getheader("Content-Type", "")
+        return response.status, json.loads(raw) if kind.startswith("application/json") else {"raw": raw[:200]}
+
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            try:
+                if call("GET", "/healthz/")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
+        fields = {k: v for k, v in FORM.items()}
+        for name, data, code in (
+            ("bomb.parquet", dictionary_bomb(), "file_limit_exceeded"),
+            ("people.csv", LATIN1, "not_utf8"),
+            ("wide.csv", WIDE, "too_many_columns"),
+            ("utf16.csv", UTF16, "not_utf8"),
+        ):
+            status, answer = call("POST", "/api/v1/datasets/", *_multipart(fields, name, data))
+            assert (status, answer.get("code")) == (400, code), (name, status, answer)
+        status, answer = call("POST", "/api/v1/datasets/", *_multipart(fields, "survey.csv", rows_csv("\t")))
+        assert status == 201, answer
+        assert [c["name"] for c in answer["proposed_schema"]["columns"]] == ["age", "region", "score"]
+        assert call("GET", "/healthz/")[0] == 200
+        text = log.read_text()
+        assert text.count("Booting worker") == 1 and "SIGSEGV" not in text, text[-3000:]
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
