@@ -166,9 +166,36 @@ class DataNFT(_Contract):
         )
 
 
+@dataclass(frozen=True)
+class ChainOrder:
+    """An order as the datatoken stores it (``getOrder``): status ``none`` when the id was never used."""
+
+    consumer: str
+    epsilon: int
+    amount: int
+    status: str
+
+
 class Datatoken(_Contract):
     artifact = "Datatoken"
     ORDER_STATUS = {0: "none", 1: "open", 2: "receipted", 3: "refunded"}
+
+    def order(self, order_id: int) -> ChainOrder:
+        consumer, epsilon, amount, status = self.contract.functions.getOrder(int(order_id)).call()
+        return ChainOrder(
+            consumer=Web3.to_checksum_address(consumer),
+            epsilon=int(epsilon),
+            amount=int(amount),
+            status=self.ORDER_STATUS.get(int(status), "none"),
+        )
+
+    def order_started_logs(self, order_id: int, *, from_block: int) -> list[dict[str, Any]]:
+        """The ``OrderStarted`` events of ``order_id`` on the chain as the node has it now (one after
+        a rollback may be another buyer's order under a reused id), each with its transaction hash."""
+        logs = self.contract.events.OrderStarted().get_logs(
+            argument_filters={"orderId": int(order_id)}, from_block=int(from_block), to_block="latest"
+        )
+        return [{**event_args(log), "tx_hash": _hex(log["transactionHash"]).lower()} for log in logs]
 
     def price(self) -> int:
         return self.contract.functions.price().call()

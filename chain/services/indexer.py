@@ -19,11 +19,22 @@ Contract of :func:`indexer_run`:
   Rows are moved only by events that were not stored before, so a replay (a rewound cursor, a second
   run) changes nothing.
 - **Another chain.** The cursor keeps the chain's genesis hash. A different genesis (a dev chain
-  started afresh), a node behind the cursor (restarted from an older state file), or a stored event
-  whose block the node now has with another hash (a reorg deeper than N) all reset the chain id: its
-  events are deleted and reading starts again at the deployment block (``IndexerStats.reset``).
-  Applying events is idempotent (orders are found by (listing, on-chain order id), settled orders
-  stay settled, budgets are read from the chain), so the replay leaves the rows as the chain says.
+  started afresh) resets the chain id: its events are deleted and reading starts again at the
+  deployment block (``IndexerStats.reset``).
+- **Reorgs and rollbacks, by block hash.** The cursor keeps the hash of its last block too. When the
+  node has another block there (a reorg deeper than N, blocks without any of our events included),
+  or is behind the cursor (restarted from an older state file), the indexer walks back through the
+  blocks it stored events of, newest first and at most ``REORG_WALK_BLOCKS`` of them, to the newest
+  one whose hash the node still has (a block hash commits to every block before it; none found: the
+  deployment block). Events after it are deleted and what they moved is undone: an order they placed
+  is deleted when the indexer made it and no job uses it, else marked ``vanished`` (its on-chain id
+  freed for the order that now holds it); a receipt or refund they recorded goes back to
+  ``confirmed`` (the job settles again); listings re-read their budget, price and flag from the chain,
+  and one whose publishing was dropped fails with a sentence. Then reading goes forward again
+  (``IndexerStats.reset``, ``IndexerStats.dropped``). Applying events is idempotent (orders are found
+  by (listing, on-chain order id), settled orders stay settled, budgets are read from the chain), so
+  the replay leaves the rows as the chain says; an order of ours whose transaction the new chain
+  mined again is confirmed again.
 
 Event arguments are stored JSON-able: addresses EIP-55 checksummed, ``bytes``/``bytesN`` as 0x hex,
 integers as JSON integers (exact on both SQLite and PostgreSQL, whatever their size).
@@ -47,11 +58,13 @@ from django.utils import timezone
 from eth_abi import decode as abi_decode
 from eth_utils import collapse_if_tuple, event_abi_to_log_topic
 from web3 import Web3
+from web3.exceptions import BlockNotFound
 
 from chain.artifacts import load_artifact
 from chain.client import ChainUnavailable, Deployment, chain_id, deployment, web3
 from chain.models import ChainEvent, ChainListing, ChainTransaction, IndexerCursor, Order, Wallet
 from chain.services.publishing import listings_retire_stale
+from chain.signals import order_status_changed
 from chain.units import EPSILON_UNITS, units_to_delta, units_to_price
 
 logger = logging.getLogger(__name__)
@@ -71,17 +84,23 @@ _EPSILON_UNITS_MAX = 10**12  # Order.epsilon holds at most 999,999.9999
 _IN_CHUNK = 500  # values per SQL IN (...) list
 
 
+# How many stored blocks a walk back after a reorg or rollback checks before it starts over at the
+# deployment block: reorgs on live chains are a few blocks deep.
+REORG_WALK_BLOCKS = 128
+
+
 @dataclass(frozen=True)
 class IndexerStats:
     """What one run did: blocks ``from_block .. to_block`` read (``to_block < from_block``: none),
-    ``events`` newly stored, ``batches`` ranges read, ``reset`` when the chain's events were dropped
-    and reading started again at the deployment block."""
+    ``events`` newly stored, ``batches`` ranges read, ``reset`` when stored events were dropped
+    (another genesis, a reorg or a rollback) and ``dropped`` how many."""
 
     from_block: int
     to_block: int
     events: int
     batches: int
     reset: bool
+    dropped: int = 0
 
 
 @dataclass(frozen=True)
@@ -404,51 +423,168 @@ def _bulk_insert(objs: Sequence[models.Model], *, ignore_conflicts: bool = False
 # --- the cursor ------------------------------------------------------------------------------------
 
 
-def _cursor_prepare(run: _Run, latest: int) -> tuple[IndexerCursor, bool]:
-    """The chain's cursor, created at the deployment block on the first run, or reset (events of the
-    chain id deleted) when the node is not the chain the cursor followed. Returns (cursor, reset)."""
+def _block_hash(run: _Run, number: int) -> str | None:
+    """The hash of block ``number`` on the node now (lower-case 0x hex), None when it has none."""
+    if number < 0:
+        return None
+    try:
+        block = run.w3.eth.get_block(number)
+    except BlockNotFound:
+        return None
+    return block["hash"].to_0x_hex().lower() if block is not None else None
+
+
+def _cursor_prepare(run: _Run, latest: int) -> tuple[IndexerCursor, int | None]:
+    """The chain's cursor, created at the deployment block on the first run; reset (events of the
+    chain id deleted) on another genesis; walked back after a reorg or a rollback. Returns (cursor,
+    events dropped, or None when nothing was)."""
     first = run.deployment.deployed_at_block - 1
     with transaction.atomic():
         cursor, created = IndexerCursor.objects.select_for_update().get_or_create(
-            chain_id=run.chain_id, defaults={"genesis_hash": run.genesis_hash, "last_block": first}
+            chain_id=run.chain_id,
+            defaults={"genesis_hash": run.genesis_hash, "last_block": first, "last_block_hash": ""},
         )
         if created:
-            return cursor, False
-        reason = ""
+            return cursor, None
         if cursor.genesis_hash != run.genesis_hash:
-            reason = f"the genesis block is now {run.genesis_hash} (was {cursor.genesis_hash})"
-        elif latest < cursor.last_block:
+            logger.warning(
+                "Chain %s has a new genesis block %s (was %s): dropping its events and reading again from the "
+                "deployment block %s.",
+                run.chain_id,
+                run.genesis_hash,
+                cursor.genesis_hash,
+                run.deployment.deployed_at_block,
+            )
+            dropped = ChainEvent.objects.filter(chain_id=run.chain_id).delete()[0]
+            listings_retire_stale(chain_id=run.chain_id, genesis_hash=run.genesis_hash)
+            cursor.genesis_hash = run.genesis_hash
+            cursor.last_block, cursor.last_block_hash = first, ""
+            cursor.save(update_fields=["genesis_hash", "last_block", "last_block_hash", "updated_at"])
+            return cursor, dropped
+        reason = ""
+        if latest < cursor.last_block:
             reason = f"the node's latest block {latest} is behind the cursor's {cursor.last_block}"
-        else:
+        elif cursor.last_block_hash and cursor.last_block > first:
+            if _block_hash(run, cursor.last_block) != cursor.last_block_hash:
+                reason = f"block {cursor.last_block} is no longer the one read"
+        else:  # a cursor from before block hashes were kept: its newest event's block stands in
             newest = (
                 ChainEvent.objects.filter(chain_id=run.chain_id, block_number__lte=cursor.last_block)
                 .order_by("-block_number")
                 .values_list("block_number", "block_hash")
                 .first()
             )
-            if newest is not None:
-                block = run.w3.eth.get_block(newest[0])
-                if block is None or block["hash"].to_0x_hex().lower() != newest[1]:
-                    reason = f"block {newest[0]} is no longer the one an event was read from"
+            if newest is not None and _block_hash(run, newest[0]) != newest[1]:
+                reason = f"block {newest[0]} is no longer the one an event was read from"
         if reason:
+            to_block = _common_block(run, cursor, min(latest, cursor.last_block), first)
             logger.warning(
-                "Chain %s is not the chain the indexer followed (%s): dropping its events and reading again "
-                "from the deployment block %s.",
+                "Chain %s reorganised or rolled back (%s): dropping the events after block %s and reading again.",
                 run.chain_id,
                 reason,
-                run.deployment.deployed_at_block,
+                to_block,
             )
-            ChainEvent.objects.filter(chain_id=run.chain_id).delete()
-            if cursor.genesis_hash != run.genesis_hash:
-                listings_retire_stale(chain_id=run.chain_id, genesis_hash=run.genesis_hash)
-            cursor.genesis_hash = run.genesis_hash
-            cursor.last_block = first
-            cursor.save(update_fields=["genesis_hash", "last_block", "updated_at"])
-            return cursor, True
+            dropped = _rewind(run, to_block)
+            cursor.last_block, cursor.last_block_hash = to_block, _block_hash(run, to_block) or ""
+            cursor.save(update_fields=["last_block", "last_block_hash", "updated_at"])
+            return cursor, dropped
         if cursor.last_block < first:  # a later deployment on the same chain
-            cursor.last_block = first
-            cursor.save(update_fields=["last_block", "updated_at"])
-    return cursor, False
+            cursor.last_block, cursor.last_block_hash = first, ""
+            cursor.save(update_fields=["last_block", "last_block_hash", "updated_at"])
+    return cursor, None
+
+
+def _common_block(run: _Run, cursor: IndexerCursor, below: int, first: int) -> int:
+    """The newest block at or below ``below`` the node still has as the indexer read it: the newest
+    stored event block whose hash matches (its hash commits to all blocks before it), checking at
+    most ``REORG_WALK_BLOCKS`` of them; ``first`` (the deployment block's parent) when none does."""
+    blocks = (
+        ChainEvent.objects.filter(chain_id=run.chain_id, block_number__lte=below, block_number__gt=first)
+        .values_list("block_number", "block_hash")
+        .distinct()
+        .order_by("-block_number")[:REORG_WALK_BLOCKS]
+    )
+    for number, stored_hash in blocks:
+        if _block_hash(run, number) == stored_hash:
+            return number
+    return first
+
+
+def _rewind(run: _Run, to_block: int) -> int:
+    """Delete the chain's events after ``to_block`` and undo what they moved. Returns how many.
+    Call inside ``transaction.atomic`` holding the cursor's row lock."""
+    dropped = list(
+        ChainEvent.objects.filter(chain_id=run.chain_id, block_number__gt=to_block).order_by(
+            "block_number", "log_index"
+        )
+    )
+    if not dropped:
+        return 0
+    _undo(run, dropped)
+    ChainEvent.objects.filter(pk__in=[e.pk for e in dropped]).delete()
+    return len(dropped)
+
+
+DROPPED_ORDER = "the block that placed it was dropped by the chain (a reorganisation or a rollback)"
+DROPPED_PUBLISH = (
+    "The chain dropped the block that published this dataset (a reorganisation or a rollback); publish the "
+    "dataset again."
+)
+
+
+def _undo(run: _Run, dropped: Sequence[ChainEvent]) -> None:
+    """Undo what ``dropped`` events moved in the marketplace's rows (see the module docstring)."""
+    from chain.services.orders import order_settlement_undo, order_vanish
+    from chain.wrappers import Datatoken
+
+    addresses = {e.address for e in dropped} | {
+        str(e.args.get("datatoken")) for e in dropped if e.name == "DatasetPublished"
+    }
+    listings: dict[str, ChainListing] = {}
+    for listing in ChainListing.objects.filter(chain_id=run.chain_id, datatoken_address__in=addresses):
+        listings[listing.datatoken_address.lower()] = listing
+    for listing in ChainListing.objects.filter(chain_id=run.chain_id, nft_address__in=addresses):
+        listings.setdefault(listing.datatoken_address.lower(), listing)
+
+    started = {(e.address.lower(), int(e.args["orderId"])) for e in dropped if e.name == "OrderStarted"}
+    settled = {
+        (e.address.lower(), int(e.args["orderId"])) for e in dropped if e.name in ("ReceiptRecorded", "OrderRefunded")
+    } - started
+    for token, order_id in sorted(started):
+        listing = listings.get(token)
+        order = listing and Order.objects.filter(listing=listing, chain_order_id=order_id).first()
+        if not order:
+            continue
+        if order.source == Order.Source.CHAIN and not Order.objects.filter(pk=order.pk, job__isnull=False).exists():
+            order.delete()  # the indexer made it from the dropped event, and nothing uses it
+        else:
+            order_vanish(order=order, why=DROPPED_ORDER)
+    for token, order_id in sorted(settled):
+        listing = listings.get(token)
+        order = (
+            listing
+            and Order.objects.filter(
+                listing=listing,
+                chain_order_id=order_id,
+                status__in=[Order.Status.RECEIPTED, Order.Status.REFUNDED],
+            ).first()
+        )
+        if not order:
+            continue
+        order_settlement_undo(order=order)
+
+    for listing in {listing.pk: listing for listing in listings.values()}.values():
+        if not listing.datatoken_address:
+            continue
+        if not run.w3.eth.get_code(listing.datatoken_address):
+            ChainListing.objects.filter(pk=listing.pk).update(state=ChainListing.State.FAILED, error=DROPPED_PUBLISH)
+            continue
+        token = Datatoken(run.w3, listing.datatoken_address)
+        ChainListing.objects.filter(pk=listing.pk).update(
+            epsilon_ordered_units=token.epsilon_ordered(),
+            price_units=Decimal(token.price()),
+            operator_ordering_disabled=token.operator_ordering_disabled(),
+        )
 
 
 # --- applying events to the marketplace's rows ------------------------------------------------------
@@ -562,6 +698,7 @@ def _apply_datatoken_events(
         wallets.update(Wallet.objects.filter(address__in=chunk).values_list("address", "user_id"))
 
     new_orders: list[Order] = []
+    revived: list[int] = []
     dirty_orders: dict[int, Order] = {}
     dirty_listings: dict[int, set[str]] = {}
     for e in events:
@@ -576,8 +713,13 @@ def _apply_datatoken_events(
             mine = by_tx.get(e.tx_hash)
             if mine is not None and mine.chain_order_id is None and mine.listing_id == listing.pk:
                 # The marketplace's own order: its verification decides the status.
+                same = _same_order(mine, a)
                 mine.chain_order_id, mine.block_number, mine.amount_units = key[1], e.block_number, Decimal(a["amount"])
                 mine.tx_hash = mine.tx_hash or e.tx_hash
+                if mine.status == Order.Status.VANISHED and same:
+                    # A reorg dropped its block and the new chain mined its transaction again.
+                    mine.status, mine.error = Order.Status.CONFIRMED, ""
+                    revived.append(mine.pk)
                 dirty_orders[mine.pk] = mine
                 by_key[key] = mine
                 continue
@@ -655,16 +797,32 @@ def _apply_datatoken_events(
                 "epsilon_spent",
                 "receipt",
                 "settled_at",
+                "error",
             ],
             batch_size=200,
+        )
+    for order_id in revived:
+        transaction.on_commit(
+            lambda order_id=order_id: order_status_changed.send(
+                sender=Order, order_id=order_id, status=Order.Status.CONFIRMED
+            )
         )
     by_pk = {listing.pk: listing for listing in listings.values()}
     for pk, fields in dirty_listings.items():
         by_pk[pk].save(update_fields=sorted(fields))
 
 
+def _same_order(order: Order, args: dict[str, Any]) -> bool:
+    """``OrderStarted`` arguments that place exactly ``order`` (consumer, parameters hash, amount)."""
+    return (
+        str(args["consumer"]).lower() == order.consumer_address.lower()
+        and str(args["algorithmHash"]).lower() == order.algorithm_hash.lower()
+        and Decimal(args["amount"]) == order.amount_units
+    )
+
+
 def _store_range(
-    run: _Run, start: int, end: int, events: Sequence[_Event], epsilon_ordered: dict[str, int]
+    run: _Run, start: int, end: int, events: Sequence[_Event], epsilon_ordered: dict[str, int], end_hash: str = ""
 ) -> int | None:
     """Write one range in one transaction. Returns the number of new events, or None when another run
     moved the cursor meanwhile (nothing written)."""
@@ -702,8 +860,8 @@ def _store_range(
             token_events = [e for e in new if e.name in DATATOKEN_EVENTS]
             if token_events:
                 _apply_datatoken_events(run, token_events, epsilon_ordered, now)
-        cursor.last_block = end
-        cursor.save(update_fields=["last_block", "updated_at"])
+        cursor.last_block, cursor.last_block_hash = end, end_hash
+        cursor.save(update_fields=["last_block", "last_block_hash", "updated_at"])
     return len(new)
 
 
@@ -738,17 +896,26 @@ def indexer_run(*, max_batches: int | None = None) -> IndexerStats:
         factory=dep.address("DataFactory").lower(),
         specs=_event_specs(),
     )
-    cursor, reset = _cursor_prepare(run, latest)
+    cursor, dropped = _cursor_prepare(run, latest)
     from_block = last = cursor.last_block
     events = batches = 0
     while last < safe_head and (max_batches is None or batches < max_batches):
         start, end = last + 1, min(safe_head, last + span)
+        # The range's last block hash before its logs: a reorg in between shows on the next run.
+        end_hash = _block_hash(run, end) or ""
         found = _read_range(run, start, end)
-        stored = _store_range(run, start, end, found, _epsilon_ordered(run, found, end))
+        stored = _store_range(run, start, end, found, _epsilon_ordered(run, found, end), end_hash)
         if stored is None:
             logger.info("Another indexer run moved the cursor of chain %s; stopping this one.", cid)
             break
         events += stored
         batches += 1
         last = end
-    return IndexerStats(from_block=from_block + 1, to_block=last, events=events, batches=batches, reset=reset)
+    return IndexerStats(
+        from_block=from_block + 1,
+        to_block=last,
+        events=events,
+        batches=batches,
+        reset=dropped is not None,
+        dropped=dropped or 0,
+    )

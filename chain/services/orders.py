@@ -597,8 +597,24 @@ def _accept(order: Order, receipt: Any) -> Order:
                 ]
             )
     except IntegrityError:
-        order.refresh_from_db()
-        return _reject(order, "This on-chain order was already used for another job.")
+        holder = Order.objects.filter(listing=listing, chain_order_id=order.chain_order_id).exclude(pk=order.pk).first()
+        # After a rollback the chain reuses ids: an order that holds this id but is no longer on
+        # chain gives it up (vanished) rather than turning this buyer's payment away.
+        if holder is None or not order_chain_mismatch(order=holder):
+            order.refresh_from_db()
+            return _reject(order, "This on-chain order was already used for another job.")
+        order_vanish(order=holder, why="the chain reused its id for another order")
+        with transaction.atomic():
+            order.save(
+                update_fields=[
+                    "consumer_address",
+                    "chain_order_id",
+                    "amount_units",
+                    "block_number",
+                    "status",
+                    "confirmed_at",
+                ]
+            )
     _sync_budget(listing)
     _announce(order)
     return order
@@ -651,19 +667,119 @@ def order_get_visible(*, order_id: int, user: User) -> Order:
 # --- Settlement by the operator (compute jobs call these) ---
 
 
+class OrderVanished(Conflict):
+    """The chain no longer holds the order as it was accepted (rolled back, or its id reused by
+    another order): it is marked ``vanished`` and never settled."""
+
+    code = "order_vanished"
+
+
+VANISHED_TEXT = (
+    "The chain no longer holds this order ({why}): it was rolled back. Nothing was charged for it and "
+    "nothing will be settled."
+)
+
+
+def order_chain_mismatch(*, order: Order) -> str:
+    """Why the chain does not hold ``order`` as the marketplace accepted it (the same consumer, the
+    amount paid and the parameters hash its ``OrderStarted`` committed to, in the same transaction),
+    or "" when it does. Raises ``ChainUnavailable`` when the node does not answer (never "vanished"
+    for a chain that is merely down)."""
+    if order.chain_order_id is None:
+        return "it has no on-chain order id"
+    order_id = int(order.chain_order_id)
+    datatoken = Datatoken(client.web3(), order.listing.datatoken_address)
+    held = datatoken.order(order_id)
+    if held.status == "none":
+        return f"there is no order {order_id} on chain"
+    if held.consumer.lower() != order.consumer_address.lower():
+        return f"order {order_id} on chain is another wallet's"
+    if held.amount != int(order.amount_units):
+        return f"order {order_id} on chain paid another amount"
+    started = datatoken.order_started_logs(order_id, from_block=client.deployment().deployed_at_block)
+    ours = [
+        e
+        for e in started
+        if e["algorithmHash"].lower() == order.algorithm_hash.lower()
+        and e["consumer"].lower() == order.consumer_address.lower()
+        and int(e["amount"]) == int(order.amount_units)
+        and (not order.tx_hash or e["tx_hash"] == order.tx_hash.lower())
+    ]
+    if not ours:
+        return f"order {order_id} on chain committed to other parameters or came from another transaction"
+    return ""
+
+
+def order_vanish(*, order: Order, why: str) -> Order:
+    """Mark an order the chain no longer holds as ``vanished`` (from any status but a final
+    settlement the chain still shows); its job follows. Safe to call twice."""
+    with transaction.atomic():
+        locked = Order.objects.select_for_update(of=("self",)).get(pk=order.pk)
+        if locked.status == Order.Status.VANISHED:
+            return locked
+        logger.warning("Order %s (on-chain id %s) vanished from the chain: %s", locked.pk, locked.chain_order_id, why)
+        locked.status = Order.Status.VANISHED
+        # Its id is free on chain for the order that holds it now; the text keeps the old one.
+        locked.error = VANISHED_TEXT.format(why=f"on-chain order {locked.chain_order_id}: {why}")[:2000]
+        locked.chain_order_id = None
+        locked.save(update_fields=["status", "error", "chain_order_id"])
+        _announce(locked)
+    return locked
+
+
+def order_settlement_undo(*, order: Order) -> Order:
+    """The chain dropped the block with ``order``'s receipt or refund (a reorganisation or a
+    rollback) but still holds the order: it is confirmed again, and its job settles again."""
+    with transaction.atomic():
+        locked = Order.objects.select_for_update(of=("self",)).get(pk=order.pk)
+        if locked.status not in (Order.Status.RECEIPTED, Order.Status.REFUNDED):
+            return locked
+        logger.warning("Order %s: the chain dropped its settlement; it is confirmed again.", locked.pk)
+        locked.status = Order.Status.CONFIRMED
+        locked.receipt, locked.epsilon_spent, locked.settled_at = None, None, None
+        locked.save(update_fields=["status", "receipt", "epsilon_spent", "settled_at"])
+        _announce(locked)
+    return locked
+
+
+def order_chain_matches(*, order: Order) -> bool:
+    """True when the chain holds the confirmed ``order`` as accepted; else it is marked
+    ``vanished`` (and False). Settlement calls this before it sends anything."""
+    why = order_chain_mismatch(order=order)
+    if why:
+        order_vanish(order=order, why=why)
+        return False
+    return True
+
+
+def _settleable(order: Order, verb: str) -> tuple[Order, ChainTransaction | None]:
+    """The confirmed order locked, and its settlement in flight if any. Call inside ``transaction.atomic``."""
+    locked = Order.objects.select_for_update(of=("self",)).select_related("listing").get(pk=order.pk)
+    if locked.status != Order.Status.CONFIRMED:
+        raise Conflict(f"Only a confirmed order can be {verb}; this one is {locked.status}.", code="not_confirmed")
+    in_flight = ChainTransaction.objects.filter(
+        order=locked,
+        purpose__in=[ChainTransaction.Purpose.RECEIPT, ChainTransaction.Purpose.REFUND],
+        status__in=[ChainTransaction.Status.PENDING, ChainTransaction.Status.SENT],
+    ).first()
+    return locked, in_flight
+
+
 def _settle_enqueue(
     order: Order, purpose: str, verb: str, call_data: Callable[[Datatoken, Order], str], context: dict | None = None
 ) -> ChainTransaction:
-    """The operator's settlement of a confirmed order (receipt or refund), at most one in flight."""
+    """The operator's settlement of a confirmed order (receipt or refund), at most one in flight.
+    The order is read back from the chain first (``OrderVanished`` when it is not there as accepted),
+    so a rolled-back chain that reused its id never pays or refunds someone else's order."""
     with transaction.atomic():
-        locked = Order.objects.select_for_update(of=("self",)).select_related("listing").get(pk=order.pk)
-        if locked.status != Order.Status.CONFIRMED:
-            raise Conflict(f"Only a confirmed order can be {verb}; this one is {locked.status}.", code="not_confirmed")
-        in_flight = ChainTransaction.objects.filter(
-            order=locked,
-            purpose__in=[ChainTransaction.Purpose.RECEIPT, ChainTransaction.Purpose.REFUND],
-            status__in=[ChainTransaction.Status.PENDING, ChainTransaction.Status.SENT],
-        ).first()
+        locked, in_flight = _settleable(order, verb)
+        if in_flight:
+            return in_flight
+    # Read outside the row lock (the node may be slow), then checked again under it.
+    if not order_chain_matches(order=locked):
+        raise OrderVanished(VANISHED_TEXT.format(why="it was not found on chain as accepted"))
+    with transaction.atomic():
+        locked, in_flight = _settleable(order, verb)
         if in_flight:
             return in_flight
         datatoken = Datatoken(client.web3(), locked.listing.datatoken_address)

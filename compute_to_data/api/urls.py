@@ -14,6 +14,7 @@ urlpatterns = [
     path("jobs/preview/", views.JobPreviewView.as_view(), name="job-preview"),
     path("jobs/<int:job_id>/", views.JobDetailView.as_view(), name="job"),
     path("jobs/<int:job_id>/cancel/", views.JobCancelView.as_view(), name="job-cancel"),
+    path("jobs/<int:job_id>/moderator-cancel/", views.JobModeratorCancelView.as_view(), name="job-moderator-cancel"),
     path("jobs/<int:job_id>/result/", views.JobResultView.as_view(), name="job-result"),
     path("jobs/<int:job_id>/result/<str:name>/", views.JobArtifactView.as_view(), name="job-artifact"),
     path("jobs/<int:job_id>/logs/", views.JobLogsView.as_view(), name="job-logs"),

@@ -274,13 +274,47 @@ class JobCancelView(APIView):
         responses={202: JobSerializer, **_errors(401, 403, 404, 409)},
         tags=["compute"],
         summary="Cancel my queued or running job",
-        description="A queued job ends at once: its epsilon goes back to the budget and the payment is refunded. "
-        "A running job is stopped within a second; the runner has read the data, so its epsilon is charged and "
-        "the receipt is recorded, but nothing is released to you.",
+        description="A paid or queued job ends at once: its epsilon goes back to the budget and the payment is "
+        "refunded. A provisioning or running job is stopped within a second: if the runner had not read the data "
+        "yet, you get everything back the same way; once it has, nothing is released to you (the sandbox is "
+        "stopped and its outputs discarded), so the epsilon goes back to the budget, and the payment goes to the "
+        "provider for the compute with a receipt recording epsilon 0 spent. Only the job's buyer can cancel it "
+        "here; moderators use `moderator-cancel/` with a reason.",
     )
     def post(self, request, job_id: int):
         job = job_services.job_get_visible(job_id=job_id, user=request.user)
         job = job_services.job_cancel(job=job, user=request.user)
+        job.refresh_from_db()
+        return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+
+class JobModeratorCancelView(APIView):
+    permission_classes = [IsAuthenticated]
+
+    class Input(serializers.Serializer):
+        reason = serializers.CharField(
+            max_length=job_services.MODERATOR_REASON_MAX,
+            help_text="Why the job is stopped, in words the buyer reads (shown as 'Cancelled by a moderator: ...').",
+        )
+
+    @extend_schema(
+        request=Input,
+        responses={202: JobSerializer, **_errors(400, 401, 403, 404, 409)},
+        tags=["compute"],
+        summary="Moderators: cancel any buyer's queued or running job, with a reason",
+        description="Staff only. The buyer is never charged for it: the payment is refunded on chain and the "
+        "epsilon goes back to the budget, whatever the job had read. The reason is logged in the job's log "
+        "and shown to the buyer. A running job is stopped by its worker within a second.",
+        examples=[OpenApiExample("Reason", value={"reason": "The dataset is being withdrawn for a licence review."})],
+    )
+    def post(self, request, job_id: int):
+        if not request.user.is_staff:
+            raise NotFound("No such job.")
+        job = job_services.job_get_visible(job_id=job_id, user=request.user)
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        reason = data.validated_data["reason"]
+        job = job_services.job_cancel_by_moderator(job=job, moderator=request.user, reason=reason)
         job.refresh_from_db()
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 

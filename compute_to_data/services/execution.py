@@ -7,6 +7,7 @@ removed when the run ends (the reaper removes the workspace of a worker that die
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -27,13 +28,21 @@ from django.core.files.storage import storages
 from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
+from chain.client import ChainUnavailable
 from chain.models import ChainTransaction
 from compute_to_data import sandbox
-from compute_to_data.failures import failure_for_run
+from compute_to_data.failures import failure_for_run, is_disk_full
 from compute_to_data.models import ComputeJob, JobArtifact, JobLogEntry
 from compute_to_data.runner import params as runner_params
 from compute_to_data.services import budget as budget_services
-from compute_to_data.services.jobs import _locked, job_fail, job_log, job_settle_later, job_transition
+from compute_to_data.services.jobs import (
+    _locked,
+    job_fail,
+    job_fail_cancelled,
+    job_log,
+    job_settle_later,
+    job_transition,
+)
 from marketplace.services import datasets as dataset_services
 from marketplace.services.storage import encrypted_file_chunks
 
@@ -323,52 +332,109 @@ def _run_claimed(job: ComputeJob, monitor: _Monitor, isolation: str) -> ComputeJ
         logger.error("job %s: no sandbox on this worker: %s", job.pk, exc)
         return _finish_without_data(job.pk, "no_sandbox")
     started = time.monotonic()
-    with sandbox.workspace(base, f"job-{job.pk}", config) as ws:
-        ComputeJob.objects.filter(pk=job.pk).update(workspace=str(ws.root))
-        try:
-            _provision(job, ws, isolation)
-        except _ProvisionError as exc:
-            logger.error("job %s: %s", job.pk, exc)
-            return _finish_without_data(job.pk, "dataset_mismatch")
+    try:
+        with sandbox.workspace(base, f"job-{job.pk}", config) as ws:
+            return _run_in(job, monitor, isolation, config, ws, started)
+    except sandbox.SandboxUnavailable as exc:
+        # The sandbox could not start (its workspace, its launcher): the runner never read a row.
+        logger.error("job %s: the sandbox could not be set up: %s", job.pk, exc)
+        return _finish_platform(job.pk, "sandbox_setup")
+    except ChainUnavailable as exc:
+        logger.error("job %s: the chain failed: %s", job.pk, exc)
+        return _finish_platform(job.pk, "chain_error")
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        logger.error("job %s: the worker's disk is full: %s", job.pk, exc)
+        return _finish_platform(job.pk, "disk_full")
+
+
+def _run_in(
+    job: ComputeJob,
+    monitor: _Monitor,
+    isolation: str,
+    config: sandbox.SandboxConfig,
+    ws: sandbox.Workspace,
+    started: float,
+) -> ComputeJob:
+    ComputeJob.objects.filter(pk=job.pk).update(workspace=str(ws.root))
+    try:
+        _provision(job, ws, isolation)
+    except _ProvisionError as exc:
+        logger.error("job %s: %s", job.pk, exc)
+        return _finish_without_data(job.pk, "dataset_mismatch")
+    with transaction.atomic():
+        job = _locked(job.pk)
+        if job.cancel_requested_at is not None:
+            return job_fail_cancelled(job)
+        # From here on the runner reads the data: the budget is spent unless the run ends for a
+        # reason that does not depend on the data (compute_to_data.failures, ``after_data``).
+        job = job_transition(
+            job, ComputeJob.Status.RUNNING, data_touched_at=timezone.now(), runner_hash=runner_code_hash()
+        )
+    logger.info("job %s: sandbox ready in %.2f s", job.pk, time.monotonic() - started)
+    job_log(job, "Sandbox ready; runner started.")
+    outcome = sandbox.sandbox_run(
+        config=config,
+        workspace=ws,
+        argv=runner_argv(ws, isolation),
+        limits=sandbox_limits(),
+        on_event=monitor.on_event,
+        should_cancel=monitor.should_cancel,
+        isolation=isolation,
+    )
+    monitor.flush()
+    # Released coarse: the exact run time would be a side channel on the data.
+    ComputeJob.objects.filter(pk=job.pk).update(runner_seconds=runner_time_bucket(outcome.wall_seconds))
+    if not outcome.ok:
+        # What the runner or the sandbox said is for the operators' log only.
+        logger.info(
+            "job %s runner ended: limit=%s reason=%s stderr tail: %s",
+            job.pk,
+            outcome.limit,
+            outcome.reason,
+            outcome.stderr_tail,
+        )
+        # Measured by the worker, never read from the runner's words (which a buyer's evaluation
+        # file could fill with "No space left on device").
+        host_full = outcome.limit is None and host_disk_full(ws.root)
+        code = failure_for_run(limit=outcome.limit, runner_error_code=monitor.error_code, host_disk_full=host_full)
         with transaction.atomic():
             job = _locked(job.pk)
-            if job.cancel_requested_at is not None:
-                return job_fail(job, "cancelled_before_runner")
-            # From here on the runner reads the data: the budget is spent whatever happens.
-            job = job_transition(
-                job, ComputeJob.Status.RUNNING, data_touched_at=timezone.now(), runner_hash=runner_code_hash()
-            )
-        logger.info("job %s: sandbox ready in %.2f s", job.pk, time.monotonic() - started)
-        job_log(job, "Sandbox ready; runner started.")
-        outcome = sandbox.sandbox_run(
-            config=config,
-            workspace=ws,
-            argv=runner_argv(ws, isolation),
-            limits=sandbox_limits(),
-            on_event=monitor.on_event,
-            should_cancel=monitor.should_cancel,
-            isolation=isolation,
-        )
-        monitor.flush()
-        # Released coarse: the exact run time would be a side channel on the data.
-        ComputeJob.objects.filter(pk=job.pk).update(runner_seconds=runner_time_bucket(outcome.wall_seconds))
-        if not outcome.ok:
-            # What the runner or the sandbox said is for the operators' log only.
-            logger.info(
-                "job %s runner ended: limit=%s reason=%s stderr tail: %s",
-                job.pk,
-                outcome.limit,
-                outcome.reason,
-                outcome.stderr_tail,
-            )
-            code = failure_for_run(limit=outcome.limit, runner_error_code=monitor.error_code)
-            with transaction.atomic():
-                return job_fail(_locked(job.pk), code, limit=outcome.limit or "")
-        job_log(job, "Runner finished.")
-        with transaction.atomic():
-            job = job_transition(_locked(job.pk), ComputeJob.Status.PUBLISHING)
-        monitor.set_phase("publishing")
-        return _publish(job, ws)
+            if code == "cancelled_running":
+                return job_fail_cancelled(job, running=True, limit=outcome.limit or "")
+            return job_fail(job, code, limit=outcome.limit or "")
+    job_log(job, "Runner finished.")
+    with transaction.atomic():
+        job = job_transition(_locked(job.pk), ComputeJob.Status.PUBLISHING)
+    monitor.set_phase("publishing")
+    return _publish(job, ws)
+
+
+# Free space under which the worker counts its file system as full: the runner that crashed then
+# could not write for want of room on the host, not because of its own disk limit.
+HOST_DISK_FULL_BYTES = 8 << 20
+
+
+def host_disk_full(path: Path) -> bool:
+    """True when the file system holding ``path`` has less than ``HOST_DISK_FULL_BYTES`` (or 1 % of
+    its size, for a small one) left for an unprivileged writer."""
+    try:
+        stat = os.statvfs(path)
+    except OSError:
+        return False
+    free = stat.f_bavail * stat.f_frsize
+    return free < min(HOST_DISK_FULL_BYTES, stat.f_blocks * stat.f_frsize // 100)
+
+
+def _finish_platform(job_id: int, code: str) -> ComputeJob:
+    """End a claimed job for a platform failure ``code`` (refunded and released by its rule), unless
+    it ended meanwhile."""
+    with transaction.atomic():
+        job = _locked(job_id)
+        if job.is_terminal:
+            return job
+        return job_fail(job, code)
 
 
 def _finish_without_data(job_id: int, code: str) -> ComputeJob:
@@ -411,12 +477,21 @@ def _store(job: ComputeJob, ws: sandbox.Workspace, name: str, kind: str, descrip
         fh = ws.open_output(name)
     except (OSError, ValueError):
         raise _PublishError(f"The runner listed an artifact it did not write properly ({name[:60]!r}).")
+    storage = results_storage()
     with fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
         size = fh.tell()
         fh.seek(0)
-        stored = results_storage().save(f"job-{job.pk}/{name}", File(fh, name=name))
+        target = storage.get_available_name(f"job-{job.pk}/{name}")
+        try:
+            stored = storage.save(target, File(fh, name=name))
+        except BaseException:
+            # A save that failed half-way (a full disk) leaves no partial file behind.
+            with contextlib.suppress(Exception):
+                if storage.exists(target):
+                    storage.delete(target)
+            raise
     return JobArtifact.objects.create(
         job=job,
         name=name,
@@ -452,6 +527,15 @@ def _publish(job: ComputeJob, ws: sandbox.Workspace) -> ComputeJob:
         logger.error("job %s: publishing failed: %s", job.pk, exc)
         with transaction.atomic():
             return job_fail(_locked(job.pk), "publish_failed")
+    except OSError as exc:
+        _delete_stored(stored)
+        if not is_disk_full(exc):
+            raise
+        # The results storage is full: nothing reached the buyer, and room on our disk does not
+        # depend on the data, so the job is refunded and its epsilon released.
+        logger.error("job %s: the results storage is full: %s", job.pk, exc)
+        with transaction.atomic():
+            return job_fail(_locked(job.pk), "disk_full")
     except BaseException:
         _delete_stored(stored)
         raise

@@ -340,6 +340,25 @@ def job_follow_order(*, order_id: int) -> None:
             job.settlement = ComputeJob.Settlement.REFUND
             job.save(update_fields=["settlement", "updated_at"])
             job_log(job, "Payment refunded on chain.")
+        elif (
+            order.status == Order.Status.CONFIRMED and job.is_terminal and job.settlement != ComputeJob.Settlement.NONE
+        ):
+            # The chain dropped the settlement (or mined a vanished order again): settle again.
+            job.settlement = ComputeJob.Settlement.NONE
+            job.save(update_fields=["settlement", "updated_at"])
+            job_log(job, "The chain dropped this job's settlement (a reorganisation); it is sent again.")
+            job_settle_later(job)
+        elif order.status == Order.Status.VANISHED and job.settlement != ComputeJob.Settlement.VANISHED:
+            job.settlement = ComputeJob.Settlement.VANISHED
+            job.save(update_fields=["settlement", "updated_at"])
+            job_log(
+                job,
+                "The chain no longer holds this job's payment (it was rolled back): nothing was charged, "
+                "and nothing will be settled for it.",
+            )
+            if job.status in (ComputeJob.Status.PAID, ComputeJob.Status.QUEUED):
+                job_fail(job, "order_vanished")
+                return
         if job.status != ComputeJob.Status.PAID:
             return
     job_queue(job_id=job.pk)
@@ -378,13 +397,17 @@ def failure_hash(job: ComputeJob, status: str, reason: str) -> str:
 
 def job_end(job: ComputeJob, status: str, reason: str, *, limit: str = "", failure: str = "") -> ComputeJob:
     """End a job without results (failed or cancelled): release its budget if nothing read the
-    data yet, else charge it in full; the chain settlement follows after commit.
+    data yet, or if the failure's ``after_data`` rule (``compute_to_data.failures``) says it does
+    not depend on the data; else charge it in full. The chain settlement follows after commit.
 
     Call inside ``transaction.atomic`` with the job row locked."""
-    if job.data_touched_at is None:
+    rule = FAILURES[failure].after_data if failure in FAILURES else "charge"
+    if job.data_touched_at is None or rule in ("refund", "release"):
         budget_services.budget_release(job=job)
     else:
         budget_services.budget_charge(job=job)
+    if job.data_touched_at is not None and rule != "refund":
+        # Settled with a receipt: it names what the buyer got (nothing but this status and reason).
         job.result_hash = failure_hash(job, status, reason)
     job_transition(
         job, status, reason=reason, limit_hit=limit, failure=failure, progress={**job.progress, "phase": status}
@@ -394,13 +417,15 @@ def job_end(job: ComputeJob, status: str, reason: str, *, limit: str = "", failu
     return job
 
 
-def job_fail(job: ComputeJob, code: str, *, limit: str = "") -> ComputeJob:
+def job_fail(job: ComputeJob, code: str, *, limit: str = "", reason: str | None = None) -> ComputeJob:
     """End a job for the failure ``code`` (see ``compute_to_data.failures``): its status and the
-    fixed sentence the buyer sees come from that table, never from the data or an exception.
+    fixed sentence the buyer sees come from that table, never from the data or an exception
+    (``reason`` replaces the sentence only for a moderator's own words, never for data).
 
     Call inside ``transaction.atomic`` with the job row locked."""
     failure = FAILURES.get(code) or FAILURES["platform"]
-    return job_end(job, failure.status, failure_text(failure.code), limit=limit, failure=failure.code)
+    text = reason if reason is not None else failure_text(failure.code)
+    return job_end(job, failure.status, text, limit=limit, failure=failure.code)
 
 
 def job_settle_later(job: ComputeJob) -> None:
@@ -414,19 +439,35 @@ def job_settle(*, job_id: int) -> str:
     """Settle an ended job's order on chain: a receipt when its budget was charged, else a refund.
     Idempotent: does nothing once the order is settled (or while a settlement is in flight)."""
     from chain.services import orders as order_services
-    from compute_to_data.services.execution import runner_code_hash
 
     job = ComputeJob.objects.select_related("order", "dataset").get(pk=job_id)
     order = job.order
     if not job.is_terminal or order is None or order.status != Order.Status.CONFIRMED:
         return "nothing to settle"
-    if job.budget_state == ComputeJob.Budget.CHARGED:
+    try:
+        return _settle_order(job, order)
+    except order_services.OrderVanished:
+        # The settlement read the order back from the chain and did not find it as accepted (a
+        # rollback reused its id for another buyer's order): nothing is sent, the job says so.
+        job_follow_order(order_id=order.pk)
+        return "vanished"
+
+
+def _settle_order(job: ComputeJob, order: Order) -> str:
+    from chain.services import orders as order_services
+    from compute_to_data.services.execution import runner_code_hash
+
+    rule = FAILURES[job.failure].after_data if job.failure in FAILURES else "charge"
+    paid_for_compute = job.data_touched_at is not None and rule == "release"
+    if job.budget_state == ComputeJob.Budget.CHARGED or paid_for_compute:
+        # A receipt pays the provider; a buyer who stopped a running job pays for the compute but
+        # spends no epsilon (the receipt records 0 and the chain gives the whole reservation back).
         order_services.order_receipt_record(
             order=order,
             dataset_hash=job.dataset_hash,
             algorithm_hash_hex=job.runner_hash or runner_code_hash(),
             params_hash=job.params_hash,
-            result_hash=job.result_hash,
+            result_hash=job.result_hash or failure_hash(job, job.status, job.reason),
             epsilon_spent=job.epsilon_spent or Decimal("0"),
         )
         return "receipt"
@@ -435,9 +476,13 @@ def job_settle(*, job_id: int) -> str:
 
 
 def job_cancel(*, job: ComputeJob, user: User) -> ComputeJob:
-    """The buyer cancels a job that has not finished running. A queued job ends at once (budget
-    released, payment refunded); a running one is stopped by its worker within a second."""
-    if job.buyer_id != user.pk and not user.is_staff:
+    """The buyer cancels a job that has not finished running. A paid or queued job ends at once
+    (budget released, payment refunded); a provisioning or running one is stopped by its worker
+    within a second: before the runner read the data it is refunded in full, after that nothing is
+    released, so its epsilon is released and the payment goes to the provider for the compute.
+
+    Only the buyer: a moderator cancels through ``job_cancel_by_moderator``, with a reason."""
+    if job.buyer_id != user.pk:
         raise PermissionDenied("Only the buyer can cancel this job.")
     with transaction.atomic():
         job = _locked(job.pk)
@@ -450,6 +495,56 @@ def job_cancel(*, job: ComputeJob, user: User) -> ComputeJob:
             job.save(update_fields=["cancel_requested_at", "updated_at"])
             job_log(job, "Cancellation requested by the buyer; stopping the sandbox.")
     return job
+
+
+MODERATOR_REASON_MAX = 500
+
+
+def job_cancel_by_moderator(*, job: ComputeJob, moderator: User, reason: str) -> ComputeJob:
+    """A moderator stops any buyer's job that has not finished running, saying why. The buyer is
+    never charged for it: the payment is refunded and the epsilon released, whatever the job had
+    read (the decision does not depend on the data, and nothing is released). The reason is the
+    moderator's words, shown to the buyer as "Cancelled by a moderator: <reason>" and logged.
+
+    A paid or queued job ends at once; a running one is stopped by its worker within a second and
+    ends as this cancellation (the worker reads ``cancelled_by``)."""
+    if not moderator.is_staff:
+        raise PermissionDenied("Only moderators can cancel another buyer's job.")
+    reason = " ".join((reason or "").split())
+    if not reason:
+        raise InvalidInput("Say why the job is cancelled: the buyer reads it.", code="reason_required")
+    if len(reason) > MODERATOR_REASON_MAX:
+        raise InvalidInput(f"The reason is longer than {MODERATOR_REASON_MAX} characters.", code="reason_too_long")
+    with transaction.atomic():
+        job = _locked(job.pk)
+        if job.status not in ComputeJob.CANCELLABLE:
+            raise IllegalTransition(f"A {job.get_status_display().lower()} job cannot be cancelled.")
+        if job.cancelled_by_id is not None:
+            return job  # one moderator's decision stands; a second one changes nothing
+        job.cancelled_by = moderator
+        job.moderator_reason = reason
+        update = ["cancelled_by", "moderator_reason", "updated_at"]
+        if job.cancel_requested_at is None:
+            job.cancel_requested_at = timezone.now()
+            update.append("cancel_requested_at")
+        job.save(update_fields=update)
+        logger.info("job %s cancelled by moderator %s: %s", job.pk, moderator.pk, reason)
+        job_log(job, f"Cancellation by a moderator ({moderator.username}): {reason}")
+        if job.status in (ComputeJob.Status.PAID, ComputeJob.Status.QUEUED):
+            return job_fail_cancelled(job)
+    return job
+
+
+def job_fail_cancelled(job: ComputeJob, *, running: bool = False, limit: str = "") -> ComputeJob:
+    """End a job whose cancellation was requested: the moderator's when there is one (refunded,
+    released, their reason shown), else the buyer's (``cancelled_running`` once the runner had
+    started, ``cancelled_before_runner`` before).
+
+    Call inside ``transaction.atomic`` with the job row locked."""
+    if job.cancelled_by_id is not None:
+        text = f"Cancelled by a moderator: {job.moderator_reason}"
+        return job_fail(job, "cancelled_by_moderator", limit=limit, reason=text)
+    return job_fail(job, "cancelled_running" if running else "cancelled_before_runner", limit=limit)
 
 
 # --- reading ------------------------------------------------------------------------------------

@@ -102,7 +102,7 @@ def test_failure_reasons_come_from_one_fixed_table():
     for code, failure in FAILURES.items():
         text = failure_text(code)
         assert "{" not in text and text.endswith("."), code
-        assert failure.caused_by in ("buyer", "limit", "platform", "provider")
+        assert failure.caused_by in ("buyer", "limit", "platform", "provider", "moderator")
     assert failure_text("no-such-code") == failure_text("platform")
 
 

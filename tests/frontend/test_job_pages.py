@@ -207,13 +207,18 @@ def test_buyer_cancels_a_queued_job_and_the_provider_cannot(dataset, buyer, prov
     job.refresh_from_db()
     assert job.status == ComputeJob.Status.QUEUED
 
-    response = client_as(buyer).post(url, follow=True)
+    # The buyer is asked first (GET, or a POST without the confirmation, changes nothing).
+    assert "Yes, cancel the job" in seen(client_as(buyer).get(url))
+    assert "Yes, cancel the job" in seen(client_as(buyer).post(url))
+    job.refresh_from_db()
+    assert job.status == ComputeJob.Status.QUEUED
+    response = client_as(buyer).post(url, {"confirm": "yes"}, follow=True)
     job.refresh_from_db()
     assert job.status == ComputeJob.Status.CANCELLED
     text = seen(response)
     assert "Job cancelled before it started" in text and "Cancelled by the buyer before it started." in text
     assert "Cancel job" not in text and "data-job-api" not in html(response)
-    assert client_as(buyer).get(url).status_code == 405
+    assert "cannot be cancelled" in seen(client_as(buyer).get(url, follow=True))
 
 
 def test_failed_job_shows_its_reason_and_no_progress(dataset, buyer):
