@@ -181,7 +181,7 @@ def contained_call(
         feeder = threading.Thread(target=_feed, args=(feed, feed_w, fed, failure), daemon=True)
         feeder.start()
     deadline = time.monotonic() + limits.wall_seconds
-    buffer, killed, last_fed = bytearray(), False, -1
+    buffer, killed, last_fed, ended = bytearray(), False, -1, False
     try:
         while True:
             left = deadline - time.monotonic()
@@ -198,6 +198,7 @@ def contained_call(
                 continue
             piece = os.read(out_r, 1 << 16)
             if not piece:
+                ended = True
                 break
             buffer += piece
             if len(buffer) > MAX_RESULT_BYTES:
@@ -206,6 +207,11 @@ def contained_call(
                 buffer = bytearray()
                 break
     finally:
+        if not ended:
+            # Stopped early (a limit, or the caller interrupted: a task's soft time limit, a
+            # signal): the child must not outlive the call.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         os.close(out_r)
         status = _reap(pid)
         if feeder is not None:

@@ -433,3 +433,33 @@ def test_gunicorn_answers_hostile_uploads_with_400s_and_keeps_its_worker(tmp_pat
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_an_interrupted_check_leaves_no_child_behind():
+    import os
+
+    def interrupt(_fed: int) -> None:
+        raise KeyboardInterrupt  # as a task's soft time limit interrupts the caller
+
+    children_before = set(os.listdir("/proc"))
+    with pytest.raises(KeyboardInterrupt):
+        contained_call(
+            lambda stream: _sleep_forever(),
+            limits=limits_for(memory_bytes=64 * MiB, seconds=30),
+            what="checking an upload",
+            feed=iter([b"x" * 10]),
+            on_progress=interrupt,
+        )
+    time.sleep(0.2)
+    mine = [
+        pid for pid in set(os.listdir("/proc")) - children_before if pid.isdigit() and _parent_of(pid) == os.getpid()
+    ]
+    assert mine == []
+
+
+def _parent_of(pid: str) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return int(fh.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
