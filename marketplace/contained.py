@@ -213,19 +213,23 @@ def contained_call(
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         os.close(out_r)
-        status = _reap(pid)
+        status, cpu_used = _reap(pid)
         if feeder is not None:
             feeder.join(timeout=5)
     if failure:
         raise failure[0]
-    return _outcome(bytes(buffer), status, killed=killed, limits=limits, what=what)
+    return _outcome(
+        bytes(buffer), status, killed=killed, out_of_cpu=cpu_used >= limits.cpu_seconds, limits=limits, what=what
+    )
 
 
-def _reap(pid: int) -> int | None:
+def _reap(pid: int) -> tuple[int | None, float]:
+    """The child's wait status and the CPU seconds it used."""
     try:
-        return os.waitpid(pid, 0)[1]
+        _pid, status, usage = os.wait4(pid, 0)
     except ChildProcessError:  # SIGCHLD ignored by the host process: already reaped
-        return None
+        return None, 0.0
+    return status, usage.ru_utime + usage.ru_stime
 
 
 def _limit_error(kind: str, limits: Limits, what: str) -> UploadLimitExceeded:
@@ -243,7 +247,7 @@ def _limit_error(kind: str, limits: Limits, what: str) -> UploadLimitExceeded:
     )
 
 
-def _outcome(data: bytes, status: int | None, *, killed: bool, limits: Limits, what: str) -> Any:
+def _outcome(data: bytes, status: int | None, *, killed: bool, out_of_cpu: bool, limits: Limits, what: str) -> Any:
     if killed:
         raise _limit_error("time", limits, what)
     answer = None
@@ -263,9 +267,9 @@ def _outcome(data: bytes, status: int | None, *, killed: bool, limits: Limits, w
         logger.warning("Reading an upload failed in the child: %s", answer.get("crash", "")[:300])
         raise InvalidFile("The file could not be read.", code="unreadable_file")
     if status is not None and os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        if sig in (signal.SIGXCPU, signal.SIGKILL):
+        if os.WTERMSIG(status) == signal.SIGXCPU or out_of_cpu:  # soft limit, or the hard one (SIGKILL)
             raise _limit_error("time", limits, what)
-        # An allocation failure inside a C++ library ends in abort() or a fault.
+        # Not its CPU time: an allocation failure inside a C++ library ends in abort() or a fault,
+        # and the kernel's OOM killer sends SIGKILL.
         raise _limit_error("memory", limits, what)
     raise InvalidFile("The file could not be read.", code="unreadable_file")
