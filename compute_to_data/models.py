@@ -63,10 +63,11 @@ class ComputeJob(models.Model):
         Status.CREATED: frozenset({Status.PAID, Status.REJECTED}),
         Status.PAID: frozenset({Status.QUEUED, Status.REJECTED, Status.CANCELLED}),
         Status.QUEUED: frozenset({Status.PROVISIONING, Status.CANCELLED, Status.FAILED}),
-        # provisioning -> queued: the reaper requeues a job whose worker died before touching data.
+        # -> queued from a worker's phase: its worker died (or lost the database) before anything was
+        # released, so the job runs again from the start (services.execution._job_restart).
         Status.PROVISIONING: frozenset({Status.RUNNING, Status.QUEUED, Status.FAILED, Status.CANCELLED}),
-        Status.RUNNING: frozenset({Status.PUBLISHING, Status.FAILED, Status.CANCELLED}),
-        Status.PUBLISHING: frozenset({Status.FINISHED, Status.FAILED}),
+        Status.RUNNING: frozenset({Status.PUBLISHING, Status.QUEUED, Status.FAILED, Status.CANCELLED}),
+        Status.PUBLISHING: frozenset({Status.FINISHED, Status.QUEUED, Status.FAILED}),
     }
 
     class Budget(models.TextChoices):

@@ -1,8 +1,10 @@
 """Celery tasks of compute-to-data: they take ids, call one service, and are safe to run twice.
 
 ``job_run_task`` runs on the ``compute`` queue with late acknowledgement: if the worker dies
-mid-job the message is delivered again, and the claim in ``job_run`` (queued -> provisioning
-under a row lock) makes the second delivery a no-op while the reaper deals with the job."""
+mid-job the message is delivered again. The claim in ``job_run`` (queued -> provisioning under a
+row lock) makes a second delivery a no-op while the job's worker lives; once that worker is dead
+the delivery takes the job over and runs it again from the start, as the reaper does (see
+``execution.jobs_reap``, also run by every worker as it starts)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import logging
 
 from celery import shared_task
 from django.conf import settings
-from django.db import OperationalError
+from django.db import InterfaceError, OperationalError
 
 from chain.client import ChainUnavailable
 from chain.services.transactions import TransientChainError
@@ -22,6 +24,11 @@ logger = logging.getLogger(__name__)
     queue="compute",
     acks_late=True,
     reject_on_worker_lost=True,
+    # A database that stays away longer than job_run's own retries: the job is still queued.
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=2,
+    retry_backoff_max=60,
+    max_retries=10,
     soft_time_limit=settings.COMPUTE_WALL_SECONDS + 120,
     time_limit=settings.COMPUTE_WALL_SECONDS + 180,
 )

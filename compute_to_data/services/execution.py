@@ -13,19 +13,21 @@ import hashlib
 import json
 import logging
 import os
-import shutil
+import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import psutil
 from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import storages
-from django.db import close_old_connections, connection, transaction
+from django.db import InterfaceError, OperationalError, close_old_connections, connection, transaction
 from django.utils import timezone
 
 from chain.client import ChainUnavailable
@@ -47,6 +49,7 @@ from marketplace.services import datasets as dataset_services
 from marketplace.services.storage import encrypted_file_chunks
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MANIFEST = "manifest.json"
 MAX_MANIFEST_BYTES = 2 * 1024 * 1024
@@ -120,6 +123,8 @@ class _Monitor:
 
     job_id: int
     interval: float = 0.5
+    # The worker that claimed the job ("host:pid"): heartbeats go only to a job still held by it.
+    worker: str = ""
     progress: dict[str, Any] = field(default_factory=dict)
     logs: list[str] = field(default_factory=list)
     cancelled: threading.Event = field(default_factory=threading.Event)
@@ -163,8 +168,11 @@ class _Monitor:
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=10)
-        self.flush()
+            self._thread.join(timeout=30)
+        try:
+            self.flush()
+        except Exception:  # the job's end is already written (or its restart decided): logs only
+            logger.warning("job %s: could not write the last progress", self.job_id, exc_info=True)
 
     def _run(self) -> None:
         last_beat = 0.0
@@ -180,18 +188,54 @@ class _Monitor:
             connection.close()
 
     def flush(self) -> None:
+        """Write what was collected, on a fresh connection after a dropped one (a database blip
+        must not stop the heartbeat, or the job would look abandoned)."""
         with self._lock:
             progress, logs, self.logs, self._dirty = dict(self.progress), self.logs, [], False
+        try:
+            db_retry(lambda: self._write(progress, logs), what=f"job {self.job_id} progress")
+        except BaseException:
+            with self._lock:  # kept for the next flush
+                self.logs[:0] = logs
+                self._dirty = True
+            raise
+
+    def _write(self, progress: dict[str, Any], logs: list[str]) -> None:
         fields: dict[str, Any] = {"heartbeat_at": timezone.now()}
         if progress:
             fields["progress"] = progress
-        ComputeJob.objects.filter(pk=self.job_id).update(**fields)
-        if logs:
-            JobLogEntry.objects.bulk_create(
-                [JobLogEntry(job_id=self.job_id, source=JobLogEntry.Source.RUNNER, message=m) for m in logs]
-            )
+        jobs = ComputeJob.objects.filter(pk=self.job_id)
+        if self.worker:
+            jobs = jobs.filter(worker=self.worker)
+        with transaction.atomic():
+            jobs.update(**fields)
+            if logs:
+                JobLogEntry.objects.bulk_create(
+                    [JobLogEntry(job_id=self.job_id, source=JobLogEntry.Source.RUNNER, message=m) for m in logs]
+                )
         if ComputeJob.objects.filter(pk=self.job_id, cancel_requested_at__isnull=False).exists():
             self.cancelled.set()
+
+
+# Errors of a dropped or refused database connection (a restart, a terminated backend, a failover).
+DB_ERRORS = (OperationalError, InterfaceError)
+DB_RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0, 8.0)
+
+
+def db_retry(fn: Callable[[], T], *, what: str) -> T:
+    """``fn()``, tried again on a fresh connection while the database connection drops (about 16 s
+    in all), then the error. Only outside a transaction: inside one the work is lost with the
+    connection, and the caller's own retry must redo it."""
+    for delay in (*DB_RETRY_DELAYS, None):
+        try:
+            return fn()
+        except DB_ERRORS:
+            if delay is None or connection.in_atomic_block:
+                raise
+            logger.warning("%s: the database connection dropped; retrying in %.1f s", what, delay, exc_info=True)
+            connection.close()
+            time.sleep(delay)
+    raise AssertionError("unreachable")
 
 
 def _number(value: Any, default: float = 0) -> float:
@@ -222,11 +266,83 @@ def _worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def worker_is_dead(worker: str, *, last_seen: datetime | None) -> bool | None:
+    """Whether the process ``worker`` ("host:pid", as ``_worker_name`` wrote it) is gone: True when
+    it ran on this host and its pid is free, a zombie, or now names a process started after
+    ``last_seen`` (the job's last heartbeat, when the old one was alive); None when it ran on another
+    host (only its heartbeat can tell) or cannot be inspected."""
+    host, _, pid = worker.rpartition(":")
+    if not host or host != socket.gethostname() or not pid.isdigit():
+        return None
+    try:
+        process = psutil.Process(int(pid))
+        if last_seen is not None and process.create_time() > last_seen.timestamp():
+            return True
+        return process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.Error:
+        return None
+
+
+def _worker_gone(job: ComputeJob, stale: datetime) -> bool:
+    """The job's worker died (seen at once on this host) or went silent past the heartbeat timeout."""
+    if worker_is_dead(job.worker, last_seen=job.heartbeat_at):
+        return True
+    return job.heartbeat_at is None or job.heartbeat_at < stale
+
+
+def _job_restart(job: ComputeJob, *, why: str, enqueue: bool, exhausted: str = "worker_lost") -> str:
+    """A job hit by its worker's death (or by its database connection dropping) runs again from the
+    start: back to queued, with what a dead attempt stored deleted, its budget still reserved
+    (neither charged nor released, as nothing was released) and its attempts counted. After
+    ``COMPUTE_MAX_ATTEMPTS`` it fails for ``exhausted`` by the usual rules. Returns "requeued" or
+    "failed"; the caller removes the old workspace (``_remove_workspace``) after commit.
+
+    Call inside ``transaction.atomic`` with the job row locked."""
+    from compute_to_data.tasks import job_run_task
+
+    if job.attempts >= settings.COMPUTE_MAX_ATTEMPTS:
+        logger.warning("job %s: %s; attempt %s was the last, failed", job.pk, why, job.attempts)
+        job_fail(job, exhausted, limit="worker_lost" if exhausted == "worker_lost" else "")
+        return "failed"
+    _delete_stored(list(JobArtifact.objects.filter(job=job)))
+    job_transition(
+        job,
+        ComputeJob.Status.QUEUED,
+        worker="",
+        workspace="",
+        progress={},
+        heartbeat_at=None,
+        queued_at=timezone.now(),
+        runner_seconds=None,
+        result_hash="",
+    )
+    logger.warning("job %s: %s; running it again (attempt %s of %s)", job.pk, why, job.attempts + 1, _max_attempts())
+    job_log(job, f"{why}; the job runs again from the start (attempt {job.attempts + 1} of {_max_attempts()}).")
+    if enqueue:
+        job_id = job.pk
+        transaction.on_commit(lambda: job_run_task.delay(job_id))
+    return "requeued"
+
+
+def _max_attempts() -> int:
+    return settings.COMPUTE_MAX_ATTEMPTS
+
+
 def _claim(job_id: int) -> ComputeJob | None:
-    """Take a queued job for this worker; None when it is not queued (a second delivery)."""
+    """Take a queued job for this worker; None when it is not queued (a second delivery). A job
+    held by a worker of this host that died is taken over (run again from the start): that is a
+    redelivered task of a killed worker."""
     with transaction.atomic():
         job = ComputeJob.objects.select_for_update(of=("self",)).filter(pk=job_id).first()
-        if job is None or job.status != ComputeJob.Status.QUEUED:
+        if job is None:
+            return None
+        if job.status in ComputeJob.ACTIVE and worker_is_dead(job.worker, last_seen=job.heartbeat_at):
+            workspace = job.workspace
+            _job_restart(job, why="The worker running the job stopped", enqueue=False)
+            transaction.on_commit(lambda: _remove_workspace(workspace))
+        if job.status != ComputeJob.Status.QUEUED:
             return None
         job_transition(
             job,
@@ -301,23 +417,37 @@ class _ProvisionError(Exception):
 
 def job_run(job_id: int, *, isolation: str = "bubblewrap") -> ComputeJob | None:
     """Run a queued job to its end. Safe to call twice: a job that is not queued is left alone.
-    ``isolation="none"`` exists for the sandbox benchmark only."""
-    job = _claim(job_id)
+    A database connection that drops mid-run is retried, and if the run cannot go on the job is
+    queued again without charge. ``isolation="none"`` exists for the sandbox benchmark only."""
+    job = db_retry(lambda: _claim(job_id), what=f"job {job_id} claim")
     if job is None:
         return None
-    monitor = _Monitor(job_id)
+    worker, attempt = job.worker, job.attempts
+    monitor = _Monitor(job_id, worker=worker)
     monitor.start()
     try:
         return _run_claimed(job, monitor, isolation)
-    except Exception:
-        logger.exception("job %s failed in the platform", job_id)
-        with transaction.atomic():
-            job = _locked(job_id)
-            if job.is_terminal:
-                return job
-            if job.status == ComputeJob.Status.QUEUED:
-                job_transition(job, ComputeJob.Status.PROVISIONING)
-            return job_fail(job, "platform")
+    except Exception as exc:
+        lost_db = isinstance(exc, DB_ERRORS)
+        if lost_db:
+            logger.warning("job %s: the database connection dropped mid-run", job_id, exc_info=True)
+        else:
+            logger.exception("job %s failed in the platform", job_id)
+
+        def end() -> ComputeJob:
+            with transaction.atomic():
+                job = _locked(job_id)
+                if job.is_terminal or (job.worker, job.attempts) != (worker, attempt):
+                    return job  # ended, or taken over by another worker: not ours to end
+                if lost_db and job.status in ComputeJob.ACTIVE:
+                    # Our fault, and nothing was released: run it again rather than charge for it.
+                    _job_restart(job, why="The worker lost its database connection", enqueue=True, exhausted="platform")
+                    return job
+                if job.status == ComputeJob.Status.QUEUED:
+                    job_transition(job, ComputeJob.Status.PROVISIONING)
+                return job_fail(job, "platform")
+
+        return db_retry(end, what=f"job {job_id} end")
     finally:
         monitor.stop()
         close_old_connections()
@@ -581,42 +711,67 @@ def _delete_stored(artifacts: list[JobArtifact]) -> None:
 
 
 def _remove_workspace(path: str) -> None:
-    """Remove a dead worker's job folder, but only one inside COMPUTE_WORK_DIR."""
+    """Remove a dead worker's job folder (its decrypted dataset), but only one inside
+    COMPUTE_WORK_DIR, after killing whatever of its sandbox still runs there."""
     if not path:
         return
     base = Path(settings.COMPUTE_WORK_DIR).resolve()
     target = Path(path).resolve()
-    if base in target.parents and target.exists():
-        shutil.rmtree(target, ignore_errors=True)
+    if base not in target.parents:
+        return
+    _kill_workspace_processes(target)
+    if target.exists():
+        try:
+            sandbox._rmtree_fixing_permissions(target)
+        except OSError:
+            logger.exception("could not remove the workspace %s", target)
+
+
+def _kill_workspace_processes(root: Path) -> int:
+    """SIGKILL the process group of every process that names ``root`` on its command line (the
+    sandbox's bwrap binds the workspace's folders) or works in it (unsandboxed runs). bwrap's
+    --die-with-parent already ends a sandbox with its worker; this is for anything that outlived it."""
+    killed = 0
+    prefix = str(root)
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            cmdline = process.info["cmdline"] or []
+            inside = any(arg == prefix or arg.startswith(prefix + "/") for arg in cmdline)
+            if not inside:
+                cwd = process.cwd()
+                inside = cwd == prefix or cwd.startswith(prefix + "/")
+        except psutil.Error:
+            continue
+        if not inside or process.pid == os.getpid():
+            continue
+        logger.warning("killing process %s left running in workspace %s", process.pid, root)
+        with contextlib.suppress(OSError):
+            os.killpg(os.getpgid(process.pid), signal.SIGKILL)
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+        killed += 1
+    return killed
 
 
 def jobs_reap() -> dict[str, int]:
-    """Jobs whose worker stopped showing life: requeue one that had not started the runner (up to
-    ``COMPUTE_MAX_ATTEMPTS``), fail the others; either way their budget is released or charged
-    and their workspace removed. Queued jobs whose task was lost are enqueued again."""
+    """Jobs whose worker died: seen at once for a worker of this host whose process is gone (a
+    worker runs this when it starts, and beat every 15 s), else after the heartbeat timeout. Each
+    runs again from the start (up to ``COMPUTE_MAX_ATTEMPTS``, then it fails as ``worker_lost``),
+    its leftover sandbox killed and its workspace removed. Queued jobs whose task was lost are
+    enqueued again, and settlements that never went out are sent."""
     from compute_to_data.tasks import job_run_task
 
     now = timezone.now()
     stale = now - timedelta(seconds=settings.COMPUTE_HEARTBEAT_TIMEOUT_SECONDS)
     counts = {"requeued": 0, "failed": 0, "reenqueued": 0}
-    dead = ComputeJob.objects.filter(status__in=ComputeJob.ACTIVE, heartbeat_at__lt=stale).values_list("pk", flat=True)
-    for job_id in list(dead):
+    active = ComputeJob.objects.filter(status__in=ComputeJob.ACTIVE).only("pk", "worker", "heartbeat_at")
+    for candidate in [job for job in active if _worker_gone(job, stale)]:
         with transaction.atomic():
-            job = _locked(job_id)
-            if job.status not in ComputeJob.ACTIVE or job.heartbeat_at is None or job.heartbeat_at >= stale:
+            job = _locked(candidate.pk)
+            if job.status not in ComputeJob.ACTIVE or not _worker_gone(job, stale):
                 continue
             workspace = job.workspace
-            if job.status == ComputeJob.Status.PROVISIONING and job.attempts < settings.COMPUTE_MAX_ATTEMPTS:
-                job_transition(job, ComputeJob.Status.QUEUED, worker="", workspace="", progress={})
-                logger.warning("job %s: worker %s stopped before the runner started; requeued", job_id, job.worker)
-                job_log(job, "The worker stopped before the runner started; queued again.")
-                transaction.on_commit(lambda job_id=job_id: job_run_task.delay(job_id))
-                counts["requeued"] += 1
-            else:
-                silent = int((now - job.heartbeat_at).total_seconds())
-                logger.warning("job %s: worker %s silent for %s s; failed", job_id, job.worker, silent)
-                job_fail(job, "worker_lost", limit="worker_lost")
-                counts["failed"] += 1
+            counts[_job_restart(job, why="The worker running the job stopped", enqueue=True)] += 1
         _remove_workspace(workspace)
     lost = ComputeJob.objects.filter(
         status=ComputeJob.Status.QUEUED,
