@@ -118,6 +118,8 @@ def _child(fn: Callable[..., Any], args: tuple, limits: Limits, out_fd: int) -> 
             data = json.dumps(answer).encode() + b"\n"
         except MemoryError:
             data = b'{"limit": "memory"}\n'
+        except (TypeError, ValueError) as exc:  # a result that is not JSON: our bug, not the file's
+            data = json.dumps({"crash": f"result not JSON: {exc}"[:300]}).encode() + b"\n"
         view = memoryview(data)
         while view:
             view = view[os.write(out_fd, view) :]
