@@ -319,6 +319,15 @@ class DatasetListCreateView(APIView):
             201: OwnerDatasetSerializer,
             413: OpenApiResponse(ErrorSerializer, description="File too large"),
             **_errors(400, 401),
+            400: OpenApiResponse(
+                ErrorSerializer,
+                description=(
+                    "Invalid listing fields or file. File codes: unsupported_format, empty_file, not_utf8, "
+                    "malformed_csv, header_too_long, too_many_columns, invalid_parquet, uncompressed_too_large, "
+                    "file_limit_exceeded (reading it needs more memory or time than an upload check may take; "
+                    "`limit` says which)."
+                ),
+            ),
         },
         tags=["datasets"],
     )
