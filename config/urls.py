@@ -1,8 +1,9 @@
+from csp.decorators import csp_update
 from django.contrib import admin
 from django.http import JsonResponse
 from django.urls import include, path, re_path
 from django.views.decorators.csrf import csrf_exempt
-from drf_spectacular.views import SpectacularSwaggerView
+from drf_spectacular.views import SpectacularSwaggerSplitView
 
 from config.schema import CachedSpectacularAPIView
 from frontend import views as frontend_views
@@ -26,7 +27,13 @@ urlpatterns = [
     path("api/v1/", include("integrations.api.urls")),
     # Generated once per process under a lock: generation is not thread-safe (config/schema.py).
     path("api/schema/", CachedSpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    # The split view serves Swagger UI's start-up script as a file (GET api/docs/?script), so the
+    # page runs under the site's script policy; only its own inline <style> needs an exception.
+    path(
+        "api/docs/",
+        csp_update({"style-src": ["'unsafe-inline'"]})(SpectacularSwaggerSplitView.as_view(url_name="schema")),
+        name="swagger-ui",
+    ),
     re_path(r"^api/(?P<rest>.*)$", api_not_found),
     path("", include("frontend.urls")),
 ]
