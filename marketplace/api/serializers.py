@@ -216,6 +216,9 @@ class DatasetDetailSerializer(OwnerDatasetSerializer):
         required=False, allow_null=True, help_text="Owner only: the 32-byte salt of the commitment, hex."
     )
     commitment_formula = serializers.CharField(required=False, help_text="Owner only: how the commitment is built.")
+    pending_edit = PendingEditSerializer(
+        required=False, allow_null=True, help_text="Owner and staff: an edit of the public text awaiting review."
+    )
 
     class Meta(OwnerDatasetSerializer.Meta):
         extra_kwargs = {name: {"required": False} for name in OWNER_ONLY_FIELDS}

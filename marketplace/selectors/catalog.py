@@ -20,6 +20,7 @@ SORTS = ("relevance", "newest", "oldest", "price", "-price")
 # A dataset carries at most 10 tags (services.datasets.MAX_TAGS), so more than 10 distinct tags
 # can never all match.
 MAX_FILTER_TAGS = 10
+MAX_PRICE_BOUND = Decimal(10) ** 12
 TS_CONFIG = "english"
 
 
@@ -209,6 +210,10 @@ def listing_search(
         raise InvalidInput(
             f"Unknown licence '{licence}'; use one of {', '.join(Licence.values)}.", code="invalid_licence"
         )
+    for name, bound in (("price_min", price_min), ("price_max", price_max)):
+        # Prices are stored below 10^12 (services.datasets); a bound like 1e400 is a typo, not a filter.
+        if bound is not None and not (Decimal(0) <= Decimal(bound) < MAX_PRICE_BOUND):
+            raise InvalidInput(f"{name} must be a price from 0 to below {MAX_PRICE_BOUND:,}.", code=f"invalid_{name}")
     if price_min is not None and price_max is not None and price_min > price_max:
         raise InvalidInput("price_min must not be above price_max.", code="invalid_price_range")
     if "\x00" in query or any("\x00" in str(tag) for tag in tags):

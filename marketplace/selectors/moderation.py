@@ -19,6 +19,8 @@ def moderation_queue(
         raise PermissionDenied("Only moderators can see the moderation queue.")
     if status not in Dataset.Status.values and status not in ("all", EDIT_PENDING):
         raise InvalidInput(f"Unknown status '{status}'.", code="invalid_status")
+    if "\x00" in query:
+        raise InvalidInput("The search contains a NUL character.", code="invalid_query")
     qs = (
         Dataset.objects.select_related("owner")
         .prefetch_related("tags")
