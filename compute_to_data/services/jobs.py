@@ -359,6 +359,9 @@ def job_follow_order(*, order_id: int) -> None:
             if job.status in (ComputeJob.Status.PAID, ComputeJob.Status.QUEUED):
                 job_fail(job, "order_vanished")
                 return
+            if job.status == ComputeJob.Status.CREATED:
+                job_transition(job, ComputeJob.Status.REJECTED, reason=failure_text("order_vanished"))
+                return
         if job.status != ComputeJob.Status.PAID:
             return
     job_queue(job_id=job.pk)
@@ -510,6 +513,9 @@ def job_cancel_by_moderator(*, job: ComputeJob, moderator: User, reason: str) ->
     ends as this cancellation (the worker reads ``cancelled_by``)."""
     if not moderator.is_staff:
         raise PermissionDenied("Only moderators can cancel another buyer's job.")
+    if job.buyer_id == moderator.pk:
+        # Else a moderator's own running job would come back free (refunded and released).
+        raise PermissionDenied("Cancel your own job as its buyer, not as a moderator.")
     reason = " ".join((reason or "").split())
     if not reason:
         raise InvalidInput("Say why the job is cancelled: the buyer reads it.", code="reason_required")
