@@ -20,6 +20,7 @@ from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseRed
 from django.shortcuts import redirect, render
 from django.template import loader
 from django.urls import reverse, reverse_lazy
+from django.utils.dateparse import parse_datetime
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_POST
@@ -1277,9 +1278,17 @@ def dataset_edit_decide(request: HttpRequest, dataset_id: int) -> HttpResponse:
     _require_staff(request)
     dataset = _dataset_visible(request, dataset_id)
     approve = request.POST.get("decision") == "approve"
+    # The version the moderator read (the form carries it): a swapped edit is not decided blind.
+    submitted_at = parse_datetime(request.POST.get("submitted_at", "")[:64])
     try:
+        if submitted_at is None:
+            raise DomainError("Open the edit again and decide from its page.", code="pending_edit_changed")
         moderation_services.dataset_edit_decide(
-            dataset=dataset, actor=request.user, approve=approve, reason=request.POST.get("reason", "")
+            dataset=dataset,
+            actor=request.user,
+            approve=approve,
+            reason=request.POST.get("reason", ""),
+            submitted_at=submitted_at,
         )
     except DomainError as exc:
         messages.error(request, exc.detail)

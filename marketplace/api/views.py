@@ -591,6 +591,14 @@ DatasetRelistView = _transition_view(
 )
 
 
+class EditDecisionSerializer(ReasonSerializer):
+    submitted_at = serializers.DateTimeField(
+        required=False,
+        help_text="`pending_edit.submitted_at` of the edit you reviewed: if the owner has changed it since, "
+        "the answer is 409 `pending_edit_changed` and nothing is decided.",
+    )
+
+
 def _edit_decision_view(approve: bool, summary: str, reason: str):
     class EditDecisionView(APIView):
         permission_classes = [IsAuthenticated]
@@ -600,10 +608,14 @@ def _edit_decision_view(approve: bool, summary: str, reason: str):
             summary=summary,
             description="An owner's edit of a listed dataset's title, description, tags or licence is not shown "
             "until a moderator approves it (`pending_edit`); the listing stays up meanwhile.",
-            request=ReasonSerializer,
+            request=EditDecisionSerializer,
             responses={
                 200: OwnerDatasetSerializer,
-                409: OpenApiResponse(ErrorSerializer, description="No edit is waiting (`no_pending_edit`)"),
+                409: OpenApiResponse(
+                    ErrorSerializer,
+                    description="No edit is waiting (`no_pending_edit`), or it changed since `submitted_at` "
+                    "(`pending_edit_changed`)",
+                ),
                 **_errors(400, 401, 403, 404),
             },
             tags=["moderation"],
@@ -612,10 +624,14 @@ def _edit_decision_view(approve: bool, summary: str, reason: str):
         )
         def post(self, request, dataset_id: int):
             dataset = catalog.dataset_get_visible(dataset_id=dataset_id, user=request.user)
-            data = ReasonSerializer(data=request.data)
+            data = EditDecisionSerializer(data=request.data)
             data.is_valid(raise_exception=True)
             dataset = moderation_services.dataset_edit_decide(
-                dataset=dataset, actor=request.user, approve=approve, reason=data.validated_data.get("reason", "")
+                dataset=dataset,
+                actor=request.user,
+                approve=approve,
+                reason=data.validated_data.get("reason", ""),
+                submitted_at=data.validated_data.get("submitted_at"),
             )
             return Response(OwnerDatasetSerializer(dataset).data)
 

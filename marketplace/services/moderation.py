@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from django.db import transaction
 from django.utils import timezone
 
@@ -76,11 +78,15 @@ def dataset_transition(*, dataset: Dataset, actor: User, action: str, reason: st
     return locked
 
 
-def dataset_edit_decide(*, dataset: Dataset, actor: User, approve: bool, reason: str) -> Dataset:
+def dataset_edit_decide(
+    *, dataset: Dataset, actor: User, approve: bool, reason: str, submitted_at: dt.datetime | None = None
+) -> Dataset:
     """A moderator approves or rejects the owner's pending edit of a listed dataset's public text
     (``Dataset.pending_edit``, see ``datasets.dataset_update``); a reason is required. Approving
     shows the edit in the catalogue; rejecting drops it and the approved text stays. Either way
-    the listing stays up. Runs under SELECT FOR UPDATE on the dataset row."""
+    the listing stays up. ``submitted_at``, the ``pending_edit_at`` of the edit the moderator
+    read, makes the decision apply to that edit only: an owner who swaps the text while it is
+    being read gets a 409, not an approval. Runs under SELECT FOR UPDATE on the dataset row."""
     if not actor.is_staff:
         raise PermissionDenied("Only moderators can do that.")
     what = "approve an edit" if approve else "reject an edit"
@@ -90,6 +96,12 @@ def dataset_edit_decide(*, dataset: Dataset, actor: User, approve: bool, reason:
         edit = locked.pending_edit
         if not edit:
             raise Conflict("This dataset has no edit waiting for review.", code="no_pending_edit")
+        if submitted_at is not None and submitted_at != locked.pending_edit_at:
+            raise Conflict(
+                "The owner changed this edit after you opened it; review the new version.",
+                code="pending_edit_changed",
+                extra={"submitted_at": locked.pending_edit_at.isoformat()},
+            )
         if approve:
             for name in ("title", "description", "description_html", "licence"):
                 setattr(locked, name, edit[name])

@@ -3,6 +3,7 @@ request), and an owner's edit of a listed dataset's public text shown only once 
 
 from __future__ import annotations
 
+import re
 import time
 from types import SimpleNamespace
 
@@ -179,7 +180,18 @@ def test_api_edit_of_a_listed_dataset_is_shown_only_once_approved(provider, staf
     assert api.post(f"/api/v1/datasets/{dataset.pk}/edit/approve/", {"reason": "mine"}).status_code == 403
 
     api.force_authenticate(staff)
-    approved = api.post(f"/api/v1/datasets/{dataset.pk}/edit/approve/", {"reason": "Checked."}, format="json")
+    stale = api.post(
+        f"/api/v1/datasets/{dataset.pk}/edit/approve/",
+        {"reason": "Checked.", "submitted_at": "2020-01-01T00:00:00Z"},
+        format="json",
+    )
+    assert stale.status_code == 409 and stale.json()["code"] == "pending_edit_changed"
+    submitted_at = queue["results"][0]["pending_edit"]["submitted_at"]
+    approved = api.post(
+        f"/api/v1/datasets/{dataset.pk}/edit/approve/",
+        {"reason": "Checked.", "submitted_at": submitted_at},
+        format="json",
+    )
     assert approved.status_code == 200 and approved.json()["pending_edit"] is None
     public = Client().get(f"/api/v1/datasets/{dataset.pk}/").json()
     assert public["title"] == "Clinic visits with names" and public["tags"] == ["health", "pii"]
@@ -241,9 +253,18 @@ def test_page_edit_waits_in_the_moderation_queue_until_approved(provider, staff)
     queue = moderator.get(reverse("frontend:moderation")).content.decode()
     assert "Edits of listed datasets" in queue and "Clinic visits 2024" in queue and "Approve edit" in queue
     decide = reverse("frontend:dataset-edit-decide", args=[dataset.pk])
-    refused = moderator.post(decide, {"decision": "approve", "reason": ""}, follow=True).content.decode()
-    assert "A reason is required" in refused
-    done = moderator.post(decide, {"decision": "approve", "reason": "Fine."}, follow=True).content.decode()
-    assert "Edit approved" in done
+    version = re.search(r'name="submitted_at" value="([^"]+)"', queue).group(1)
+    refused = moderator.post(decide, {"decision": "approve", "reason": "", "submitted_at": version}, follow=True)
+    assert "A reason is required" in refused.content.decode()
+    # The owner swaps the text while the moderator reads it: the decision does not apply to the new one.
+    owner.post(edit_url, {**fields, "title": "Clinic visits with names"})
+    stale = moderator.post(decide, {"decision": "approve", "reason": "Fine.", "submitted_at": version}, follow=True)
+    assert "The owner changed this edit after you opened it" in stale.content.decode()
+    assert "with names" not in Client().get(reverse("frontend:dataset", args=[dataset.pk])).content.decode()
+    owner.post(edit_url, fields)  # back to the 2024 wording, reviewed afresh
+    queue = moderator.get(reverse("frontend:moderation")).content.decode()
+    version = re.search(r'name="submitted_at" value="([^"]+)"', queue).group(1)
+    done = moderator.post(decide, {"decision": "approve", "reason": "Fine.", "submitted_at": version}, follow=True)
+    assert "Edit approved" in done.content.decode()
     public = Client().get(reverse("frontend:dataset", args=[dataset.pk])).content.decode()
     assert "Clinic visits 2024" in public and "Now <em>with</em> 2024." in public
