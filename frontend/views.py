@@ -921,7 +921,7 @@ def my_jobs(request: HttpRequest) -> HttpResponse:
 
 
 FAILURE_CAUSES = {
-    "buyer": "cancelled by the buyer",
+    "buyer": "the buyer's request or input",
     "limit": "a resource limit of the sandbox",
     "provider": "the provider's file",
     "platform": "our fault: not yours",

@@ -29,7 +29,8 @@ class JobSerializer(serializers.ModelSerializer):
     cancelling = serializers.SerializerMethodField()
     receipt = serializers.SerializerMethodField()
     failure_caused_by = serializers.SerializerMethodField(
-        help_text="Who caused the failure: buyer, limit, provider or platform (null when it did not fail)."
+        help_text="Who caused the failure: buyer, limit, provider, platform or moderator (null when it did not "
+        "fail). Platform failures that do not depend on the data are refunded; see the failure's rule in the docs."
     )
 
     class Meta:
