@@ -295,10 +295,13 @@ def email_verify_resend(request: HttpRequest) -> HttpResponse:
 def profile(request: HttpRequest) -> HttpResponse:
     form = ProfileForm(request.POST or None, instance=request.user)
     if request.method == "POST" and form.is_valid():
-        user_profile_update(
+        user = user_profile_update(
             user=request.user, **{k: form.cleaned_data.get(k, "") for k in ("email", "organisation", "bio")}
         )
-        messages.success(request, "Profile saved.")
+        if user.email and not user.email_verified:
+            messages.success(request, f"Profile saved. Confirm {user.email} with the link we sent to it.")
+        else:
+            messages.success(request, "Profile saved.")
         return redirect("frontend:profile")
     token = Token.objects.filter(user=request.user).first()
     return render(
@@ -986,7 +989,10 @@ def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
     if job.buyer_id != request.user.pk:
         messages.error(request, "Only the buyer can cancel this job.")
         return redirect(job_url)
-    if job.status not in ComputeJob.CANCELLABLE or job.cancel_requested_at is not None:
+    if job.cancel_requested_at is not None and not job.is_terminal:
+        messages.info(request, "Cancellation already requested: the sandbox is being stopped.")
+        return redirect(job_url)
+    if job.status not in ComputeJob.CANCELLABLE:
         messages.error(request, f"A {job.get_status_display().lower()} job cannot be cancelled.")
         return redirect(job_url)
     if request.method == "GET" or request.POST.get("confirm") != "yes":
