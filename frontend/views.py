@@ -12,6 +12,7 @@ from typing import Any
 from axes.utils import reset as axes_reset
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth import forms as auth_forms
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
@@ -66,6 +67,7 @@ from marketplace.services import moderation as moderation_services
 from marketplace.services.accounts import (
     api_token_regenerate,
     email_verification_send,
+    password_reset_mail_send,
     user_profile_update,
 )
 from marketplace.services.accounts import email_verify as email_verify_service
@@ -226,11 +228,23 @@ class PasswordChangeView(_FormErrorIs400, auth_views.PasswordChangeView):
         return super().form_valid(form)
 
 
+class PasswordResetForm(auth_forms.PasswordResetForm):
+    """Django's form; the mail goes out through the accounts service (one per account every few
+    minutes, logged like every e-mail the site sends)."""
+
+    def send_mail(self, subject_template_name, email_template_name, context, from_email, to_email, **kwargs):
+        subject = "".join(loader.render_to_string(subject_template_name, context).splitlines())
+        password_reset_mail_send(
+            user=context["user"], subject=subject, message=loader.render_to_string(email_template_name, context)
+        )
+
+
 class PasswordResetView(_FormErrorIs400, auth_views.PasswordResetView):
     """The e-mail's link is built from SITE_URL, never from the request's Host header (which a
     client chooses), so a forged Host cannot send a reset link to another site."""
 
     template_name = "registration/account_password_reset.html"
+    form_class = PasswordResetForm
     email_template_name = "registration/account_password_reset_email.txt"
     subject_template_name = "registration/account_password_reset_subject.txt"
     success_url = reverse_lazy("frontend:password-reset-done")

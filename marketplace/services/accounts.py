@@ -101,6 +101,20 @@ def email_verification_send(*, user: User) -> bool:
         return False
 
 
+def password_reset_mail_send(*, user: User, subject: str, message: str) -> bool:
+    """Mail a password-reset link, at most one per account in each window of a few minutes, so the
+    reset form cannot flood an inbox. Never raises (the form's answer is the same either way, so
+    it tells nobody whether the address has an account)."""
+    window = int(timezone.now().timestamp()) // EMAIL_VERIFY_RESEND_SECONDS
+    try:
+        return notification_send_once(
+            key=f"password-reset:{user.pk}:{window}", subject=subject, message=message, recipients=[user.email]
+        )
+    except Exception:  # noqa: BLE001 - any mail backend error
+        logger.exception("Password reset e-mail for user %s could not be sent", user.pk)
+        return False
+
+
 def email_verify(*, token: str) -> User:
     """Mark the address a confirmation link names as confirmed (again is harmless)."""
     try:

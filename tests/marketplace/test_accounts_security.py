@@ -275,6 +275,16 @@ def test_password_reset_by_e_mail_sets_a_new_password_and_lifts_the_lockout(sett
     assert "This link does not work" in again.content.decode()
 
 
+def test_the_reset_form_cannot_flood_an_inbox():
+    UserFactory(username="ivy", email="ivy@example.org")
+    client = Client()
+    mail.outbox.clear()
+    for _ in range(3):
+        answer = client.post("/password/reset/", {"email": "ivy@example.org"})
+        assert answer.status_code == 302 and answer["Location"] == "/password/reset/sent/"
+    assert len(mail.outbox) == 1
+
+
 def test_password_reset_for_an_unknown_address_looks_the_same_and_sends_nothing():
     mail.outbox.clear()
     answer = Client().post("/password/reset/", {"email": "nobody@example.org"})
