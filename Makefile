@@ -48,7 +48,8 @@ migrate: venv
 seed: migrate
 	$(PY) manage.py seed_demo --port $(PORT)
 
-## Everything on embedded defaults: SQLite, filesystem Celery broker, anvil, demo data; Ctrl-C stops it all.
+## Everything on embedded defaults: SQLite, a SQLite Celery broker, anvil, demo data; web, worker and beat
+## under a supervisor that restarts a crashed one; Ctrl-C stops it all.
 run: migrate npm-deps frontend-assets runtime-deps
 	$(PY) manage.py run_embedded --port $(PORT)
 
@@ -72,6 +73,7 @@ bench: dev-venv npm-deps frontend-assets runtime-deps
 	$(PY) bench/indexer.py
 	$(PY) bench/dp_overhead.py
 	$(PY) bench/job_latency.py
+	$(PY) bench/soak.py
 
 ## Recompile the Solidity contracts into chain/artifacts/ (committed; a test catches stale ones).
 contracts: npm-deps

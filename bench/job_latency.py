@@ -1,4 +1,4 @@
-"""Compute-job latency on the embedded stack: SQLite, the filesystem broker, a real Celery worker
+"""Compute-job latency on the embedded stack: SQLite, the SQLite broker, a real Celery worker
 process (``-Q celery,compute``, prefork, as in ``make run``), a real anvil, the real sandbox.
 
 Run from the repository root (needs ``npm ci`` for anvil and bubblewrap)::

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from json import loads
+from datetime import datetime
+from json import dumps, loads
 from pathlib import Path
 from queue import Empty
 from typing import Any
@@ -30,7 +31,7 @@ from typing import Any
 from kombu.transport import sqlalchemy as kombu_sqla
 from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import create_engine, event, select, text
 
 logger = logging.getLogger(__name__)
 
@@ -128,21 +129,42 @@ class Channel(kombu_sqla.Channel):
             self.session.commit()
 
     def _forget(self, delivery_tag: str) -> None:
-        """The message is done with (acknowledged, or stored again by a requeue): delete its row."""
+        """The message is done with (acknowledged, or stored again by a requeue): delete its row.
+
+        Celery acknowledges from other threads than the one polling (a prefork worker's result
+        handler): this uses a connection of its own from the engine's pool, never the polling
+        thread's session, which is not thread-safe (sharing it crashed the worker)."""
         with _IN_FLIGHT_LOCK:
             row_id = _IN_FLIGHT.pop(delivery_tag, None)
         if row_id is None:
             return
+        engine, _ = self._open()
+        table = self.message_cls.__table__
         try:
-            self.session.query(self.message_cls).filter(self.message_cls.id == row_id).delete(synchronize_session=False)
-            self.session.commit()
+            with engine.begin() as conn:
+                conn.execute(table.delete().where(table.c.id == row_id))
         except Exception:
             # Left hidden: the next worker start delivers it again, and tasks are safe to run twice.
-            self.session.rollback()
             logger.warning("broker: could not delete acknowledged message %s", row_id, exc_info=True)
 
     def _restore(self, message: Any) -> None:
-        super()._restore(message)
+        """Store a rejected (requeued) or unacknowledged message again, as kombu's virtual channel
+        does, but on a connection of its own: a requeue can come from another thread too."""
+        delivery_info = message.delivery_info
+        payload = message.serializable()
+        payload["redelivered"] = True
+        engine, _ = self._open()
+        queues, messages = self.queue_cls.__table__, self.message_cls.__table__
+        with engine.begin() as conn:
+            for queue in self._lookup(delivery_info["exchange"], delivery_info["routing_key"]):
+                queue_id = conn.execute(select(queues.c.id).where(queues.c.name == queue)).scalar()
+                if queue_id is None:
+                    continue
+                conn.execute(
+                    messages.insert().values(
+                        queue_id=queue_id, payload=dumps(payload), visible=True, timestamp=datetime.now(), version=1
+                    )
+                )
         self._forget(message.delivery_tag)
 
     def basic_consume(self, queue: str, no_ack: bool, callback: Any, consumer_tag: str, **kwargs: Any) -> Any:

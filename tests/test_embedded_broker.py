@@ -123,3 +123,51 @@ def test_broker_settings_name_the_sqlite_file_and_the_transport(tmp_path, folder
     assert url == f"sqlite:///{folder}/broker.sqlite3" and folder.is_dir()
     assert transport == "config.embedded_broker:Transport"
     assert options["polling_interval"] <= 0.1  # part of every job's start-up latency
+
+
+def test_acks_and_requeues_from_another_thread_while_the_consumer_polls(tmp_path):
+    """Celery acknowledges from its result-handler thread: that must not touch the polling thread's
+    session (sharing it crashed a prefork worker)."""
+    import threading
+
+    from kombu import Connection
+
+    url, transport, options = broker_settings(tmp_path)
+    with Connection(url, transport=transport, transport_options=options) as conn:
+        queue = conn.SimpleQueue("t")
+        for n in range(40):
+            queue.put({"n": n})
+        seen: list[int] = []
+        errors: list[BaseException] = []
+        pending: list = []
+
+        def settle() -> None:
+            try:
+                while len(seen) < 41 or pending:
+                    if pending:
+                        message = pending.pop(0)
+                        if message.payload["n"] == 7 and not message.payload.get("again"):
+                            message.reject(requeue=True)  # delivered again, once
+                        else:
+                            message.ack()
+                    else:
+                        time.sleep(0.001)
+            except BaseException as exc:  # pragma: no cover - the failure being tested
+                errors.append(exc)
+
+        worker = threading.Thread(target=settle)
+        worker.start()
+        deadline = time.monotonic() + 30
+        while len(seen) < 41 and time.monotonic() < deadline and not errors:
+            try:
+                message = queue.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            seen.append(message.payload["n"])
+            if seen.count(7) == 2:
+                message.payload["again"] = True
+            pending.append(message)
+        worker.join(timeout=10)
+    assert not errors, errors
+    assert sorted(seen) == sorted([*range(40), 7]), "the requeued message came back once"
+    assert _rows(tmp_path) == 0

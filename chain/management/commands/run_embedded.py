@@ -22,7 +22,7 @@ from chain.node import AnvilError
 from chain.supervisor import Program, Supervisor
 
 
-def embedded_programs(*, port: str, env: dict[str, str]) -> list[Program]:
+def embedded_programs(*, port: str, env: dict[str, str], reload: bool = True) -> list[Program]:
     """The web server, the worker and beat, each its own process (beat never inside the worker:
     as ``worker -B`` it outlived a killed worker and kept the old one's pipe open)."""
     python, base = sys.executable, str(settings.BASE_DIR)
@@ -30,8 +30,9 @@ def embedded_programs(*, port: str, env: dict[str, str]) -> list[Program]:
     # The embedded broker has no broadcast: no gossip, mingle or broker heartbeats to wait for.
     quiet = ["--without-gossip", "--without-mingle", "--without-heartbeat"]
     schedule = str(settings.DATA_DIR / "celerybeat-schedule")
+    no_reload = [] if reload else ["--noreload"]
     return [
-        Program("web", [python, "manage.py", "runserver", f"127.0.0.1:{port}"], env, base),
+        Program("web", [python, "manage.py", "runserver", f"127.0.0.1:{port}", *no_reload], env, base),
         Program(
             "worker",
             [*celery, "worker", "--loglevel", "INFO", "-Q", "celery,compute", "--concurrency", "2", *quiet],
@@ -52,6 +53,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--port", default=os.environ.get("PORT", "8000"))
         parser.add_argument("--no-serve", action="store_true", help="Set up the chain and demo data, then stop.")
+        parser.add_argument(
+            "--noreload", action="store_true", help="The web server does not restart when a Python file changes."
+        )
 
     def handle(self, *args, **options):
         # `kill` (SIGTERM) stops everything as cleanly as Ctrl-C does: anvil must save its state.
@@ -72,7 +76,9 @@ class Command(BaseCommand):
             call_command("seed_demo", port=options["port"], stdout=self.stdout)
             if options["no_serve"]:
                 return
-            Supervisor(embedded_programs(port=str(options["port"]), env=dict(os.environ)), output=self.stdout).run()
+            port, reload = str(options["port"]), not options["noreload"]
+            programs = embedded_programs(port=port, env=dict(os.environ), reload=reload)
+            Supervisor(programs, output=self.stdout).run()
         except KeyboardInterrupt:
             pass
         except client.ChainUnavailable as exc:
