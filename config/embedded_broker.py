@@ -83,6 +83,11 @@ class QoS(virtual.QoS):
 class Channel(kombu_sqla.Channel):
     QoS = QoS
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Queues consumed without acknowledgements: their messages are deleted as they are taken.
+        self._no_ack_queues: set[str] = set()
+
     def _engine_from_config(self):
         conninfo = self.connection.client
         options = {k: v for k, v in conninfo.transport_options.items() if k not in _KOMBU_OPTIONS}
@@ -118,10 +123,12 @@ class Channel(kombu_sqla.Channel):
             )
             if msg is None:
                 raise Empty()
-            msg.visible = False
             payload = loads(bytes_to_str(msg.payload))
             tag = payload.get("properties", {}).get("delivery_tag")
-            if tag:
+            if queue in self._no_ack_queues or not tag:
+                self.session.delete(msg)  # nothing will acknowledge it
+            else:
+                msg.visible = False
                 with _IN_FLIGHT_LOCK:
                     _IN_FLIGHT[tag] = msg.id
             return payload
@@ -168,6 +175,8 @@ class Channel(kombu_sqla.Channel):
         self._forget(message.delivery_tag)
 
     def basic_consume(self, queue: str, no_ack: bool, callback: Any, consumer_tag: str, **kwargs: Any) -> Any:
+        if no_ack:
+            self._no_ack_queues.add(queue)
         self._redeliver_orphans(queue)
         return super().basic_consume(queue, no_ack, callback, consumer_tag, **kwargs)
 

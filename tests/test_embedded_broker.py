@@ -171,3 +171,15 @@ def test_acks_and_requeues_from_another_thread_while_the_consumer_polls(tmp_path
     assert not errors, errors
     assert sorted(seen) == sorted([*range(40), 7]), "the requeued message came back once"
     assert _rows(tmp_path) == 0
+
+
+def test_messages_of_a_queue_consumed_without_acknowledgements_are_not_kept(tmp_path):
+    from kombu import Connection
+
+    url, transport, options = broker_settings(tmp_path)
+    with Connection(url, transport=transport, transport_options=options) as conn:
+        queue = conn.SimpleQueue("t", no_ack=True)
+        for n in range(3):
+            queue.put({"n": n})
+        assert [queue.get(timeout=2).payload["n"] for _ in range(3)] == [0, 1, 2]
+    assert _rows(tmp_path) == 0
