@@ -58,3 +58,18 @@ def log_in(page, base: str, username: str, password: str = FACTORY_PASSWORD) -> 
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Log in").click()
     page.wait_for_url(f"{base}/")
+
+
+def confirm_email(page, base: str, address: str) -> None:
+    """Follow the confirmation link that sign-up mailed to ``address`` (the live server runs in
+    this process, so the mail is in Django's test outbox), as the user would from their inbox."""
+    import re
+
+    from django.core import mail
+
+    sent = [m for m in mail.outbox if address in m.to and "Confirm your e-mail" in m.subject]
+    assert sent, f"no confirmation e-mail to {address}: {[m.subject for m in mail.outbox]}"
+    link = re.search(r"https?://[^/\s]+(/\S+)", sent[-1].body)
+    assert link, sent[-1].body
+    page.goto(f"{base}{link.group(1)}")
+    page.get_by_text(f"Thank you: {address} is confirmed.").wait_for()

@@ -112,6 +112,8 @@ def test_provider_publishes_admin_approves_visitor_finds_it(live_server, browser
     page.get_by_label("Password confirmation").fill(PASSWORD)
     page.get_by_role("button", name="Sign up").click()
     page.get_by_text("Welcome, heartclinic").wait_for()
+    # Submitting a dataset for review needs a confirmed e-mail: follow the link sign-up mailed.
+    browser_support.confirm_email(page, base, "data@heartclinic.example")
 
     # --- uploads a CSV through the upload form (XHR with a progress bar) ------------------------
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Publish").click()

@@ -19,7 +19,7 @@ from chain.services.orders import order_refund
 from chain.wrappers import Datatoken
 from compute_to_data.models import ComputeJob, PrivacyBudget
 from marketplace.models import Dataset
-from tests.browser_support import DESKTOP, FACTORY_PASSWORD, PHONE, log_in, shot
+from tests.browser_support import DESKTOP, FACTORY_PASSWORD, PHONE, confirm_email, log_in, shot
 from tests.compute_to_data.conftest import training_csv
 
 pytestmark = [
@@ -67,6 +67,8 @@ def test_provider_publishes_gets_listed_and_follows_jobs_earnings_and_budget_on_
     page.get_by_label("Password confirmation").fill(PASSWORD)
     page.get_by_role("button", name="Sign up").click()
     page.get_by_text(f"Welcome, {USERNAME}").wait_for()
+    # Submitting a dataset for review needs a confirmed e-mail: follow the link sign-up mailed.
+    confirm_email(page, base, "data@heartclinic.example")
     wallet = Wallet.objects.get(user__username=USERNAME, kind=Wallet.Kind.MANAGED)
     page.get_by_role("link", name=USERNAME).click()
     wallets = page.locator("[data-wallets-table]")
