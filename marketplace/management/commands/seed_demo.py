@@ -301,7 +301,8 @@ class Command(BaseCommand):
                 user.set_password(password)
                 user.save()
             elif user.email_verified_at is None:  # seeded before e-mail confirmation existed
-                User.objects.filter(pk=user.pk).update(email_verified_at=timezone.now())
+                user.email_verified_at = timezone.now()
+                user.save(update_fields=["email_verified_at"])
             users[username] = (user, password)
         provider, admin, buyer = users["provider"][0], users["admin"][0], users["buyer"][0]
         rng = np.random.default_rng(2026)
