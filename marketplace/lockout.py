@@ -5,6 +5,8 @@ Settings name these functions (``AXES_CLIENT_IP_CALLABLE``, ``AXES_USERNAME_CALL
 
 from __future__ import annotations
 
+import ipaddress
+
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
@@ -18,9 +20,19 @@ def client_ip(request: HttpRequest) -> str | None:
     our proxy saw, which the client cannot choose."""
     if settings.TRUST_PROXY:
         forwarded = [hop.strip() for hop in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if hop.strip()]
-        if forwarded:
+        if forwarded and _is_ip(forwarded[-1]):
             return forwarded[-1]
-    return request.META.get("REMOTE_ADDR") or None
+    remote = request.META.get("REMOTE_ADDR") or ""
+    return remote if _is_ip(remote) else None
+
+
+def _is_ip(value: str) -> bool:
+    # Stored in an inet column: anything else would fail the insert (a 500), not count.
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
 
 
 def client_username(request: HttpRequest, credentials: dict | None) -> str | None:
@@ -28,7 +40,8 @@ def client_username(request: HttpRequest, credentials: dict | None) -> str | Non
     username = (credentials or {}).get("username")
     if username is None and request is not None:
         username = request.POST.get("username")
-    return username.strip().lower() if isinstance(username, str) else None
+    # Cut to what axes' columns hold: an over-long name must count as a failure, not fail to be saved.
+    return username.strip().lower()[:150] if isinstance(username, str) else None
 
 
 def lockout_minutes() -> int:

@@ -54,8 +54,8 @@ class ObtainTokenView(APIView):
     authentication_classes: list = []
 
     class TokenInputSerializer(serializers.Serializer):
-        username = serializers.CharField()
-        password = serializers.CharField(style={"input_type": "password"}, trim_whitespace=False)
+        username = serializers.CharField(max_length=150)
+        password = serializers.CharField(style={"input_type": "password"}, trim_whitespace=False, max_length=4096)
 
     class TokenOutputSerializer(serializers.Serializer):
         token = serializers.CharField()

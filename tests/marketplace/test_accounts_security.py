@@ -95,6 +95,16 @@ def test_behind_a_trusted_proxy_the_last_forwarded_hop_is_the_address(settings):
     assert _token(api, "erin", PASSWORD, address=proxy, HTTP_X_FORWARDED_FOR="198.51.100.8").status_code == 200
 
 
+def test_over_long_or_odd_credentials_and_headers_are_a_clear_answer_not_a_500(settings):
+    api = APIClient()
+    too_long = _token(api, "a" * 5000, "x" * 5000)
+    assert too_long.status_code == 400 and too_long.json()["code"] == "invalid"
+    assert Client().post("/login/", {"username": "b" * 5000, "password": "y"}).status_code == 200
+    settings.TRUST_PROXY = True
+    odd = _token(api, "c" * 150, "y", address="10.4.4.4", HTTP_X_FORWARDED_FOR="not-an-address")
+    assert odd.status_code == 400 and odd.json()["code"] == "invalid_credentials"
+
+
 def test_an_attacker_s_own_successful_log_ins_do_not_reset_the_address_s_count():
     UserFactory(username="frank")
     api = APIClient()
