@@ -9,6 +9,7 @@ urlpatterns = [
     path("auth/signup/", views.SignupView.as_view(), name="signup"),
     path("auth/token/regenerate/", views.TokenRegenerateView.as_view(), name="token-regenerate"),
     path("me/", views.MeView.as_view(), name="me"),
+    path("me/email/resend/", views.EmailResendView.as_view(), name="email-resend"),
     path("datasets/", views.DatasetListCreateView.as_view(), name="datasets"),
     path("datasets/mine/", views.MyDatasetsView.as_view(), name="datasets-mine"),
     path("datasets/<int:dataset_id>/", views.DatasetDetailView.as_view(), name="dataset"),

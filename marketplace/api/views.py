@@ -149,6 +149,35 @@ class TokenRegenerateView(APIView):
         return Response({"token": token.key, "username": request.user.get_username()})
 
 
+class EmailResendView(APIView):
+    permission_classes = [IsAuthenticated]
+
+    class ResendOutput(serializers.Serializer):
+        sent = serializers.BooleanField(help_text="A new confirmation link went out now.")
+        email_verified = serializers.BooleanField()
+        detail = serializers.CharField()
+
+    @extend_schema(
+        request=None,
+        responses={200: ResendOutput, **_errors(401)},
+        tags=["auth"],
+        summary="Mail my e-mail address its confirmation link again (at most one every 5 minutes)",
+        description="Sign-up and an e-mail change send the link already. Until the address is confirmed, "
+        "submitting a dataset for review answers 403 `email_unverified`.",
+    )
+    def post(self, request):
+        user = request.user
+        if user.email_verified:
+            sent, detail = False, "Your e-mail address is already confirmed."
+        elif not user.email:
+            sent, detail = False, "Add an e-mail address first (PATCH me/)."
+        elif account_services.email_verification_send(user=user):
+            sent, detail = True, f"A new confirmation link was sent to {user.email}."
+        else:
+            sent, detail = False, "No link was sent: one went out in the last few minutes, or the mail server failed."
+        return Response({"sent": sent, "email_verified": user.email_verified, "detail": detail})
+
+
 class MeView(APIView):
     permission_classes = [IsAuthenticated]
     parser_classes = [JSONParser, FormParser]

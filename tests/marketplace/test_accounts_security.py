@@ -440,6 +440,23 @@ def test_send_again_mails_at_most_once_in_a_few_minutes():
     assert len(mail.outbox) == 1
 
 
+def test_the_api_sends_the_link_again_once_in_a_few_minutes(settings):
+    user = UserFactory(username="nia", email="nia@example.org", email_verified_at=None)
+    api = APIClient()
+    assert api.post("/api/v1/me/email/resend/").status_code == 401
+    api.force_authenticate(user)
+    mail.outbox.clear()
+    first = api.post("/api/v1/me/email/resend/").json()
+    assert first["sent"] is True and first["email_verified"] is False
+    assert api.post("/api/v1/me/email/resend/").json()["sent"] is False
+    assert len(mail.outbox) == 1
+    Client().get(_path(_link(mail.outbox[0]), settings))
+    user.refresh_from_db()
+    api.force_authenticate(user)
+    done = api.post("/api/v1/me/email/resend/").json()
+    assert done == {"sent": False, "email_verified": True, "detail": "Your e-mail address is already confirmed."}
+
+
 def test_a_mail_server_failure_does_not_fail_the_sign_up(settings):
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", _free_port(), 2
