@@ -108,7 +108,9 @@ class SignupView(APIView):
         tags=["auth"],
         summary="Create an account (as the sign-up page does) and get its API token",
         description="A managed wallet is created on first use. Usernames are unique regardless of case (409 "
-        "`username_taken`); the password must pass the server's password rules (400 `weak_password`).",
+        "`username_taken`); the password must pass the server's password rules (400 `weak_password`). A link that "
+        "confirms `email` is mailed; until it is followed, submitting a dataset for review answers 403 "
+        "`email_unverified` (`POST me/email/resend/` sends it again).",
         examples=[
             OpenApiExample(
                 "New integrator",
