@@ -6,7 +6,8 @@ is restarted after a back-off (1 s, doubling up to 30 s, back to 1 s once it has
 minute), with a log line naming it and its exit status; the others keep serving. Each program runs
 in its own session and process group, and the whole group is killed when its leader exits, so no
 orphan (a pool child, a reloader) lingers holding a pipe or a port. Ctrl-C or SIGTERM stops them
-all: SIGTERM to every group, then SIGKILL to what is left after a grace period.
+all: SIGTERM to each leader, then SIGKILL to each group once its leader exited or after a grace
+period.
 
 honcho, used before, stops everything when one program exits and cannot restart one."""
 
@@ -176,8 +177,11 @@ class Supervisor:
     def _shutdown(self) -> None:
         running = [s for s in self._states.values() if s.process is not None and s.process.poll() is None]
         for state in running:
+            # The leader first, for its own clean shutdown (Celery's warm shutdown lets a running task
+            # finish); its group is killed once it has exited or the grace period is over.
             self.log(f"stopping {state.program.name}")
-            self._kill_group(state.process.pid, signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):
+                state.process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + self.stop_grace_seconds
         for state in running:
             with contextlib.suppress(subprocess.TimeoutExpired):

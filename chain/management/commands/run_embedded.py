@@ -59,7 +59,9 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         # `kill` (SIGTERM) stops everything as cleanly as Ctrl-C does: anvil must save its state.
+        # SIGINT too, even when started with it ignored (in the background of a script).
         signal.signal(signal.SIGTERM, _interrupt)
+        signal.signal(signal.SIGINT, _interrupt)
         try:
             chain = start_embedded_chain(settings.DATA_DIR)
         except AnvilError as exc:
