@@ -115,7 +115,10 @@ def run(jobs: int, data_dir: Path) -> None:
             cwd=Path(__file__).resolve().parent.parent,
         )
         provider = User.objects.create_user(  # a confirmed e-mail: it submits a dataset for review
-            "bench-provider", email="bench-provider@example.org", password="x", email_verified_at=timezone.now()  # noqa: S106
+            "bench-provider",
+            email="bench-provider@example.org",
+            password="x",  # noqa: S106
+            email_verified_at=timezone.now(),
         )
         buyer = User.objects.create_user("bench-buyer", password="x")  # noqa: S106
         admin = User.objects.create_user("bench-admin", password="x", is_staff=True)  # noqa: S106

@@ -77,9 +77,7 @@ def email_verification_send(*, user: User) -> bool:
     profile's "send again" retries). Never raises: a sign-up must not fail for the mail server."""
     if not user.email or user.email_verified:
         return False
-    link = settings.SITE_URL.rstrip("/") + reverse(
-        "frontend:email-verify", args=[email_verification_token(user=user)]
-    )
+    link = settings.SITE_URL.rstrip("/") + reverse("frontend:email-verify", args=[email_verification_token(user=user)])
     window = int(timezone.now().timestamp()) // EMAIL_VERIFY_RESEND_SECONDS
     message = (
         f"Hello {user.username},\n\n"
