@@ -128,6 +128,8 @@ class _Monitor:
     progress: dict[str, Any] = field(default_factory=dict)
     logs: list[str] = field(default_factory=list)
     cancelled: threading.Event = field(default_factory=threading.Event)
+    # Set once the job is no longer held by ``worker`` (it looked dead and was taken over).
+    lost: threading.Event = field(default_factory=threading.Event)
     error_code: str | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -159,6 +161,10 @@ class _Monitor:
         self.flush()
 
     def should_cancel(self) -> bool:
+        """Called by the sandbox about four times a second. A job taken over by another worker
+        raises ``JobTakenOver``: the sandbox is killed, and nothing of this run touches the job."""
+        if self.lost.is_set():
+            raise JobTakenOver(f"job {self.job_id} is no longer held by {self.worker}")
         return self.cancelled.is_set()
 
     def start(self) -> None:
@@ -199,6 +205,8 @@ class _Monitor:
                 self.logs[:0] = logs
                 self._dirty = True
             raise
+        if self.lost.is_set() and threading.current_thread() is not self._thread:
+            raise JobTakenOver(f"job {self.job_id} is no longer held by {self.worker}")
 
     def _write(self, progress: dict[str, Any], logs: list[str]) -> None:
         fields: dict[str, Any] = {"heartbeat_at": timezone.now()}
@@ -208,13 +216,20 @@ class _Monitor:
         if self.worker:
             jobs = jobs.filter(worker=self.worker)
         with transaction.atomic():
-            jobs.update(**fields)
+            held = jobs.update(**fields)
+            if self.worker and not held:
+                self.lost.set()
+                return
             if logs:
                 JobLogEntry.objects.bulk_create(
                     [JobLogEntry(job_id=self.job_id, source=JobLogEntry.Source.RUNNER, message=m) for m in logs]
                 )
         if ComputeJob.objects.filter(pk=self.job_id, cancel_requested_at__isnull=False).exists():
             self.cancelled.set()
+
+
+class JobTakenOver(Exception):
+    """This run's job was given to another worker (this one looked dead): stop, write nothing."""
 
 
 # Errors of a dropped or refused database connection (a restart, a terminated backend, a failover).
@@ -429,7 +444,9 @@ def job_run(job_id: int, *, isolation: str = "bubblewrap") -> ComputeJob | None:
         return _run_claimed(job, monitor, isolation)
     except Exception as exc:
         lost_db = isinstance(exc, DB_ERRORS)
-        if lost_db:
+        if isinstance(exc, JobTakenOver):
+            logger.warning("job %s: taken over by another worker; this run stopped", job_id)
+        elif lost_db:
             logger.warning("job %s: the database connection dropped mid-run", job_id, exc_info=True)
         else:
             logger.exception("job %s failed in the platform", job_id)

@@ -248,3 +248,20 @@ def test_killing_the_database_connections_of_a_running_job_loses_nothing_and_cha
     finally:
         eager_again()
         shutil.rmtree(runner, ignore_errors=True)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_whose_job_was_taken_over_stops_and_writes_nothing(listed, buyer, compute_settings):
+    """A worker that only looked dead (its heartbeat stale) keeps running until it notices: its
+    sandbox is stopped by should_cancel, and its progress and logs never reach the new attempt."""
+    job = _running_job(listed, buyer, worker="other-host:77", progress={"phase": "training", "percent": 40})
+    monitor = execution._Monitor(job.pk, worker=f"{socket.gethostname()}:{os.getpid()}")
+    monitor.on_event({"event": "log", "message": "epoch 1 of 3"})
+    monitor.on_event({"event": "progress", "phase": "training", "step": 9, "steps": 10})
+    with pytest.raises(execution.JobTakenOver):
+        monitor.flush()
+    with pytest.raises(execution.JobTakenOver):
+        monitor.should_cancel()
+    job.refresh_from_db()
+    assert job.progress == {"phase": "training", "percent": 40}
+    assert not JobLogEntry.objects.filter(job=job, source=JobLogEntry.Source.RUNNER).exists()
