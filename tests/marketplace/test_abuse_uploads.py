@@ -206,7 +206,7 @@ def test_a_mock_not_in_utf8_is_a_form_error(provider):
     dataset_schema_declare(dataset=dataset, actor=provider, schema=dataset.proposed_schema, public_row_count=120)
     client = Client()
     client.force_login(provider)
-    mock = "age,region,score\n".encode() + "30,Zürich,1.5\n".encode("latin-1") * 10
+    mock = b"age,region,score\n" + "30,Zürich,1.5\n".encode("latin-1") * 10
     page = client.post(f"/datasets/{dataset.pk}/mock/", {"file": named_file(mock, "mock.csv")})
     assert page.status_code == 400
     assert "The file is not UTF-8 text: 10 of its first 12 lines" in page.content.decode()
