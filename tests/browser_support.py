@@ -73,3 +73,13 @@ def confirm_email(page, base: str, address: str) -> None:
     assert link, sent[-1].body
     page.goto(f"{base}{link.group(1)}")
     page.get_by_text(f"Thank you: {address} is confirmed.").wait_for()
+
+
+AXE = Path(settings.BASE_DIR) / "node_modules" / "axe-core" / "axe.min.js"
+
+
+def axe_load(page) -> None:
+    """Load axe-core into the page, once. Evaluated through the DevTools protocol: a <script> tag
+    would be refused by the site's Content-Security-Policy, as any injected script is."""
+    if not page.evaluate("() => typeof window.axe === 'object'"):
+        page.evaluate(AXE.read_text(encoding="utf-8"))

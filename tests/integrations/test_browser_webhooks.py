@@ -3,20 +3,15 @@ and see the delivery, delete it; the section passes axe's WCAG checks."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from django.conf import settings
 
-from tests.browser_support import DESKTOP, browser, log_in, shot  # noqa: F401
+from tests.browser_support import DESKTOP, axe_load, browser, log_in, shot  # noqa: F401
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
-AXE = Path(settings.BASE_DIR) / "node_modules" / "axe-core" / "axe.min.js"
-
 
 def _axe(page) -> list[str]:
-    page.add_script_tag(path=str(AXE))
+    axe_load(page)
     violations = page.evaluate(
         "async () => (await axe.run('#webhooks', {runOnly: {type: 'tag', values: "
         "['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa']}, resultTypes: ['violations']})).violations"

@@ -9,15 +9,13 @@ the Celery worker runs in its sandbox, moderation work waiting, for each kind of
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
-from django.conf import settings
 
 from compute_to_data.models import ComputeJob
 from marketplace.models import Dataset
 from marketplace.services.moderation import report_create
-from tests.browser_support import DESKTOP, FACTORY_PASSWORD, PHONE, log_in, shot
+from tests.browser_support import DESKTOP, FACTORY_PASSWORD, PHONE, axe_load, log_in, shot
 from tests.factories import make_dataset
 
 pytestmark = [
@@ -27,7 +25,6 @@ pytestmark = [
     pytest.mark.django_db(transaction=True),
 ]
 
-AXE = Path(settings.BASE_DIR) / "node_modules" / "axe-core" / "axe.min.js"
 # WCAG 2.0, 2.1 and 2.2, levels A and AA; and axe's best practices (one main landmark, content in
 # landmarks, heading levels in order, one h1...).
 AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa", "best-practice"]
@@ -55,10 +52,7 @@ class Audit:
         self.pages: list[str] = []
 
     def axe(self, page, name: str) -> None:
-        if not page.evaluate("() => typeof window.axe === 'object'"):
-            # Evaluated through the DevTools protocol: a <script> tag would be refused by the site's
-            # Content-Security-Policy, as any injected script is.
-            page.evaluate(AXE.read_text(encoding="utf-8"))
+        axe_load(page)
         violations = page.evaluate(
             "async tags => (await axe.run(document, {runOnly: {type: 'tag', values: tags},"
             " resultTypes: ['violations']})).violations",
