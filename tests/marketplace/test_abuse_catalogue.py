@@ -4,18 +4,11 @@ web, and concurrent schema requests, through the test client and through a real 
 
 from __future__ import annotations
 
-import base64
 import concurrent.futures
 import http.client
 import json
 import os
-import secrets
-import signal
-import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
@@ -25,8 +18,8 @@ from django.test import Client
 from marketplace.errors import InvalidInput
 from marketplace.selectors.catalog import MAX_FILTER_TAGS, listing_search
 from tests.factories import make_dataset
+from tests.gunicorn_support import gunicorn_server, production_env
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 postgres_only = pytest.mark.skipif(
     not os.environ.get("DATABASE_URL", "").startswith("postgres"), reason="statement_timeout is PostgreSQL's"
 )
@@ -112,12 +105,6 @@ def test_tests_and_commands_run_without_the_web_statement_timeout():
 # --- through gunicorn with threaded workers ----------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _get(port: int, path: str) -> tuple[int, dict, bytes, float]:
     started = time.monotonic()
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
@@ -130,53 +117,10 @@ def _get(port: int, path: str) -> tuple[int, dict, bytes, float]:
 
 @pytest.fixture
 def gunicorn_threaded(tmp_path):
-    db = connection.settings_dict
-    database_url = (
-        f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CHAIN_", "DATASET_", "WALLET_"))}
-    env.update(
-        DJANGO_SETTINGS_MODULE="config.settings.production",
-        DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
-        DATASET_ENCRYPTION_KEY=base64.b64encode(secrets.token_bytes(32)).decode(),
-        WALLET_ENCRYPTION_KEY=base64.b64encode(secrets.token_bytes(32)).decode(),
-        DATABASE_URL=database_url,
-        DATABASE_STATEMENT_TIMEOUT_MS="300",
-        MARKETPLACE_DATA_DIR=str(tmp_path),
-        DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
-        DJANGO_SSL_REDIRECT="false",
-        DJANGO_SECURE_COOKIES="false",
-    )
-    port = _free_port()
-    log = tmp_path / "gunicorn.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "config.wsgi:application", "--bind", f"127.0.0.1:{port}"]
-            + ["--workers", "1", "--worker-class", "gthread", "--threads", "8"],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, log.read_text()[-3000:]
-            try:
-                if _get(port, "/healthz/")[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.2)
-        yield port, log
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+    env = production_env(tmp_path, DATABASE_STATEMENT_TIMEOUT_MS="300", DJANGO_SECURE_COOKIES="false")
+    args = ["--workers", "1", "--worker-class", "gthread", "--threads", "8"]
+    with gunicorn_server(tmp_path, args=args, env=env) as server:
+        yield server.port, server.log
 
 
 @postgres_only

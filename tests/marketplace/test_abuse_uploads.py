@@ -365,44 +365,15 @@ def _multipart(fields: dict[str, str], name: str, data: bytes) -> tuple[bytes, s
 @pytest.mark.integration
 @pytest.mark.django_db(transaction=True)
 def test_gunicorn_answers_hostile_uploads_with_400s_and_keeps_its_worker(tmp_path, provider):
-    import base64
     import http.client
-    import os
-    import secrets
-    import signal
-    import subprocess
-    import sys
 
     from rest_framework.authtoken.models import Token
 
-    from tests.marketplace.test_abuse_json import REPO_ROOT, _free_port
-    from tests.marketplace.test_tasks_integration import database_url
+    from tests.gunicorn_support import gunicorn_server, production_env
 
     token = Token.objects.create(user=provider).key
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CHAIN_", "DATASET_", "WALLET_"))}
-    env.update(
-        DJANGO_SETTINGS_MODULE="config.settings.production",
-        DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
-        DATASET_ENCRYPTION_KEY=base64.b64encode(secrets.token_bytes(32)).decode(),
-        WALLET_ENCRYPTION_KEY=base64.b64encode(secrets.token_bytes(32)).decode(),
-        DATABASE_URL=database_url(),
-        MARKETPLACE_DATA_DIR=str(tmp_path),
-        DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
-        DJANGO_SSL_REDIRECT="false",
-        DATASET_SAMPLE_MEMORY_BYTES=str(256 * MiB),
-    )
-    port = _free_port()
-    log = tmp_path / "gunicorn.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "config.wsgi:application", "--bind", f"127.0.0.1:{port}"]
-            + ["--workers", "1", "--threads", "4", "--timeout", "60"],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    env = production_env(tmp_path, DATASET_SAMPLE_MEMORY_BYTES=str(256 * MiB))
+    args = ["--workers", "1", "--threads", "4", "--timeout", "60"]
 
     def call(method: str, path: str, body: bytes | None = None, content_type: str = "") -> tuple[int, dict]:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
@@ -416,17 +387,8 @@ def test_gunicorn_answers_hostile_uploads_with_400s_and_keeps_its_worker(tmp_pat
         kind = response.getheader("Content-Type", "")
         return response.status, json.loads(raw) if kind.startswith("application/json") else {"raw": raw[:200]}
 
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, log.read_text()[-3000:]
-            try:
-                if call("GET", "/healthz/")[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.2)
+    with gunicorn_server(tmp_path, args=args, env=env) as server:
+        port, log = server.port, server.log
         fields = {k: v for k, v in FORM.items()}
         for name, data, code in (
             ("bomb.parquet", dictionary_bomb(), "file_limit_exceeded"),
@@ -442,12 +404,6 @@ def test_gunicorn_answers_hostile_uploads_with_400s_and_keeps_its_worker(tmp_pat
         assert call("GET", "/healthz/")[0] == 200
         text = log.read_text()
         assert text.count("Booting worker") == 1 and "SIGSEGV" not in text, text[-3000:]
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def test_an_interrupted_check_leaves_no_child_behind():

@@ -4,19 +4,11 @@ API token keys never shown in full in the admin."""
 
 from __future__ import annotations
 
-import base64
 import http.client
 import json
-import os
 import re
 import secrets
-import signal
-import socket
-import subprocess
-import sys
-import time
 import uuid
-from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
@@ -29,8 +21,8 @@ from rest_framework.test import APIClient
 
 from marketplace.models import Dataset, User
 from tests.factories import UserFactory
+from tests.gunicorn_support import free_port, gunicorn_servers, production_env, status_of
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "correct horse battery staple"
 TOKEN_URL = "/api/v1/auth/token/"
 
@@ -142,12 +134,6 @@ def test_the_login_page_links_to_the_password_reset():
 # --- throttling across processes: two gunicorn servers on one database ------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _post(port: int, path: str, fields: dict) -> tuple[int, dict]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     conn.request("POST", path, body=urlencode(fields), headers={"Content-Type": "application/x-www-form-urlencoded"})
@@ -157,69 +143,17 @@ def _post(port: int, path: str, fields: dict) -> tuple[int, dict]:
     return status, json.loads(body) if body.startswith(b"{") else {}
 
 
-def _get_status(port: int, path: str) -> int:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    conn.request("GET", path)
-    status = conn.getresponse().status
-    conn.close()
-    return status
-
-
 @pytest.mark.integration
 @pytest.mark.django_db(transaction=True)
 def test_two_gunicorn_servers_share_one_failure_count(tmp_path):
     """Failures counted by one server process lock the account on the other: the count lives in
     PostgreSQL (axes' database handler), not in a process's memory."""
-    db = connection.settings_dict
-    if db["ENGINE"].endswith("sqlite3"):
-        database_url = f"sqlite:///{db['NAME']}"
-    else:
-        database_url = (
-            f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-        )
     # The servers run production settings, whose hashers do not include the tests' fast MD5 one.
     user = UserFactory(username="heidi")
     user.password = PBKDF2PasswordHasher().encode(PASSWORD, secrets.token_hex(8), iterations=1000)
     user.save(update_fields=["password"])
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CHAIN_", "DATASET_", "WALLET_"))}
-    env.update(
-        DJANGO_SETTINGS_MODULE="config.settings.production",
-        DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
-        DATASET_ENCRYPTION_KEY=base64.b64encode(secrets.token_bytes(32)).decode(),
-        WALLET_ENCRYPTION_KEY=base64.b64encode(secrets.token_bytes(32)).decode(),
-        DATABASE_URL=database_url,
-        MARKETPLACE_DATA_DIR=str(tmp_path),
-        DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
-        DJANGO_SSL_REDIRECT="false",
-        LOG_LEVEL="WARNING",
-    )
-    ports, procs = [_free_port(), _free_port()], []
-    log = tmp_path / "gunicorn.log"
-    try:
-        with open(log, "ab") as out:
-            for port in ports:
-                procs.append(
-                    subprocess.Popen(
-                        [sys.executable, "-m", "gunicorn", "config.wsgi:application"]
-                        + ["--bind", f"127.0.0.1:{port}", "--workers", "1"],
-                        cwd=REPO_ROOT,
-                        env=env,
-                        stdout=out,
-                        stderr=subprocess.STDOUT,
-                        start_new_session=True,
-                    )
-                )
-        deadline = time.monotonic() + 90
-        for port, proc in zip(ports, procs, strict=True):
-            while True:
-                assert proc.poll() is None, log.read_text()[-3000:]
-                try:
-                    if _get_status(port, "/healthz/") == 200:
-                        break
-                except OSError:
-                    pass
-                assert time.monotonic() < deadline, log.read_text()[-3000:]
-                time.sleep(0.2)
+    with gunicorn_servers(tmp_path, count=2, env=production_env(tmp_path, LOG_LEVEL="WARNING")) as servers:
+        ports = [server.port for server in servers]
         a, b = ports
         status, body = _post(a, TOKEN_URL, {"username": "heidi", "password": PASSWORD})
         assert status == 200 and body["username"] == "heidi"
@@ -235,22 +169,14 @@ def test_two_gunicorn_servers_share_one_failure_count(tmp_path):
         if connection.vendor == "postgresql":
             # The database drops the servers' kept connections (a restart, a failover): the next
             # request checks its connection first (CONN_HEALTH_CHECKS) and is served, not a 500.
-            assert all(_get_status(port, "/api/v1/datasets/") == 200 for port in ports)
+            assert all(status_of(port, "/api/v1/datasets/") == 200 for port in ports)
             with connection.cursor() as cursor:
                 cursor.execute(
                     "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
                     " WHERE datname = current_database() AND pid <> pg_backend_pid()"
                 )
                 assert cursor.fetchone()[0] >= 2
-            assert [_get_status(port, "/api/v1/datasets/") for port in ports] == [200, 200]
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+            assert [status_of(port, "/api/v1/datasets/") for port in ports] == [200, 200]
 
 
 # --- password change and reset ---------------------------------------------------------------
@@ -459,7 +385,7 @@ def test_the_api_sends_the_link_again_once_in_a_few_minutes(settings):
 
 def test_a_mail_server_failure_does_not_fail_the_sign_up(settings):
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", _free_port(), 2
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", free_port(), 2
     answer = APIClient().post(
         "/api/v1/auth/signup/",
         {"username": "noah", "email": "noah@example.org", "password": "noah's long phrase 3"},
