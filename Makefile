@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test test-fast lint format bench venv dev-venv npm-deps frontend-assets contracts system-deps runtime-deps migrate seed clean
+.PHONY: run test test-fast lint typecheck format bench venv dev-venv npm-deps frontend-assets contracts system-deps runtime-deps migrate seed clean
 
 $(VENV)/.runtime: requirements.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required (found %s)" % sys.version.split()[0]'
@@ -60,6 +60,10 @@ test: dev-venv npm-deps frontend-assets system-deps
 lint: dev-venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+## mypy --strict on the integrator client (it ships py.typed); the apps are not typed yet.
+typecheck: dev-venv
+	$(VENV)/bin/mypy --strict marketplace_client
 
 format: dev-venv
 	$(VENV)/bin/ruff format .
