@@ -6,7 +6,7 @@ from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularSwaggerSplitView
 
 from config.schema import CachedSpectacularAPIView
-from frontend import views as frontend_views
+from frontend.views import errors as error_views
 
 
 def healthz(request):
@@ -38,5 +38,5 @@ urlpatterns = [
     path("", include("frontend.urls")),
 ]
 
-handler404 = frontend_views.not_found
-handler500 = frontend_views.server_error
+handler404 = error_views.not_found
+handler500 = error_views.server_error

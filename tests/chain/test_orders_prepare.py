@@ -18,7 +18,7 @@ from chain.services import orders as order_services
 from chain.wrappers import Datatoken, MockStablecoin
 from compute_to_data.services import jobs as job_services
 from frontend.forms import JobForm
-from frontend.views import _algorithm_described
+from frontend.presenters import algorithm_described
 from marketplace.models import Dataset, User
 from marketplace.services.moderation import dataset_transition
 from tests.compute_to_data.conftest import training_csv
@@ -230,7 +230,7 @@ def test_job_form_wallet_step_gives_the_parameters_and_hash_the_job_api_accepts(
     dataset = _listed(api, provider, staff, price="3", data=training_csv())
     client.force_login(buyer)
     # The form as the page renders it (defaults filled in), with the buyer's epsilon and delta.
-    form = JobForm(algorithm=_algorithm_described("dp-statistics"), dataset=dataset)
+    form = JobForm(algorithm=algorithm_described("dp-statistics"), dataset=dataset)
     fields = {name: form[name].value() for name in form.fields if form[name].value() not in (None, "")}
     response = client.post(f"/datasets/{dataset.pk}/job/wallet/", {**fields, "epsilon": "0.5", "delta": "0.000001"})
     assert response.status_code == 200, response.content

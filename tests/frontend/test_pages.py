@@ -281,7 +281,7 @@ def test_hidden_datasets_are_404_for_strangers(status, provider, buyer, staff):
 
 
 def test_server_error_is_a_page_and_json_under_api():
-    from frontend.views import server_error
+    from frontend.views.errors import server_error
 
     page = server_error(RequestFactory().get("/datasets/1/"))
     assert page.status_code == 500 and "Something went wrong on our side." in page.content.decode()
