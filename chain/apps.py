@@ -25,7 +25,6 @@ class ChainConfig(AppConfig):
         sys.setrecursionlimit(SANE_RECURSION_LIMIT)
 
         from chain import receivers
-        from chain.services import orders, publishing  # noqa: F401  (registers settlement handlers)
         from marketplace.models import User
         from marketplace.signals import dataset_status_changed
 

@@ -118,6 +118,16 @@ class ChainListing(models.Model):
         PUBLISHED = "published", "Published"
         FAILED = "failed", "Publishing failed"
 
+    # Every state change goes through ``chain.services.transitions.listing_transition``, which checks
+    # this map. A failed listing is published again (its owner retries, or the indexer finds the
+    # transaction mined after all); a published one fails when the chain drops its contracts (a
+    # rollback, a new genesis).
+    TRANSITIONS: dict[str, frozenset[str]] = {
+        State.PUBLISHING: frozenset({State.PUBLISHED, State.FAILED}),
+        State.PUBLISHED: frozenset({State.FAILED}),
+        State.FAILED: frozenset({State.PUBLISHING, State.PUBLISHED}),
+    }
+
     dataset = models.OneToOneField("marketplace.Dataset", on_delete=models.CASCADE, related_name="chain_listing")
     chain_id = models.BigIntegerField()
     # Which chain of that id: a development chain started afresh has the same id and a new genesis.
@@ -162,6 +172,25 @@ class Order(models.Model):
         REFUNDED = "refunded", "Refunded"
         # The chain rolled back past the order (or reused its id for another one): never settled.
         VANISHED = "vanished", "Gone from the chain (rolled back)"
+
+    # Every status change goes through ``chain.services.transitions.order_transition``, which checks
+    # this map. The indexer may find a settlement on chain before the marketplace decided the order
+    # (an own wallet's order still pending, confirming, or rejected by a check the chain overrides);
+    # a rollback can take any order off the chain (vanished) or drop only its settlement (confirmed
+    # again); a vanished order comes back when the new chain mines its transaction again.
+    TRANSITIONS: dict[str, frozenset[str]] = {
+        Status.PENDING: frozenset(
+            {Status.CONFIRMED, Status.REJECTED, Status.RECEIPTED, Status.REFUNDED, Status.VANISHED}
+        ),
+        Status.CONFIRMING: frozenset(
+            {Status.CONFIRMED, Status.REJECTED, Status.RECEIPTED, Status.REFUNDED, Status.VANISHED}
+        ),
+        Status.CONFIRMED: frozenset({Status.RECEIPTED, Status.REFUNDED, Status.VANISHED}),
+        Status.REJECTED: frozenset({Status.RECEIPTED, Status.REFUNDED, Status.VANISHED}),
+        Status.RECEIPTED: frozenset({Status.CONFIRMED, Status.VANISHED}),
+        Status.REFUNDED: frozenset({Status.CONFIRMED, Status.VANISHED}),
+        Status.VANISHED: frozenset({Status.CONFIRMED}),
+    }
 
     class Source(models.TextChoices):
         MANAGED = "managed", "Sent by the marketplace from the buyer's managed wallet"

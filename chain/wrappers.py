@@ -48,6 +48,25 @@ class _Contract:
         ]
 
 
+# EIP-712 types of an EIP-2612 permit, as eth_signTypedData_v4 and eth-account take them: the one
+# definition, used to sign (``MockStablecoin.permit_signature``) and to hand out typed data to sign.
+PERMIT_TYPES: dict[str, list[dict[str, str]]] = {
+    "EIP712Domain": [
+        {"name": "name", "type": "string"},
+        {"name": "version", "type": "string"},
+        {"name": "chainId", "type": "uint256"},
+        {"name": "verifyingContract", "type": "address"},
+    ],
+    "Permit": [
+        {"name": "owner", "type": "address"},
+        {"name": "spender", "type": "address"},
+        {"name": "value", "type": "uint256"},
+        {"name": "nonce", "type": "uint256"},
+        {"name": "deadline", "type": "uint256"},
+    ],
+}
+
+
 class MockStablecoin(_Contract):
     """ERC-20 with EIP-2612 permit; also any real permit token such as USDC."""
 
@@ -67,6 +86,13 @@ class MockStablecoin(_Contract):
     def decimals(self) -> int:
         return self.contract.functions.decimals().call()
 
+    def name(self) -> str:
+        return self.contract.functions.name().call()
+
+    def nonces(self, owner: str, *, block_identifier: str = "latest") -> int:
+        """The owner's next EIP-2612 permit nonce (``pending``: counting permits in the mempool)."""
+        return self.contract.functions.nonces(Web3.to_checksum_address(owner)).call(block_identifier=block_identifier)
+
     def faucet_data(self, to: str, amount: int) -> str:
         return self._data("faucet", Web3.to_checksum_address(to), int(amount))
 
@@ -76,23 +102,15 @@ class MockStablecoin(_Contract):
         """EIP-2612 permit signed by ``owner``: (v, r, s) for ``Datatoken.buyAndOrder``. The nonce is read
         from the pending state, so a permit signed right after another one still in the mempool is valid."""
         if nonce is None:
-            nonce = self.contract.functions.nonces(owner.address).call(block_identifier="pending")
+            nonce = self.nonces(owner.address, block_identifier="pending")
         signed = owner.sign_typed_data(
             domain_data={
-                "name": self.contract.functions.name().call(),
+                "name": self.name(),
                 "version": "1",
                 "chainId": chain_id,
                 "verifyingContract": self.address,
             },
-            message_types={
-                "Permit": [
-                    {"name": "owner", "type": "address"},
-                    {"name": "spender", "type": "address"},
-                    {"name": "value", "type": "uint256"},
-                    {"name": "nonce", "type": "uint256"},
-                    {"name": "deadline", "type": "uint256"},
-                ]
-            },
+            message_types={"Permit": PERMIT_TYPES["Permit"]},
             message_data={
                 "owner": owner.address,
                 "spender": Web3.to_checksum_address(spender),

@@ -64,7 +64,7 @@ from chain.artifacts import load_artifact
 from chain.client import ChainUnavailable, Deployment, chain_id, deployment, web3
 from chain.models import ChainEvent, ChainListing, ChainTransaction, IndexerCursor, Order, Wallet
 from chain.services.publishing import listings_retire_stale
-from chain.signals import order_status_changed
+from chain.services.transitions import listing_transition, order_transition
 from chain.units import EPSILON_UNITS, units_to_delta, units_to_price
 
 logger = logging.getLogger(__name__)
@@ -577,7 +577,8 @@ def _undo(run: _Run, dropped: Sequence[ChainEvent]) -> None:
         if not listing.datatoken_address:
             continue
         if not run.w3.eth.get_code(listing.datatoken_address):
-            ChainListing.objects.filter(pk=listing.pk).update(state=ChainListing.State.FAILED, error=DROPPED_PUBLISH)
+            listing.refresh_from_db(fields=["state"])
+            listing_transition(listing, ChainListing.State.FAILED, error=DROPPED_PUBLISH)
             continue
         token = Datatoken(run.w3, listing.datatoken_address)
         ChainListing.objects.filter(pk=listing.pk).update(
@@ -629,27 +630,17 @@ def _apply_published(run: _Run, events: Sequence[_Event], now: datetime) -> None
                 e.tx_hash,
             )
             continue
-        listing.nft_address = a["nft"]
-        listing.datatoken_address = a["datatoken"]
-        listing.state = ChainListing.State.PUBLISHED
-        listing.payment_token = a["paymentToken"]
-        listing.price_units = Decimal(a["price"])
-        listing.epsilon_cap_units = a["epsilonCap"]
-        listing.epsilon_per_job_units = a["epsilonPerJobCap"]
-        listing.delta_units = a["deltaCap"]
-        listing.published_at = listing.published_at or now
-        listing.save(
-            update_fields=[
-                "nft_address",
-                "datatoken_address",
-                "state",
-                "payment_token",
-                "price_units",
-                "epsilon_cap_units",
-                "epsilon_per_job_units",
-                "delta_units",
-                "published_at",
-            ]
+        listing_transition(
+            listing,
+            ChainListing.State.PUBLISHED,
+            nft_address=a["nft"],
+            datatoken_address=a["datatoken"],
+            payment_token=a["paymentToken"],
+            price_units=Decimal(a["price"]),
+            epsilon_cap_units=a["epsilonCap"],
+            epsilon_per_job_units=a["epsilonPerJobCap"],
+            delta_units=a["deltaCap"],
+            published_at=listing.published_at or now,
         )
 
 
@@ -698,7 +689,6 @@ def _apply_datatoken_events(
         wallets.update(Wallet.objects.filter(address__in=chunk).values_list("address", "user_id"))
 
     new_orders: list[Order] = []
-    revived: list[int] = []
     dirty_orders: dict[int, Order] = {}
     dirty_listings: dict[int, set[str]] = {}
     for e in events:
@@ -718,8 +708,8 @@ def _apply_datatoken_events(
                 mine.tx_hash = mine.tx_hash or e.tx_hash
                 if mine.status == Order.Status.VANISHED and same:
                     # A reorg dropped its block and the new chain mined its transaction again.
-                    mine.status, mine.error = Order.Status.CONFIRMED, ""
-                    revived.append(mine.pk)
+                    # Written by the bulk update below, announced once this commits.
+                    order_transition(mine, Order.Status.CONFIRMED, save=False, error="")
                 dirty_orders[mine.pk] = mine
                 by_key[key] = mine
                 continue
@@ -752,10 +742,13 @@ def _apply_datatoken_events(
             order = by_key.get((listing.pk, int(a["orderId"])))
             if order is None or order.status not in _SETTLEABLE:
                 continue
+            # An order new in this batch is inserted with its settlement (nothing listens to it
+            # yet); one the marketplace had is written by the bulk update below and announced.
+            fields: dict[str, Any] = {"settled_at": now}
             if e.name == "ReceiptRecorded":
-                order.status = Order.Status.RECEIPTED
-                order.epsilon_spent = _epsilon(a["epsilonSpent"])
-                order.receipt = {
+                to = Order.Status.RECEIPTED
+                fields["epsilon_spent"] = _epsilon(a["epsilonSpent"])
+                fields["receipt"] = {
                     "dataset_hash": a["datasetHash"],
                     "algorithm_hash": a["algorithmHash"],
                     "params_hash": a["paramsHash"],
@@ -767,10 +760,14 @@ def _apply_datatoken_events(
                     "fee_amount": str(units_to_price(a["feeAmount"])),
                 }
             else:
-                order.status = Order.Status.REFUNDED
-            order.settled_at = now
+                to = Order.Status.REFUNDED
             if order.pk is not None:
+                order_transition(order, to, save=False, **fields)
                 dirty_orders[order.pk] = order
+            else:
+                order.status = to
+                for name, value in fields.items():
+                    setattr(order, name, value)
         elif e.name == "OperatorOrderingDisabled":
             listing.operator_ordering_disabled = bool(a["disabled"])
             dirty_listings.setdefault(listing.pk, set()).add("operator_ordering_disabled")
@@ -800,12 +797,6 @@ def _apply_datatoken_events(
                 "error",
             ],
             batch_size=200,
-        )
-    for order_id in revived:
-        transaction.on_commit(
-            lambda order_id=order_id: order_status_changed.send(
-                sender=Order, order_id=order_id, status=Order.Status.CONFIRMED
-            )
         )
     by_pk = {listing.pk: listing for listing in listings.values()}
     for pk, fields in dirty_listings.items():

@@ -16,7 +16,8 @@ from web3 import Web3
 
 from chain import client
 from chain.models import ChainListing, ChainTransaction, Wallet
-from chain.services.transactions import confirmed_receipt, on_settled, poll, transaction_enqueue
+from chain.services.outbox import confirmed_receipt, poll, transaction_enqueue
+from chain.services.transitions import listing_transition
 from chain.services.wallets import user_addresses, wallet_primary
 from chain.units import delta_to_units, epsilon_to_units, hash_bytes, price_to_units
 from chain.wrappers import DataFactory, Datatoken, MockStablecoin, PublishParams
@@ -133,10 +134,11 @@ def _listing_start(dataset: Dataset, params: PublishParams, owner_address: str, 
     }
     if listing is None:
         return ChainListing.objects.create(dataset=dataset, **fields)
+    state = fields.pop("state")
     for key, value in fields.items():
         setattr(listing, key, value)
     listing.save()
-    return listing
+    return listing_transition(listing, state)
 
 
 def dataset_publish(*, dataset: Dataset, user: User, tx_hash: str | None = None) -> ChainListing:
@@ -188,14 +190,15 @@ def _accept_published(listing: ChainListing, receipt: Any, *, owners: set[str] |
     """Fill the listing from the factory's ``DatasetPublished`` in ``receipt``, or fail it saying why.
     ``owners``: the addresses allowed to own the NFT (None: the one already on the listing)."""
     if receipt["status"] != 1:
-        listing.state, listing.error = ChainListing.State.FAILED, "The publish transaction reverted."
-        listing.save(update_fields=["state", "error"])
+        listing_transition(listing, ChainListing.State.FAILED, error="The publish transaction reverted.")
         return
     events = DataFactory(client.web3(), client.deployment().address("DataFactory")).published_events(receipt)
     if not events:
-        listing.state = ChainListing.State.FAILED
-        listing.error = "The transaction published nothing through the marketplace's factory."
-        listing.save(update_fields=["state", "error"])
+        listing_transition(
+            listing,
+            ChainListing.State.FAILED,
+            error="The transaction published nothing through the marketplace's factory.",
+        )
         return
     event = events[0]
     problems = []
@@ -220,16 +223,20 @@ def _accept_published(listing: ChainListing, receipt: Any, *, owners: set[str] |
         if got != want:
             problems.append(f"{key} is {got} on chain, the listing says {want}")
     if problems:
-        listing.state = ChainListing.State.FAILED
-        listing.error = "The published contracts do not match the listing: " + "; ".join(problems) + "."
-        listing.save(update_fields=["state", "error"])
+        listing_transition(
+            listing,
+            ChainListing.State.FAILED,
+            error="The published contracts do not match the listing: " + "; ".join(problems) + ".",
+        )
         return
-    listing.owner_address = owner
-    listing.nft_address = Web3.to_checksum_address(event["nft"])
-    listing.datatoken_address = Web3.to_checksum_address(event["datatoken"])
-    listing.state = ChainListing.State.PUBLISHED
-    listing.published_at = listing.published_at or timezone.now()
-    listing.save(update_fields=["owner_address", "nft_address", "datatoken_address", "state", "published_at"])
+    listing_transition(
+        listing,
+        ChainListing.State.PUBLISHED,
+        owner_address=owner,
+        nft_address=Web3.to_checksum_address(event["nft"]),
+        datatoken_address=Web3.to_checksum_address(event["datatoken"]),
+        published_at=listing.published_at or timezone.now(),
+    )
     listing_id = listing.pk
     # Ordering stays closed on chain until moderators list the dataset.
     transaction.on_commit(lambda: listing_ordering_sync(listing_id=listing_id))
@@ -245,10 +252,14 @@ def listing_verify(listing_id: int, *, max_wait_seconds: float = 20) -> bool:
         receipt = confirmed_receipt(listing.publish_tx_hash)
         if receipt is None:
             if listing.created_at < timezone.now() - timedelta(hours=1):
-                ChainListing.objects.filter(pk=listing_id).update(
-                    state=ChainListing.State.FAILED,
-                    error="The publish transaction was not confirmed on chain within an hour.",
-                )
+                with transaction.atomic():
+                    locked = ChainListing.objects.select_for_update().get(pk=listing_id)
+                    if locked.state == ChainListing.State.PUBLISHING:
+                        listing_transition(
+                            locked,
+                            ChainListing.State.FAILED,
+                            error="The publish transaction was not confirmed on chain within an hour.",
+                        )
                 return True
             return False
         with transaction.atomic():
@@ -260,15 +271,13 @@ def listing_verify(listing_id: int, *, max_wait_seconds: float = 20) -> bool:
     return poll(decided, max_wait_seconds=max_wait_seconds)
 
 
-@on_settled(ChainTransaction.Purpose.PUBLISH)
-def _publish_settled(tx: ChainTransaction, receipt: Any) -> None:
+def publish_settled(tx: ChainTransaction, receipt: Any) -> None:
+    """A publish transaction mined (``receipt``) or failed (None): the listing follows."""
     listing = ChainListing.objects.select_for_update().filter(publish_tx=tx).first()
     if listing is None or listing.state != ChainListing.State.PUBLISHING:
         return
     if receipt is None:
-        listing.state = ChainListing.State.FAILED
-        listing.error = tx.error or "The publish transaction failed."
-        listing.save(update_fields=["state", "error"])
+        listing_transition(listing, ChainListing.State.FAILED, error=tx.error or "The publish transaction failed.")
         return
     _accept_published(listing, receipt, owners={listing.owner_address})
 
@@ -276,15 +285,17 @@ def _publish_settled(tx: ChainTransaction, receipt: Any) -> None:
 def listings_retire_stale(*, chain_id: int, genesis_hash: str) -> int:
     """Fail the listings published on an earlier chain with this id (another genesis): their
     contracts went with it, and their owners publish again. Returns how many."""
-    return (
-        ChainListing.objects.filter(chain_id=chain_id)
-        .exclude(genesis_hash=genesis_hash)
-        .exclude(state=ChainListing.State.FAILED)
-        .update(
-            state=ChainListing.State.FAILED,
-            error="The chain was reset (new genesis block); publish the dataset again.",
-        )
-    )
+    stale = ChainListing.objects.filter(chain_id=chain_id).exclude(genesis_hash=genesis_hash)
+    retired = 0
+    with transaction.atomic():
+        for listing in stale.exclude(state=ChainListing.State.FAILED).select_for_update():
+            listing_transition(
+                listing,
+                ChainListing.State.FAILED,
+                error="The chain was reset (new genesis block); publish the dataset again.",
+            )
+            retired += 1
+    return retired
 
 
 def listing_ordering_sync(*, listing_id: int) -> ChainTransaction | None:
@@ -319,8 +330,8 @@ def listing_ordering_sync(*, listing_id: int) -> ChainTransaction | None:
         )
 
 
-@on_settled(ChainTransaction.Purpose.ORDERING_FLAG)
-def _flag_settled(tx: ChainTransaction, receipt: Any) -> None:
+def ordering_flag_settled(tx: ChainTransaction, receipt: Any) -> None:
+    """The operator's ordering flag transaction mined (``receipt``) or failed (None)."""
     listing = ChainListing.objects.filter(dataset_id=tx.dataset_id).first()
     if listing is None:
         return

@@ -9,7 +9,6 @@ and the configured confirmations, then tells the service that asked for the tran
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -17,69 +16,33 @@ from django.conf import settings
 from django.db import models, transaction
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
-from web3.exceptions import ContractCustomError, ContractLogicError, TransactionNotFound, Web3RPCError
+from web3.exceptions import ContractCustomError, ContractLogicError, Web3RPCError
 
 from chain import client
 from chain.models import AccountNonce, ChainTransaction
 from chain.revert import revert_message
+from chain.services import publishing
+from chain.services.orders import placing, settlement
+from chain.services.outbox import TransientChainError, _receipt, confirmed_receipt, poll, transaction_enqueue
 from chain.services.wallets import wallet_signer
+
+__all__ = ["TransientChainError", "confirmed_receipt", "poll", "transaction_enqueue"]
 
 logger = logging.getLogger(__name__)
 
-# purpose -> callable(tx, receipt) run once the transaction is mined (or failed) and confirmed.
-_ON_SETTLED: dict[str, Callable[[ChainTransaction, Any], None]] = {}
-# purpose -> callable(tx, signer) returning fresh call data just before signing (e.g. a permit).
-_PREPARE: dict[str, Callable[[ChainTransaction, LocalAccount, list[ChainTransaction]], str]] = {}
-
-
-class TransientChainError(Exception):
-    """The node could not be reached or answered oddly; the task retries later."""
-
-
-def on_settled(purpose: str) -> Callable:
-    def register(fn: Callable[[ChainTransaction, Any], None]) -> Callable[[ChainTransaction, Any], None]:
-        _ON_SETTLED[purpose] = fn
-        return fn
-
-    return register
-
-
-def prepare(purpose: str) -> Callable:
-    def register(fn: Callable[[ChainTransaction, LocalAccount, list[ChainTransaction]], str]) -> Callable:
-        _PREPARE[purpose] = fn
-        return fn
-
-    return register
-
-
-def transaction_enqueue(
-    *,
-    purpose: str,
-    sender: str,
-    to: str,
-    data: str = "0x",
-    value: int = 0,
-    dataset: Any = None,
-    order: Any = None,
-    context: dict | None = None,
-) -> ChainTransaction:
-    """Record a transaction to send; a task sends it after the surrounding DB transaction commits."""
-    tx = ChainTransaction.objects.create(
-        chain_id=client.chain_id(),
-        purpose=purpose,
-        sender=Web3.to_checksum_address(sender),
-        to=Web3.to_checksum_address(to),
-        data=data,
-        value=value,
-        dataset=dataset,
-        order=order,
-        context=context or {},
-    )
-    from chain.tasks import transaction_send_task
-
-    tx_id = tx.pk
-    transaction.on_commit(lambda: transaction_send_task.delay(tx_id))
-    return tx
+# What happens once a transaction is mined (or failed) and confirmed, per purpose: one explicit
+# table, so a reader sees every settlement here (a faucet transfer needs nothing).
+ON_SETTLED: dict[str, Callable[[ChainTransaction, Any], None]] = {
+    ChainTransaction.Purpose.PUBLISH: publishing.publish_settled,
+    ChainTransaction.Purpose.ORDERING_FLAG: publishing.ordering_flag_settled,
+    ChainTransaction.Purpose.ORDER: placing.order_tx_settled,
+    ChainTransaction.Purpose.RECEIPT: settlement.receipt_settled,
+    ChainTransaction.Purpose.REFUND: settlement.refund_settled,
+}
+# Fresh call data built just before signing, per purpose (an order's permit depends on the nonce).
+PREPARE: dict[str, Callable[[ChainTransaction, LocalAccount, list[ChainTransaction]], str]] = {
+    ChainTransaction.Purpose.ORDER: placing.order_tx_prepare,
+}
 
 
 def _signer(address: str) -> LocalAccount:
@@ -93,7 +56,7 @@ def _fail(tx: ChainTransaction, error: str) -> None:
     tx.status = ChainTransaction.Status.FAILED
     tx.error = error[:2000]
     tx.save(update_fields=["status", "error", "updated_at"])
-    handler = _ON_SETTLED.get(tx.purpose)
+    handler = ON_SETTLED.get(tx.purpose)
     if handler:
         handler(tx, None)
 
@@ -156,8 +119,8 @@ def _sign(w3: Web3, tx: ChainTransaction) -> bool:
     # the transactions ahead) to taking the nonce.
     lock, _ = AccountNonce.objects.select_for_update().get_or_create(chain_id=tx.chain_id, address=tx.sender)
     ahead = unmined_ahead(w3, tx)
-    if tx.purpose in _PREPARE:
-        tx.data = _PREPARE[tx.purpose](tx, signer, ahead)
+    if tx.purpose in PREPARE:
+        tx.data = PREPARE[tx.purpose](tx, signer, ahead)
     call = {"from": tx.sender, "to": tx.to, "data": tx.data, "value": int(tx.value)}
     if ahead:
         # The node cannot simulate this call on top of our transactions still waiting to be mined
@@ -230,32 +193,6 @@ def transaction_send(tx_id: int) -> ChainTransaction:
     return tx
 
 
-def _receipt(w3: Web3, tx_hash: str) -> Any:
-    try:
-        return w3.eth.get_transaction_receipt(tx_hash)
-    except TransactionNotFound:
-        return None
-
-
-def confirmed_receipt(tx_hash: str) -> Any:
-    """The receipt of ``tx_hash`` once it is buried under ``CHAIN_CONFIRMATIONS`` blocks, else None."""
-    w3 = client.web3()
-    receipt = _receipt(w3, tx_hash)
-    if receipt is not None and w3.eth.block_number - receipt["blockNumber"] + 1 >= settings.CHAIN_CONFIRMATIONS:
-        return receipt
-    return None
-
-
-def poll(done: Callable[[], bool], *, max_wait_seconds: float) -> bool:
-    """Call ``done`` every ``CHAIN_RECEIPT_POLL_SECONDS`` until it is true (True) or time runs out (False)."""
-    deadline = time.monotonic() + max_wait_seconds
-    while not done():
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(settings.CHAIN_RECEIPT_POLL_SECONDS)
-    return True
-
-
 def transaction_follow(tx_id: int, *, max_wait_seconds: float = 30.0) -> bool:
     """Wait for a sent transaction's receipt and ``CHAIN_CONFIRMATIONS`` blocks, then settle it.
 
@@ -289,7 +226,7 @@ def _settle(tx: ChainTransaction, receipt: Any) -> None:
             locked.status = ChainTransaction.Status.FAILED
             locked.error = _revert_reason(locked, receipt)
         locked.save(update_fields=["block_number", "gas_used", "status", "error", "updated_at"])
-        handler = _ON_SETTLED.get(locked.purpose)
+        handler = ON_SETTLED.get(locked.purpose)
         if handler:
             handler(locked, receipt if locked.status == ChainTransaction.Status.MINED else None)
 

@@ -21,6 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from chain.models import Order
+from chain.selectors import dataset_orderable
 from compute_to_data.failures import FAILURES, failure_text
 from compute_to_data.models import ComputeJob, JobLogEntry
 from compute_to_data.runner import params as runner_params
@@ -183,12 +184,9 @@ def job_quote(*, user: User, dataset: Dataset, algorithm: str, parameters: dict[
 
 
 def _check_orderable(*, user: User, dataset: Dataset) -> None:
-    if dataset.status != Dataset.Status.LISTED:
-        raise Conflict("Only listed datasets can be computed on.", code="not_listed")
-    if dataset.owner_id == user.pk:
-        raise Conflict("You cannot order compute on your own dataset.", code="own_dataset")
-    if dataset.validation != Dataset.Validation.VALID:
-        raise Conflict("This dataset's file has not passed validation.", code="dataset_not_valid")
+    refusal = dataset_orderable(dataset=dataset, user=user)
+    if refusal is not None:
+        raise refusal.as_error()
 
 
 @dataclass(frozen=True)
