@@ -108,15 +108,15 @@ def failure_text(code: str) -> str:
     """The sentence for ``code`` with the settings' public limits filled in."""
     from django.conf import settings
 
-    from compute_to_data.sandbox import _human_bytes
+    from compute_to_data.sandbox import human_bytes
 
     failure = FAILURES.get(code) or FAILURES["platform"]
     return failure.text.format(
         wall_seconds=settings.COMPUTE_WALL_SECONDS,
         cpu_seconds=settings.COMPUTE_CPU_SECONDS,
-        memory=_human_bytes(settings.COMPUTE_MEMORY_MB << 20),
-        file_size=_human_bytes(settings.COMPUTE_FILE_SIZE_MB << 20),
-        disk=_human_bytes(settings.COMPUTE_DISK_MB << 20),
+        memory=human_bytes(settings.COMPUTE_MEMORY_MB << 20),
+        file_size=human_bytes(settings.COMPUTE_FILE_SIZE_MB << 20),
+        disk=human_bytes(settings.COMPUTE_DISK_MB << 20),
         processes=settings.COMPUTE_PROCESSES,
     )
 

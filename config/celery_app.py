@@ -28,9 +28,9 @@ def _sandbox_preflight(**kwargs) -> None:
     import logging
 
     from compute_to_data import sandbox
-    from compute_to_data.services.execution import sandbox_config
+    from compute_to_data.services.execution import sandbox_backend, sandbox_config
 
     try:
-        sandbox.sandbox_preflight(sandbox_config())
+        sandbox_backend().preflight(sandbox_config())
     except sandbox.SandboxUnavailable as exc:
         logging.getLogger("compute_to_data").error("No compute sandbox on this worker: %s", exc)

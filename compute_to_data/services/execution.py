@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 import psutil
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.files import File
 from django.core.files.storage import storages
 from django.db import InterfaceError, OperationalError, close_old_connections, connection, transaction
@@ -94,6 +95,15 @@ def sandbox_config() -> sandbox.SandboxConfig:
         sandbox_gid=settings.COMPUTE_SANDBOX_GID,
         threads=settings.COMPUTE_THREADS,
     )
+
+
+def sandbox_backend() -> sandbox.SandboxBackend:
+    """The backend every job runs in, named by ``COMPUTE_SANDBOX_BACKEND``: bubblewrap, unless a test or a
+    benchmark chose the unsandboxed one (production settings refuse it)."""
+    try:
+        return sandbox.backend_named(settings.COMPUTE_SANDBOX_BACKEND)
+    except KeyError as exc:
+        raise ImproperlyConfigured(f"COMPUTE_SANDBOX_BACKEND: {exc.args[0]}") from None
 
 
 def sandbox_limits() -> sandbox.Limits:
@@ -371,8 +381,7 @@ def _claim(job_id: int) -> ComputeJob | None:
     return job
 
 
-def _spec(job: ComputeJob, data_name: str, isolation: str, ws: sandbox.Workspace) -> dict[str, Any]:
-    paths = ws.paths(isolation)
+def _spec(job: ComputeJob, data_name: str, paths: dict[str, str]) -> dict[str, Any]:
     return {
         "algorithm": job.algorithm,
         "parameters": job.parameters,
@@ -399,12 +408,12 @@ def runner_time_bucket(seconds: float) -> float:
     return float(max(1, -(-int(seconds) // TIME_BUCKET_SECONDS)) * TIME_BUCKET_SECONDS)
 
 
-def runner_argv(ws: sandbox.Workspace, isolation: str) -> list[str]:
+def runner_argv(backend: sandbox.SandboxBackend, ws: sandbox.Workspace) -> list[str]:
     """The command the sandbox runs: the trusted runner on the job's spec."""
-    return ["python3", "-m", "dp_runner", f"{ws.paths(isolation)['data']}/spec.json"]
+    return ["python3", "-m", "dp_runner", f"{backend.paths(ws)['data']}/spec.json"]
 
 
-def _provision(job: ComputeJob, ws: sandbox.Workspace, isolation: str) -> dict[str, Any]:
+def _provision(job: ComputeJob, ws: sandbox.Workspace, backend: sandbox.SandboxBackend) -> dict[str, Any]:
     """Decrypt the dataset into the workspace (checking it against the commitment it was listed
     with) and write the runner's spec; returns the spec."""
     data_name = f"dataset.{job.dataset.file_format}"
@@ -421,7 +430,7 @@ def _provision(job: ComputeJob, ws: sandbox.Workspace, isolation: str) -> dict[s
         ws.write_input("evaluation.csv", [job.evaluation_csv.encode()])
     if "0x" + digest.hexdigest() != job.dataset_hash:
         raise _ProvisionError("The stored dataset does not match its commitment.")
-    spec = _spec(job, data_name, isolation, ws)
+    spec = _spec(job, data_name, backend.paths(ws))
     ws.write_input("spec.json", [json.dumps(spec).encode()])
     return spec
 
@@ -430,10 +439,10 @@ class _ProvisionError(Exception):
     pass
 
 
-def job_run(job_id: int, *, isolation: str = "bubblewrap") -> ComputeJob | None:
-    """Run a queued job to its end. Safe to call twice: a job that is not queued is left alone.
-    A database connection that drops mid-run is retried, and if the run cannot go on the job is
-    queued again without charge. ``isolation="none"`` exists for the sandbox benchmark only."""
+def job_run(job_id: int) -> ComputeJob | None:
+    """Run a queued job to its end, in the sandbox backend of ``sandbox_backend()``. Safe to call
+    twice: a job that is not queued is left alone. A database connection that drops mid-run is
+    retried, and if the run cannot go on the job is queued again without charge."""
     job = db_retry(lambda: _claim(job_id), what=f"job {job_id} claim")
     if job is None:
         return None
@@ -441,7 +450,7 @@ def job_run(job_id: int, *, isolation: str = "bubblewrap") -> ComputeJob | None:
     monitor = _Monitor(job_id, worker=worker)
     monitor.start()
     try:
-        return _run_claimed(job, monitor, isolation)
+        return _run_claimed(job, monitor)
     except Exception as exc:
         lost_db = isinstance(exc, DB_ERRORS)
         if isinstance(exc, JobTakenOver):
@@ -470,18 +479,19 @@ def job_run(job_id: int, *, isolation: str = "bubblewrap") -> ComputeJob | None:
         close_old_connections()
 
 
-def _run_claimed(job: ComputeJob, monitor: _Monitor, isolation: str) -> ComputeJob:
+def _run_claimed(job: ComputeJob, monitor: _Monitor) -> ComputeJob:
     config = sandbox_config()
+    backend = sandbox_backend()
     base = Path(settings.COMPUTE_WORK_DIR)
     try:
-        sandbox.sandbox_preflight(config)
+        backend.preflight(config)
     except sandbox.SandboxUnavailable as exc:
         logger.error("job %s: no sandbox on this worker: %s", job.pk, exc)
         return _finish_without_data(job.pk, "no_sandbox")
     started = time.monotonic()
     try:
         with sandbox.workspace(base, f"job-{job.pk}", config) as ws:
-            return _run_in(job, monitor, isolation, config, ws, started)
+            return _run_in(job, monitor, backend, config, ws, started)
     except sandbox.SandboxUnavailable as exc:
         # The sandbox could not start (its workspace, its launcher): the runner never read a row.
         logger.error("job %s: the sandbox could not be set up: %s", job.pk, exc)
@@ -499,14 +509,14 @@ def _run_claimed(job: ComputeJob, monitor: _Monitor, isolation: str) -> ComputeJ
 def _run_in(
     job: ComputeJob,
     monitor: _Monitor,
-    isolation: str,
+    backend: sandbox.SandboxBackend,
     config: sandbox.SandboxConfig,
     ws: sandbox.Workspace,
     started: float,
 ) -> ComputeJob:
     ComputeJob.objects.filter(pk=job.pk).update(workspace=str(ws.root))
     try:
-        _provision(job, ws, isolation)
+        _provision(job, ws, backend)
     except _ProvisionError as exc:
         logger.error("job %s: %s", job.pk, exc)
         return _finish_without_data(job.pk, "dataset_mismatch")
@@ -521,14 +531,13 @@ def _run_in(
         )
     logger.info("job %s: sandbox ready in %.2f s", job.pk, time.monotonic() - started)
     job_log(job, "Sandbox ready; runner started.")
-    outcome = sandbox.sandbox_run(
+    outcome = backend.run(
         config=config,
         workspace=ws,
-        argv=runner_argv(ws, isolation),
+        argv=runner_argv(backend, ws),
         limits=sandbox_limits(),
         on_event=monitor.on_event,
         should_cancel=monitor.should_cancel,
-        isolation=isolation,
     )
     monitor.flush()
     # Released coarse: the exact run time would be a side channel on the data.
@@ -739,7 +748,7 @@ def _remove_workspace(path: str) -> None:
     _kill_workspace_processes(target)
     if target.exists():
         try:
-            sandbox._rmtree_fixing_permissions(target)
+            sandbox.rmtree_fixing_permissions(target)
         except OSError:
             logger.exception("could not remove the workspace %s", target)
 

@@ -361,6 +361,9 @@ CELERY_BEAT_SCHEDULE = {
 COMPUTE_WORK_DIR = env("COMPUTE_WORK_DIR", str(Path(tempfile.gettempdir()) / "marketplace-compute"))
 # The trusted runner package, bound read-only into every sandbox.
 COMPUTE_RUNNER_DIR = env("COMPUTE_RUNNER_DIR", str(BASE_DIR / "compute_to_data" / "runner"))
+# How jobs are launched: "bubblewrap" (the sandbox; the only one production accepts) or
+# "unsandboxed" (straight on the host, for tests and benchmarks only).
+COMPUTE_SANDBOX_BACKEND = env("COMPUTE_SANDBOX_BACKEND", "bubblewrap")
 # Interpreter inside the sandbox (readable by the sandbox uid); empty: found automatically.
 COMPUTE_SANDBOX_PYTHON = env("COMPUTE_SANDBOX_PYTHON", "")
 # Unprivileged uid/gid the sandbox runs as when the worker is root.

@@ -6,7 +6,7 @@ warning once the environment below is set (tests/test_deploy_settings.py runs it
 from django.core.exceptions import ImproperlyConfigured
 
 from .base import *  # noqa: F403
-from .base import TRUST_PROXY, env, env_bool, env_int
+from .base import COMPUTE_SANDBOX_BACKEND, TRUST_PROXY, env, env_bool, env_int
 
 DEBUG = False
 SECRET_KEY = env("DJANGO_SECRET_KEY", "")
@@ -19,6 +19,11 @@ for _name, _value in {
 }.items():
     if not _value:
         raise ImproperlyConfigured(f"{_name} must be set in the environment in production.")
+# The unsandboxed backend gives a buyer's job the host's files and network: never in production.
+if COMPUTE_SANDBOX_BACKEND != "bubblewrap":
+    raise ImproperlyConfigured(
+        f"COMPUTE_SANDBOX_BACKEND={COMPUTE_SANDBOX_BACKEND!r}: production runs compute jobs in bubblewrap only."
+    )
 
 # --- https: cookies, redirect, HSTS ---
 # DJANGO_SECURE_COOKIES=false and DJANGO_SSL_REDIRECT=false only to try the stack over plain http.

@@ -20,7 +20,6 @@ from chain.wrappers import Datatoken, MockStablecoin
 from compute_to_data import sandbox
 from compute_to_data.failures import FAILURES, failure_for_run, failure_text, is_disk_full
 from compute_to_data.models import ComputeJob, JobArtifact, PrivacyBudget
-from compute_to_data.services import execution
 from tests.compute_to_data.test_jobs import _listed, _submit
 from tests.marketplace.test_tasks_integration import wait_for
 
@@ -169,10 +168,10 @@ def test_a_sandbox_that_cannot_start_after_the_spec_is_written_is_refunded(
     provider, buyer, staff = people
     dataset = _listed(api, provider, staff)
 
-    def cannot_start(**kwargs):
+    def cannot_start(self, **kwargs):
         raise sandbox.SandboxUnavailable("bwrap: setting up uid map: Permission denied")
 
-    monkeypatch.setattr(execution.sandbox, "sandbox_run", cannot_start)
+    monkeypatch.setattr(sandbox.BubblewrapBackend, "run", cannot_start)
     before = _balance(on_chain, dataset, buyer)
     job = _submit(api, buyer, dataset, "dp-statistics", {"epsilon": 0.3})
     assert job["status"] == "failed" and job["failure"] == "sandbox_setup", job

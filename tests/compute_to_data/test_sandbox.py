@@ -27,10 +27,12 @@ from pathlib import Path
 import pytest
 
 from compute_to_data.sandbox import (
+    BubblewrapBackend,
     Limits,
     Outcome,
     SandboxConfig,
     SandboxUnavailable,
+    UnsandboxedBackend,
     Workspace,
     sandbox_preflight,
     sandbox_run,
@@ -131,9 +133,11 @@ class Run:
         assert not self.outcome.ok, self.outcome
 
 
-def run_code(config: SandboxConfig, ws: Workspace, code: str, limits: Limits = SMALL, **kwargs: object) -> Run:
+def run_code(
+    config: SandboxConfig, ws: Workspace, code: str, limits: Limits = SMALL, *, run=sandbox_run, **kwargs: object
+) -> Run:
     events: list[dict] = []
-    outcome = sandbox_run(
+    outcome = run(
         config=config, workspace=ws, argv=["python3", "-c", code], limits=limits, on_event=events.append, **kwargs
     )
     return Run(outcome, events)
@@ -313,28 +317,27 @@ def test_preflight_names_unreadable_site_packages(base: Path, config: SandboxCon
 
 
 def test_overhead_of_an_empty_python(base: Path, config: SandboxConfig) -> None:
-    timings: dict[str, list[float]] = {"bubblewrap": [], "none": []}
+    backends = {"bubblewrap": BubblewrapBackend(), "unsandboxed": UnsandboxedBackend()}
+    timings: dict[str, list[float]] = {name: [] for name in backends}
     with workspace(base, "overhead", config) as ws:
         for _ in range(5):
-            for isolation, samples in timings.items():
-                run = run_code(config, ws, "pass", isolation=isolation)
+            for name, samples in timings.items():
+                run = run_code(config, ws, "pass", run=backends[name].run)
                 assert run.outcome.ok, run.outcome
                 samples.append(run.outcome.wall_seconds)
-    sandboxed, plain = (statistics.median(timings[k]) * 1000 for k in ("bubblewrap", "none"))
+    sandboxed, plain = (statistics.median(timings[k]) * 1000 for k in ("bubblewrap", "unsandboxed"))
     print(f"\n`python -c pass`: sandboxed {sandboxed:.1f} ms, unsandboxed {plain:.1f} ms (median of 5)")
 
 
-def test_isolation_none_uses_host_paths(base: Path, config: SandboxConfig) -> None:
+def test_the_unsandboxed_backend_uses_host_paths(base: Path, config: SandboxConfig) -> None:
     code = "import sys; open(sys.argv[1] + '/r.txt', 'w').write(open(sys.argv[2]).read())"
     with workspace(base, "none", config) as ws:
         ws.write_input("spec.json", [b"{}"])
-        assert ws.paths("bubblewrap") == {"data": "/data", "out": "/out", "tmp": "/tmp"}
-        assert ws.paths("none")["out"] == str(ws.output_dir)
+        assert BubblewrapBackend().paths(ws) == {"data": "/data", "out": "/out", "tmp": "/tmp"}
+        assert UnsandboxedBackend().paths(ws)["out"] == str(ws.output_dir)
         events: list[dict] = []
         argv = ["python3", "-c", code, "/out", "/data/spec.json"]
-        outcome = sandbox_run(
-            config=config, workspace=ws, argv=argv, limits=SMALL, on_event=events.append, isolation="none"
-        )
+        outcome = UnsandboxedBackend().run(config=config, workspace=ws, argv=argv, limits=SMALL, on_event=events.append)
         assert outcome.ok, outcome
         assert (ws.output_dir / "r.txt").read_text() == "{}"
 

@@ -1,0 +1,57 @@
+"""Launches one compute-to-data job in a fresh sandbox and reports how it ended.
+
+No Django here: everything comes in as arguments, so the launcher can be tested and benchmarked alone. One
+module per concern, in the manner of nsjail's config (a declarative policy handed to a launcher):
+
+- ``limits``: ``Limits`` of a run, the rlimits they become, ``human_bytes`` for the messages;
+- ``host``: ``SandboxConfig`` (where the interpreter, site-packages and runner are), the uid the program runs
+  as, and ``resolve`` (every ingredient readable by that uid, or ``SandboxUnavailable`` saying what to fix);
+- ``policy``: ``SandboxPolicy``, what a sandbox is as data (namespaces, uid, mounts, environment, limits), and
+  ``policy_for``, the one place that builds it (the layout inside is in its docstring);
+- ``launcher``: the policy rendered as a bubblewrap command line, the start under the sandbox uid and rlimits,
+  and ``sandbox_preflight``;
+- ``monitor``: the runner's events, the stderr tail, the CPU/disk/wall-clock watchdogs, cancellation polling,
+  and ``Outcome``, how an end reads (``classify``);
+- ``workspace``, ``readback``, ``cleanup``: the job's private folder, reading its outputs without following
+  links, and removing it and whatever of the run is left;
+- ``backends``: ``BubblewrapBackend`` and the test-only ``UnsandboxedBackend``, chosen by name
+  (``backend_named``; ``COMPUTE_SANDBOX_BACKEND`` on the Django side, which production refuses to set to
+  anything but bubblewrap).
+
+Paths in the spec: take them from ``backend.paths(workspace)`` (/data, /out and /tmp in the sandbox)."""
+
+from .backends import BACKENDS, BubblewrapBackend, SandboxBackend, UnsandboxedBackend, backend_named
+from .cleanup import rmtree_fixing_permissions
+from .host import SandboxConfig, SandboxUnavailable
+from .launcher import sandbox_preflight
+from .limits import Limits, human_bytes
+from .monitor import Outcome
+from .policy import DATA_MOUNT, OUT_MOUNT, RUNNER_MOUNT, TMP_MOUNT, SandboxPolicy, policy_for
+from .workspace import Workspace, workspace
+
+# The production launcher: every job runs through it unless settings choose another backend.
+sandbox_run = BubblewrapBackend().run
+
+__all__ = [
+    "BACKENDS",
+    "DATA_MOUNT",
+    "OUT_MOUNT",
+    "RUNNER_MOUNT",
+    "TMP_MOUNT",
+    "BubblewrapBackend",
+    "Limits",
+    "Outcome",
+    "SandboxBackend",
+    "SandboxConfig",
+    "SandboxPolicy",
+    "SandboxUnavailable",
+    "UnsandboxedBackend",
+    "Workspace",
+    "backend_named",
+    "human_bytes",
+    "policy_for",
+    "rmtree_fixing_permissions",
+    "sandbox_preflight",
+    "sandbox_run",
+    "workspace",
+]
