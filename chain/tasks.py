@@ -71,15 +71,27 @@ def indexer_run_task() -> None:
         logger.info("indexer skipped: %s", exc.operator_detail)
 
 
+def _resent(tx_id: int) -> bool:
+    try:
+        return tx_services.transaction_resend_if_dropped(tx_id)
+    except (ChainUnavailable, OperationalError) as exc:
+        logger.info("transaction %s: could not ask the node whether it was dropped: %s", tx_id, exc)
+        return False
+
+
 @shared_task
 def transactions_resume_task() -> int:
-    """Re-enqueue transactions whose worker died between recording and settling them."""
+    """Re-enqueue transactions whose worker died between recording and settling them, and send
+    again the settlements the chain dropped (a rollback): those would otherwise stay ``sent``."""
     stale = timezone.now() - timedelta(minutes=2)
     count = 0
     for tx_id, status in ChainTransaction.objects.filter(
         status__in=[ChainTransaction.Status.PENDING, ChainTransaction.Status.SENT], updated_at__lt=stale
     ).values_list("id", "status"):
-        (transaction_send_task if status == ChainTransaction.Status.PENDING else transaction_follow_task).delay(tx_id)
+        if status == ChainTransaction.Status.PENDING:
+            transaction_send_task.delay(tx_id)
+        elif not _resent(tx_id):
+            transaction_follow_task.delay(tx_id)
         count += 1
     for listing_id in (
         ChainListing.objects.filter(state=ChainListing.State.PUBLISHING, created_at__lt=stale)

@@ -22,6 +22,11 @@ class TransientChainError(Exception):
     """The node could not be reached or answered oddly; the task retries later."""
 
 
+class SendRefused(Exception):
+    """Raised by a purpose's prepare step (``transactions.PREPARE``) when the transaction must not be
+    signed after all; the transaction fails with this message and its settlement handler runs."""
+
+
 def transaction_enqueue(
     *,
     purpose: str,

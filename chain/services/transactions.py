@@ -10,20 +10,29 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import models, transaction
+from django.utils import timezone
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
-from web3.exceptions import ContractCustomError, ContractLogicError, Web3RPCError
+from web3.exceptions import ContractCustomError, ContractLogicError, TransactionNotFound, Web3RPCError
 
 from chain import client
 from chain.models import AccountNonce, ChainTransaction
 from chain.revert import revert_message
 from chain.services import publishing
 from chain.services.orders import placing, settlement
-from chain.services.outbox import TransientChainError, _receipt, confirmed_receipt, poll, transaction_enqueue
+from chain.services.outbox import (
+    SendRefused,
+    TransientChainError,
+    _receipt,
+    confirmed_receipt,
+    poll,
+    transaction_enqueue,
+)
 from chain.services.wallets import wallet_signer
 
 __all__ = ["TransientChainError", "confirmed_receipt", "poll", "transaction_enqueue"]
@@ -42,7 +51,16 @@ ON_SETTLED: dict[str, Callable[[ChainTransaction, Any], None]] = {
 # Fresh call data built just before signing, per purpose (an order's permit depends on the nonce).
 PREPARE: dict[str, Callable[[ChainTransaction, LocalAccount, list[ChainTransaction]], str]] = {
     ChainTransaction.Purpose.ORDER: placing.order_tx_prepare,
+    ChainTransaction.Purpose.RECEIPT: settlement.settlement_tx_prepare,
+    ChainTransaction.Purpose.REFUND: settlement.settlement_tx_prepare,
 }
+# Sent transactions the chain may drop (a rollback, a node restarted without its pool) that are sent
+# again once the node no longer knows them: the operator's settlements, which re-read the order on
+# chain right before they are signed again. A buyer's or an owner's own transaction is left to them.
+RESENDABLE = frozenset({ChainTransaction.Purpose.RECEIPT, ChainTransaction.Purpose.REFUND})
+# How long a sent transaction may be unknown to the node (and its nonce not yet used) before it
+# counts as dropped: a node behind a load balancer may not have seen it yet.
+DROPPED_GRACE = timedelta(minutes=2)
 
 
 def _signer(address: str) -> LocalAccount:
@@ -120,7 +138,11 @@ def _sign(w3: Web3, tx: ChainTransaction) -> bool:
     lock, _ = AccountNonce.objects.select_for_update().get_or_create(chain_id=tx.chain_id, address=tx.sender)
     ahead = unmined_ahead(w3, tx)
     if tx.purpose in PREPARE:
-        tx.data = PREPARE[tx.purpose](tx, signer, ahead)
+        try:
+            tx.data = PREPARE[tx.purpose](tx, signer, ahead)
+        except SendRefused as exc:
+            _fail(tx, str(exc))
+            return False
     call = {"from": tx.sender, "to": tx.to, "data": tx.data, "value": int(tx.value)}
     if ahead:
         # The node cannot simulate this call on top of our transactions still waiting to be mined
@@ -191,6 +213,47 @@ def transaction_send(tx_id: int) -> ChainTransaction:
 
     transaction.on_commit(lambda: transaction_follow_task.delay(tx.pk))
     return tx
+
+
+def transaction_resend_if_dropped(tx_id: int, *, grace: timedelta = DROPPED_GRACE) -> bool:
+    """Send a settlement again when the chain dropped it; True when it was queued to be sent again.
+
+    A sent transaction is dropped when the node has no receipt of it, does not hold it in its pool,
+    and either its sender's nonce is already past it (another transaction took the nonce) or it has
+    been unknown for ``grace``. It goes back to ``pending`` with no hash or nonce (the old hash is
+    kept in ``context["dropped"]``) and is signed afresh, after its prepare step re-read the order on
+    chain. Without this a rolled-back settlement stayed ``sent`` for ever and its job unsettled."""
+    w3 = client.web3()
+    with transaction.atomic():
+        tx = ChainTransaction.objects.select_for_update().get(pk=tx_id)
+        if tx.status != ChainTransaction.Status.SENT or tx.purpose not in RESENDABLE or not tx.tx_hash:
+            return False
+        # The nonce first: mined at that nonce before the receipt is read means another transaction's.
+        nonce_past = tx.nonce is not None and w3.eth.get_transaction_count(tx.sender, "latest") > tx.nonce
+        if _receipt(w3, tx.tx_hash) is not None:
+            return False  # mined: the follower settles it
+        try:
+            w3.eth.get_transaction(tx.tx_hash)
+            return False  # still in the pool
+        except TransactionNotFound:
+            pass
+        if not nonce_past and tx.updated_at > timezone.now() - grace:
+            return False
+        logger.warning(
+            "Transaction %s (%s, order %s) was dropped by the chain (%s); sending it again.",
+            tx.tx_hash,
+            tx.purpose,
+            tx.order_id,
+            "its nonce was used by another transaction" if nonce_past else "unknown to the node",
+        )
+        context = {k: v for k, v in tx.context.items() if k != "raw"}
+        context["dropped"] = [*tx.context.get("dropped", []), tx.tx_hash]
+        tx.status, tx.tx_hash, tx.nonce, tx.gas, tx.context = ChainTransaction.Status.PENDING, "", None, None, context
+        tx.save(update_fields=["status", "tx_hash", "nonce", "gas", "context", "updated_at"])
+        from chain.tasks import transaction_send_task
+
+        transaction.on_commit(lambda: transaction_send_task.delay(tx_id))
+    return True
 
 
 def transaction_follow(tx_id: int, *, max_wait_seconds: float = 30.0) -> bool:

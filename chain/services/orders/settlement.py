@@ -15,6 +15,7 @@ from django.utils import timezone
 from chain import client
 from chain.models import ChainListing, ChainTransaction, Order
 from chain.services.outbox import (
+    SendRefused,
     transaction_enqueue,
 )
 from chain.services.transitions import order_transition
@@ -196,9 +197,25 @@ def order_refund(*, order: Order) -> ChainTransaction:
     )
 
 
+def settlement_tx_prepare(tx: ChainTransaction, signer: Any, ahead: list[ChainTransaction]) -> str:
+    """Right before the operator signs a receipt or refund (the first time, or again after the chain
+    dropped the one sent), the order is read back from the chain once more: the chain may have rolled
+    back since it was queued, and a reused id would pay or refund someone else's order. Its call data
+    is kept as queued."""
+    order = Order.objects.select_related("listing").get(pk=tx.order_id)
+    if order.status != Order.Status.CONFIRMED:
+        raise SendRefused(f"The order is {order.get_status_display().lower()}; there is nothing to settle.")
+    if not order_chain_matches(order=order):
+        raise SendRefused(VANISHED_TEXT.format(why="it was not found on chain as accepted"))
+    return tx.data
+
+
 def receipt_settled(tx: ChainTransaction, receipt: Any) -> None:
     if receipt is None:
-        Order.objects.filter(pk=tx.order_id).update(error=f"Recording the receipt failed: {tx.error}"[:2000])
+        # An order that vanished keeps the sentence saying so.
+        Order.objects.filter(pk=tx.order_id, status=Order.Status.CONFIRMED).update(
+            error=f"Recording the receipt failed: {tx.error}"[:2000]
+        )
         return
     order = Order.objects.select_for_update(of=("self",)).select_related("listing").get(pk=tx.order_id)
     if not _may_become(order, Order.Status.RECEIPTED):
@@ -223,7 +240,9 @@ def receipt_settled(tx: ChainTransaction, receipt: Any) -> None:
 
 def refund_settled(tx: ChainTransaction, receipt: Any) -> None:
     if receipt is None:
-        Order.objects.filter(pk=tx.order_id).update(error=f"The refund failed: {tx.error}"[:2000])
+        Order.objects.filter(pk=tx.order_id, status=Order.Status.CONFIRMED).update(
+            error=f"The refund failed: {tx.error}"[:2000]
+        )
         return
     order = Order.objects.select_for_update(of=("self",)).select_related("listing").get(pk=tx.order_id)
     if not _may_become(order, Order.Status.REFUNDED):
