@@ -10,6 +10,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from chain.models import ChainListing
+from chain.selectors import dataset_orderable
 from chain.services import orders as order_services
 from compute_to_data.runner import params as runner_params
 from compute_to_data.selectors import jobs_on_dataset_visible, receipts_on_dataset
@@ -104,8 +105,7 @@ def _chain_context(
     user = request.user
     listing = ChainListing.objects.select_related("publish_tx").filter(dataset=dataset).first()
     configured = bool(settings.CHAIN_RPC_URL)
-    published = listing is not None and listing.state == ChainListing.State.PUBLISHED
-    orderable = published and dataset.status == Dataset.Status.LISTED and not listing.operator_ordering_disabled
+    orderable = dataset_orderable(dataset=dataset, listing=listing) is None
     can_buy = configured and orderable and user.is_authenticated and not is_owner
     budget = budget_services.budget_summary(dataset=dataset)
     if algorithm is None:

@@ -9,7 +9,7 @@ from django.http import HttpRequest
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
-from chain.models import ChainListing
+from chain.selectors import dataset_orderable
 from marketplace.api.pagination import CachedCountPaginator
 from marketplace.errors import FileTooLarge, InvalidFile, PermissionDenied
 from marketplace.models import Dataset
@@ -62,16 +62,8 @@ def paginate(request: HttpRequest, queryset, size: int):
 
 def order_refusal(request: HttpRequest, dataset: Dataset) -> str | None:
     """Why the job form does not apply to this user and dataset, or None."""
-    if catalog.can_edit(dataset=dataset, user=request.user):
-        return "You cannot order compute on your own dataset."
-    if dataset.status != Dataset.Status.LISTED:
-        return "Only listed datasets can be ordered."
-    listing = ChainListing.objects.filter(dataset=dataset).first()
-    if listing is None or listing.state != ChainListing.State.PUBLISHED:
-        return "This dataset is not published on chain yet."
-    if listing.operator_ordering_disabled:
-        return "Ordering of this dataset is closed on chain."
-    return None
+    refusal = dataset_orderable(dataset=dataset, user=request.user)
+    return refusal.detail if refusal else None
 
 
 def upload_view(view):
