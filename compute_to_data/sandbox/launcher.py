@@ -10,6 +10,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+from dataclasses import dataclass
 
 from .host import Resolved, SandboxConfig, SandboxUnavailable, resolve, running_as_root
 from .limits import Limits, rlimit_setter
@@ -65,11 +66,20 @@ def bwrap_argv(bwrap: str, policy: SandboxPolicy, status_fd: int | None = None) 
     return argv
 
 
-def drop_kwargs(resolved: Resolved) -> dict[str, object]:
-    """Popen arguments that switch to the sandbox uid in the child (in C, before preexec_fn) when we are root."""
+@dataclass(frozen=True)
+class _Drop:
+    """Popen's user, group and extra_groups: the switch to the sandbox uid in the child (in C, before
+    preexec_fn) when we are root; all None (no switch) otherwise."""
+
+    user: int | None = None
+    group: int | None = None
+    extra_groups: list[int] | None = None
+
+
+def drop_to(resolved: Resolved) -> _Drop:
     if not running_as_root():
-        return {}
-    return {"user": resolved.uid, "group": resolved.gid, "extra_groups": []}
+        return _Drop()
+    return _Drop(resolved.uid, resolved.gid, [])
 
 
 def program_argv(argv: list[str], python: str) -> list[str]:
@@ -92,6 +102,7 @@ def start(
 ) -> subprocess.Popen:
     """Starts ``command`` in a new session (so its group can be killed), as the sandbox uid, under ``limits``'
     rlimits, with stdout and stderr piped and nothing on stdin."""
+    drop = drop_to(resolved)
     return subprocess.Popen(
         command,
         stdin=subprocess.DEVNULL,
@@ -103,7 +114,9 @@ def start(
         start_new_session=True,
         umask=0o077,
         pass_fds=pass_fds,
-        **drop_kwargs(resolved),
+        user=drop.user,
+        group=drop.group,
+        extra_groups=drop.extra_groups,
         preexec_fn=rlimit_setter(limits),
     )
 
@@ -129,6 +142,7 @@ def sandbox_preflight(config: SandboxConfig) -> None:
     code = "import sys; print('%d.%d' % sys.version_info[:2])"
     policy = policy_for(resolved, None, Limits(), config.threads)
     argv = [*bwrap_argv(resolved.bwrap, policy), resolved.python, "-c", code]
+    drop = drop_to(resolved)
     try:
         done = subprocess.run(
             argv,
@@ -137,7 +151,9 @@ def sandbox_preflight(config: SandboxConfig) -> None:
             timeout=60,
             env={"PATH": "/usr/bin:/bin"},
             cwd="/",
-            **drop_kwargs(resolved),
+            user=drop.user,
+            group=drop.group,
+            extra_groups=drop.extra_groups,
             preexec_fn=rlimit_setter(Limits()),
         )
     except subprocess.TimeoutExpired:
