@@ -514,6 +514,7 @@ def _run_in(
     ws: sandbox.Workspace,
     started: float,
 ) -> ComputeJob:
+    attempt = job.attempts
     ComputeJob.objects.filter(pk=job.pk).update(workspace=str(ws.root))
     try:
         _provision(job, ws, backend)
@@ -541,7 +542,9 @@ def _run_in(
     )
     monitor.flush()
     # Released coarse: the exact run time would be a side channel on the data.
-    ComputeJob.objects.filter(pk=job.pk).update(runner_seconds=runner_time_bucket(outcome.wall_seconds))
+    ComputeJob.objects.filter(pk=job.pk, worker=job.worker, attempts=attempt).update(
+        runner_seconds=runner_time_bucket(outcome.wall_seconds)
+    )
     if not outcome.ok:
         # What the runner or the sandbox said is for the operators' log only.
         logger.info(
@@ -556,15 +559,26 @@ def _run_in(
         host_full = outcome.limit is None and host_disk_full(ws.root)
         code = failure_for_run(limit=outcome.limit, runner_error_code=monitor.error_code, host_disk_full=host_full)
         with transaction.atomic():
-            job = _locked(job.pk)
+            job = _held(job.pk, monitor, attempt)
             if code == "cancelled_running":
                 return job_fail_cancelled(job, running=True, limit=outcome.limit or "")
             return job_fail(job, code, limit=outcome.limit or "")
-    job_log(job, "Runner finished.")
     with transaction.atomic():
-        job = job_transition(_locked(job.pk), ComputeJob.Status.PUBLISHING)
+        job = job_transition(_held(job.pk, monitor, attempt), ComputeJob.Status.PUBLISHING)
+        job_log(job, "Runner finished.")
     monitor.set_phase("publishing")
-    return _publish(job, ws)
+    return _publish(job, ws, monitor, attempt)
+
+
+def _held(job_id: int, monitor: _Monitor, attempt: int) -> ComputeJob:
+    """The job's row, locked, while this run still holds it; ``JobTakenOver`` once the job was given
+    to another worker (this one looked dead), as nothing of this run (an artifact, a charge, an end)
+    may then reach the job's new attempt. Call inside ``transaction.atomic``."""
+    job = _locked(job_id)
+    if monitor.lost.is_set() or (monitor.worker and (job.worker, job.attempts) != (monitor.worker, attempt)):
+        monitor.lost.set()
+        raise JobTakenOver(f"job {job_id} is no longer held by {monitor.worker}")
+    return job
 
 
 # Free space under which the worker counts its file system as full: the runner that crashed then
@@ -665,7 +679,9 @@ def result_hash_of(artifacts: list[tuple[str, str]]) -> str:
     return "0x" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _publish(job: ComputeJob, ws: sandbox.Workspace) -> ComputeJob:
+def _publish(job: ComputeJob, ws: sandbox.Workspace, monitor: _Monitor, attempt: int) -> ComputeJob:
+    """Store what the runner released and finish the job, charging its budget. A run whose job was
+    taken over meanwhile stores nothing more, removes what it stored and raises ``JobTakenOver``."""
     stored: list[JobArtifact] = []
     try:
         manifest = _read_manifest(ws, job)
@@ -676,13 +692,15 @@ def _publish(job: ComputeJob, ws: sandbox.Workspace) -> ComputeJob:
         for entry, name in zip(entries, names, strict=True):
             if not name or set(name) - SAFE_NAME_CHARS or name == MANIFEST or name.startswith("."):
                 raise _PublishError(f"The runner listed an artifact with an unsafe name ({name[:60]!r}).")
+            _raise_if_lost(monitor)
             stored.append(_store(job, ws, name, str(entry.get("kind", "file")), str(entry.get("description", ""))))
+        _raise_if_lost(monitor)
         stored.append(_store(job, ws, MANIFEST, "manifest", "Accounting, metrics and curves (JSON)."))
     except _PublishError as exc:
         _delete_stored(stored)
         logger.error("job %s: publishing failed: %s", job.pk, exc)
         with transaction.atomic():
-            return job_fail(_locked(job.pk), "publish_failed")
+            return job_fail(_held(job.pk, monitor, attempt), "publish_failed")
     except OSError as exc:
         _delete_stored(stored)
         if not is_disk_full(exc):
@@ -691,7 +709,7 @@ def _publish(job: ComputeJob, ws: sandbox.Workspace) -> ComputeJob:
         # depend on the data, so the job is refunded and its epsilon released.
         logger.error("job %s: the results storage is full: %s", job.pk, exc)
         with transaction.atomic():
-            return job_fail(_locked(job.pk), "disk_full")
+            return job_fail(_held(job.pk, monitor, attempt), "disk_full")
     except BaseException:
         _delete_stored(stored)
         raise
@@ -710,19 +728,29 @@ def _publish(job: ComputeJob, ws: sandbox.Workspace) -> ComputeJob:
             "epsilon_curve",
         )
     }
-    with transaction.atomic():
-        job = _locked(job.pk)
-        budget_services.budget_charge(job=job)
-        job.result_hash = result_hash_of([(a.name, a.sha256) for a in stored])
-        job = job_transition(
-            job,
-            ComputeJob.Status.FINISHED,
-            results=results,
-            progress={**job.progress, "phase": "finished", "percent": 100},
-        )
-        job_log(job, f"Published {len(stored)} artifacts; epsilon spent {job.epsilon_spent} of {job.epsilon}.")
-        job_settle_later(job)
+    try:
+        with transaction.atomic():
+            job = _held(job.pk, monitor, attempt)
+            budget_services.budget_charge(job=job)
+            job.result_hash = result_hash_of([(a.name, a.sha256) for a in stored])
+            job = job_transition(
+                job,
+                ComputeJob.Status.FINISHED,
+                results=results,
+                progress={**job.progress, "phase": "finished", "percent": 100},
+            )
+            job_log(job, f"Published {len(stored)} artifacts; epsilon spent {job.epsilon_spent} of {job.epsilon}.")
+            job_settle_later(job)
+    except JobTakenOver:
+        _delete_stored(stored)
+        raise
     return job
+
+
+def _raise_if_lost(monitor: _Monitor) -> None:
+    """Between two artifacts: a takeover the heartbeat noticed stops the copying at once."""
+    if monitor.lost.is_set():
+        raise JobTakenOver(f"job {monitor.job_id} is no longer held by {monitor.worker}")
 
 
 def _delete_stored(artifacts: list[JobArtifact]) -> None:
