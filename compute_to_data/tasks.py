@@ -39,7 +39,9 @@ def job_run_task(job_id: int) -> None:
 
 
 @shared_task(
-    autoretry_for=(TransientChainError, ChainUnavailable, OperationalError),
+    # InterfaceError too: a connection the database dropped fails again as "already closed", and a
+    # settlement that gave up waits for the reaper's two-minute sweep instead of going out at once.
+    autoretry_for=(TransientChainError, ChainUnavailable, OperationalError, InterfaceError),
     retry_backoff=2,
     retry_backoff_max=60,
     max_retries=30,

@@ -202,6 +202,21 @@ def _terminate_other_connections() -> int:
         return cursor.fetchone()[0]
 
 
+def _settlement_state(job_id: int) -> str:
+    """Where the job's settlement stands, for a failure's output: the order, and each of its chain
+    transactions (a missing receipt transaction, one still pending, or one mined but not applied
+    to the order are three different faults)."""
+    from chain.models import ChainTransaction
+
+    job = ComputeJob.objects.select_related("order").get(pk=job_id)
+    lines = [f"job {job.pk}: {job.status} attempts={job.attempts} budget={job.budget_state} ({job.settlement})"]
+    if job.order is not None:
+        lines.append(f"order {job.order.pk}: {job.order.status} error={job.order.error!r}")
+        for tx in ChainTransaction.objects.filter(order=job.order).order_by("pk"):
+            lines.append(f"  tx {tx.pk} {tx.purpose}: {tx.status} nonce={tx.nonce} attempts={tx.attempts} {tx.error!r}")
+    return "\n".join(lines)
+
+
 @pytest.mark.chain
 @pytest.mark.integration
 @pytest.mark.django_db(transaction=True)
@@ -244,6 +259,7 @@ def test_killing_the_database_connections_of_a_running_job_loses_nothing_and_cha
         assert "database connection dropped" in log.read_text(), "the blip did hit the worker"
     except BaseException:
         print(log.read_text())  # the whole worker log, shown with the failure
+        print(_settlement_state(job_id) if "job_id" in locals() else "no job")
         raise
     finally:
         eager_again()
@@ -265,3 +281,33 @@ def test_a_run_whose_job_was_taken_over_stops_and_writes_nothing(listed, buyer, 
     job.refresh_from_db()
     assert job.progress == {"phase": "training", "percent": 40}
     assert not JobLogEntry.objects.filter(job=job, source=JobLogEntry.Source.RUNNER).exists()
+
+
+def test_a_settlement_hit_by_a_dropped_connection_is_retried(monkeypatch):
+    """A settlement task whose connection the database dropped (OperationalError, then "connection
+    already closed" on the same connection) is retried instead of failing: the receipt still goes out."""
+    from celery.exceptions import Retry
+    from django.db import InterfaceError, OperationalError
+
+    from compute_to_data.services import jobs as job_services
+
+    errors = [
+        OperationalError("server closed the connection unexpectedly"),
+        InterfaceError("connection already closed"),
+    ]
+    outcomes: list[str] = []
+
+    def settle(*, job_id: int) -> str:
+        if errors:
+            outcomes.append(type(errors[0]).__name__)
+            raise errors.pop(0)
+        outcomes.append("receipt")
+        return "receipt"
+
+    monkeypatch.setattr(job_services, "job_settle", settle)
+    # Each attempt as the worker runs it: the first two end in a retry (not a failure), the third settles.
+    for _ in range(2):
+        with pytest.raises(Retry):
+            tasks.job_settle_task.apply(args=(7,))
+    assert tasks.job_settle_task.apply(args=(7,)).get() == "receipt"
+    assert outcomes == ["OperationalError", "InterfaceError", "receipt"]
