@@ -47,7 +47,7 @@ def transaction_follow_task(self, tx_id: int) -> None:
 
 @shared_task(bind=True, max_retries=None, **_RETRY)
 def order_verify_task(self, order_id: int) -> None:
-    from chain.services.orders import order_verify
+    from chain.services.orders.verification import order_verify
 
     if not order_verify(order_id, max_wait_seconds=20):
         raise self.retry(countdown=5)

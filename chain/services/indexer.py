@@ -534,7 +534,7 @@ DROPPED_PUBLISH = (
 
 def _undo(run: _Run, dropped: Sequence[ChainEvent]) -> None:
     """Undo what ``dropped`` events moved in the marketplace's rows (see the module docstring)."""
-    from chain.services.orders import order_settlement_undo, order_vanish
+    from chain.services.orders.settlement import order_settlement_undo, order_vanish
     from chain.wrappers import Datatoken
 
     addresses = {e.address for e in dropped} | {

@@ -439,7 +439,7 @@ def job_settle_later(job: ComputeJob) -> None:
 def job_settle(*, job_id: int) -> str:
     """Settle an ended job's order on chain: a receipt when its budget was charged, else a refund.
     Idempotent: does nothing once the order is settled (or while a settlement is in flight)."""
-    from chain.services import orders as order_services
+    from chain.services.orders import settlement as order_settlement
 
     job = ComputeJob.objects.select_related("order", "dataset").get(pk=job_id)
     order = job.order
@@ -447,7 +447,7 @@ def job_settle(*, job_id: int) -> str:
         return "nothing to settle"
     try:
         return _settle_order(job, order)
-    except order_services.OrderVanished:
+    except order_settlement.OrderVanished:
         # The settlement read the order back from the chain and did not find it as accepted (a
         # rollback reused its id for another buyer's order): nothing is sent, the job says so.
         job_follow_order(order_id=order.pk)
@@ -455,7 +455,7 @@ def job_settle(*, job_id: int) -> str:
 
 
 def _settle_order(job: ComputeJob, order: Order) -> str:
-    from chain.services import orders as order_services
+    from chain.services.orders import settlement as order_settlement
     from compute_to_data.services.execution import runner_code_hash
 
     rule = FAILURES[job.failure].after_data if job.failure in FAILURES else "charge"
@@ -463,7 +463,7 @@ def _settle_order(job: ComputeJob, order: Order) -> str:
     if job.budget_state == ComputeJob.Budget.CHARGED or paid_for_compute:
         # A receipt pays the provider; a buyer who stopped a running job pays for the compute but
         # spends no epsilon (the receipt records 0 and the chain gives the whole reservation back).
-        order_services.order_receipt_record(
+        order_settlement.order_receipt_record(
             order=order,
             dataset_hash=job.dataset_hash,
             algorithm_hash_hex=job.runner_hash or runner_code_hash(),
@@ -472,7 +472,7 @@ def _settle_order(job: ComputeJob, order: Order) -> str:
             epsilon_spent=job.epsilon_spent or Decimal("0"),
         )
         return "receipt"
-    order_services.order_refund(order=order)
+    order_settlement.order_refund(order=order)
     return "refund"
 
 
