@@ -227,8 +227,8 @@ class Datatoken(_Contract):
     def epsilon_left(self) -> int:
         return self.contract.functions.epsilonLeft().call()
 
-    def epsilon_ordered(self) -> int:
-        return self.contract.functions.epsilonOrdered().call()
+    def epsilon_ordered(self, *, block_identifier: int | str = "latest") -> int:
+        return self.contract.functions.epsilonOrdered().call(block_identifier=block_identifier)
 
     def epsilon_cap(self) -> int:
         return self.contract.functions.epsilonCap().call()

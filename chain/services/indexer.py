@@ -354,14 +354,15 @@ def _epsilon_ordered(run: _Run, events: Sequence[_Event], block: int) -> dict[st
     tokens = {e.address for e in events if e.name in _BUDGET_EVENTS}
     if not tokens:
         return {}
-    abi = [i for i in load_artifact("Datatoken")["abi"] if i.get("name") == "epsilonOrdered"]
+    from chain.wrappers import Datatoken
+
     values: dict[str, int] = {}
     for token in tokens:
-        fn = run.w3.eth.contract(address=token, abi=abi).functions.epsilonOrdered()
+        datatoken = Datatoken(run.w3, token)
         try:
-            values[token] = int(fn.call(block_identifier=block))
+            values[token] = int(datatoken.epsilon_ordered(block_identifier=block))
         except Exception:  # pruned state on a non-archive node
-            values[token] = int(fn.call())
+            values[token] = int(datatoken.epsilon_ordered())
     return values
 
 
