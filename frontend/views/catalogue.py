@@ -18,6 +18,7 @@ from compute_to_data.services import budget as budget_services
 from frontend.forms import CatalogueFilterForm, JobForm, ReportForm
 from frontend.presenters import algorithm_described, budget_view, with_titles
 from frontend.views.common import EDITABLE_STATUSES, dataset_visible, paginate
+from marketplace.api.pagination import CataloguePaginator
 from marketplace.errors import DomainError
 from marketplace.models import Dataset, Report
 from marketplace.selectors import catalog
@@ -32,16 +33,20 @@ RECEIPTS_SHOWN = 20
 
 def catalogue(request: HttpRequest) -> HttpResponse:
     form = CatalogueFilterForm(request.GET or None)
-    results = Dataset.objects.none()
+    search = None
     error, status = None, 200
     if form.is_bound and not form.is_valid():
         status = 400
     else:
         try:
-            results = catalog.listing_search(**(form.search_kwargs() if form.is_bound else {}))
+            search = catalog.catalogue_search(**(form.search_kwargs() if form.is_bound else {}))
         except DomainError as exc:
             error, status = exc.detail, exc.status
-    page = paginate(request, results, CATALOGUE_PAGE_SIZE)
+    if search is None:
+        page = paginate(request, Dataset.objects.none(), CATALOGUE_PAGE_SIZE)
+    else:
+        # Model rows for the template; a total cached briefly, rows always live.
+        page = CataloguePaginator(search, CATALOGUE_PAGE_SIZE).get_page(request.GET.get("page"))
     active = form.is_bound and any(v for k, v in request.GET.items() if k not in ("page", "sort"))
     return render(
         request,

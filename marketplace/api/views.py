@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from django.contrib.auth import authenticate
 from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.http import HttpResponse
@@ -17,7 +19,7 @@ from rest_framework.views import APIView
 from marketplace.api import catalogue_cache
 from marketplace.api.errors import PAGE_NOT_FOUND
 from marketplace.api.errors import error_responses as _errors
-from marketplace.api.pagination import StandardPagination
+from marketplace.api.pagination import CataloguePagination, StandardPagination
 from marketplace.api.serializers import (
     SCHEMA_EXAMPLE,
     DatasetDetailSerializer,
@@ -247,7 +249,7 @@ class ListingFieldsSerializer(serializers.Serializer):
 
 class DatasetListCreateView(APIView):
     parser_classes = [MultiPartParser, FormParser]
-    pagination_class = StandardPagination  # also what the schema's paginated list is drawn from
+    pagination_class = CataloguePagination  # also what the schema's paginated list is drawn from
 
     class DatasetCreateSerializer(ListingFieldsSerializer):
         file = serializers.FileField(
@@ -282,7 +284,7 @@ class DatasetListCreateView(APIView):
         for key in ("price_min", "price_max"):
             if params.get(key):
                 prices[key] = dataset_services.decimal_parse(params[key], field=key)
-        qs = catalog.listing_search(
+        search = catalog.catalogue_search(
             query=params.get("q", ""),
             # Comma-separated, repeated (tags=a&tags=b), or both; duplicates count once.
             tags=[t for value in params.getlist("tags") for t in value.split(",") if t.strip()],
@@ -291,8 +293,9 @@ class DatasetListCreateView(APIView):
             **prices,
         )
         if self._page_generation is not None:
-            qs.count_cache_seconds = 0  # the stored page carries its total: count it at this generation
-        return _paginate(self, request, qs, DatasetListSerializer)
+            # The stored page carries its total: count it at this generation.
+            search = dataclasses.replace(search, count_cache_seconds=0)
+        return _paginate(self, request, search, DatasetListSerializer)
 
     # Catalogue pages from memory while the catalogue is unchanged (marketplace/api/catalogue_cache.py).
     _page_generation: int | None = None

@@ -9,6 +9,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.postgres.expressions import ArraySubquery
+from django.core.cache import cache
 from django.db import connection, connections
 from django.db.models import BooleanField, Count, ExpressionWrapper, F, OuterRef, Q, QuerySet
 from django.db.models.expressions import RawSQL
@@ -44,9 +45,8 @@ SEARCH_ORDER = {
 @dataclass(frozen=True)
 class FullTextSearch:
     """A full-text catalogue search in its narrow form: the same matches, in the same order, as the
-    ``Dataset`` queryset it is attached to (``queryset.full_text_search``), but read from the
-    search table alone, so ranking thousands of matches never touches the wide dataset rows.
-    Paginators use it for a page's ids and the total (see marketplace.api.pagination)."""
+    ``Dataset`` queryset of its ``CatalogueSearch``, but read from the search table alone, so
+    ranking thousands of matches never touches the wide dataset rows."""
 
     where: str
     params: tuple
@@ -80,6 +80,70 @@ class FullTextSearch:
         if not with_total:
             return ids, None
         return ids, rows[0][1] if rows else (0 if offset == 0 else None)
+
+
+@dataclass(frozen=True)
+class CataloguePage:
+    """One page of a catalogue search: its rows in order (``Dataset`` instances, or plain rows from
+    ``listing_rows``) and, when it was read with them, the number of matches (else None)."""
+
+    rows: list
+    total: int | None
+
+
+@dataclass(frozen=True)
+class CatalogueSearch:
+    """What ``catalogue_search`` found, with everything a paginator needs to read it fast: the
+    ``Dataset`` queryset (the matches in order), the narrow full-text form when the search is
+    full-text (PostgreSQL), the key and lifetime under which its total may be cached (0: count
+    every time), and whether pages may be read as plain rows (PostgreSQL, ``listing_rows``)."""
+
+    queryset: QuerySet[Dataset]
+    full_text: FullTextSearch | None
+    count_cache_key: str
+    count_cache_seconds: int
+    plain_rows: bool
+
+    def count(self) -> int:
+        """The number of matches, counted now (on the search table for a full-text search)."""
+        return self.full_text.count() if self.full_text is not None else self.queryset.count()
+
+    def total(self) -> int:
+        """The number of matches; a few seconds stale when ``count_cache_seconds`` allows it (a
+        catalogue total a little old is fine, counting tens of thousands of listings per page is not)."""
+        total = self.cached_total()
+        if total is None:
+            total = self.count()
+            self.remember_total(total)
+        return total
+
+    def cached_total(self) -> int | None:
+        return cache.get(self.count_cache_key) if self.count_cache_seconds else None
+
+    def remember_total(self, total: int) -> None:
+        if self.count_cache_seconds:
+            cache.set(self.count_cache_key, total, self.count_cache_seconds)
+
+    def page(self, *, offset: int, limit: int, plain: bool = False, with_total: bool = False) -> CataloguePage:
+        """The matches ``[offset:offset + limit]``, as plain rows when ``plain`` and allowed, with
+        ``with_total`` the total read in the same pass (full-text only; None otherwise, and when
+        the page is past the last one). Rows are always live, whatever the cached total says."""
+        plain = plain and self.plain_rows
+        if self.full_text is None:
+            if plain:
+                return CataloguePage(listing_rows(self.queryset, offset=offset, limit=limit), None)
+            return CataloguePage(list(self.queryset[offset : offset + limit]), None)
+        ids, total = self.full_text.page(limit=limit, offset=offset, with_total=with_total)
+        if plain:
+            return CataloguePage(listing_rows(self.queryset, ids=ids), total)
+        by_id = {
+            dataset.pk: dataset
+            for dataset in Dataset.objects.using(self.full_text.using)
+            .filter(pk__in=ids)
+            .select_related("owner")
+            .prefetch_related("tags")
+        }
+        return CataloguePage([by_id[pk] for pk in ids if pk in by_id], total)
 
 
 def _with_all_tags(tags: list[str]) -> QuerySet:
@@ -185,7 +249,7 @@ def listing_rows(
     return [by_id[pk] for pk in ids if pk in by_id]
 
 
-def listing_search(
+def catalogue_search(
     *,
     query: str = "",
     tags: Iterable[str] = (),
@@ -193,15 +257,14 @@ def listing_search(
     price_min: Decimal | None = None,
     price_max: Decimal | None = None,
     sort: str | None = None,
-) -> QuerySet[Dataset]:
+) -> CatalogueSearch:
     """Listed datasets matching the query and filters.
 
     On PostgreSQL the query is full-text (``websearch_to_tsquery`` over the weighted tsvector of
     title and description in the search table, GIN-indexed, ranked with ``ts_rank``); on SQLite
     every word must appear in the title, description or tags. Tags combine with AND. ``sort``
-    defaults to relevance with a query and newest without. A full-text result also carries its
-    narrow form, ``full_text_search``, which the paginators use, and on PostgreSQL ``listing_rows``,
-    with which the API reads a page as plain rows."""
+    defaults to relevance with a query and newest without. The result says how to read a page and
+    its total (see ``CatalogueSearch``); marketplace.api.pagination pages it."""
     query = (query or "").strip()[:200]
     sort = sort or ("relevance" if query else "newest")
     if sort not in SORTS:
@@ -265,29 +328,34 @@ def listing_search(
         "relevance": ("-rank", "-created_at", "-id") if ranked else ("-created_at", "-id"),
     }[sort]
     qs = qs.order_by(*order)
-    qs.full_text_search = (
-        _full_text_search(
-            query=query,
-            tags=tags,
-            licence=licence,
-            price_min=price_min,
-            price_max=price_max,
-            sort=sort,
-            using=qs.db,
-        )
-        if full_text
-        else None
+    return CatalogueSearch(
+        queryset=qs,
+        full_text=(
+            _full_text_search(
+                query=query,
+                tags=tags,
+                licence=licence,
+                price_min=price_min,
+                price_max=price_max,
+                sort=sort,
+                using=qs.db,
+            )
+            if full_text
+            else None
+        ),
+        # Everything the number of matches depends on (not the sort): the total is cached under
+        # this key without compiling the queryset's SQL for one.
+        count_cache_key="count:catalogue:"
+        + hashlib.sha256(repr((qs.db, query, tags, licence, price_min, price_max)).encode()).hexdigest(),
+        count_cache_seconds=settings.CATALOGUE_COUNT_CACHE_SECONDS,
+        plain_rows=connections[qs.db].vendor == "postgresql",
     )
-    qs.count_cache_seconds = settings.CATALOGUE_COUNT_CACHE_SECONDS
-    # The API's paginator reads a page of this queryset as plain rows (marketplace.api.pagination).
-    qs.listing_rows = listing_rows if connections[qs.db].vendor == "postgresql" else None
-    # Everything the number of matches depends on (not the sort): the paginators cache the total
-    # under this key without compiling the queryset's SQL for one.
-    qs.count_cache_key = (
-        "count:catalogue:"
-        + hashlib.sha256(repr((qs.db, query, tags, licence, price_min, price_max)).encode()).hexdigest()
-    )
-    return qs
+
+
+def listing_search(**filters) -> QuerySet[Dataset]:
+    """The listed datasets ``catalogue_search`` finds, as a queryset in its order (for callers that
+    want every match or model rows; pages go through ``catalogue_search``)."""
+    return catalogue_search(**filters).queryset
 
 
 def dataset_get_visible(*, dataset_id: int | str, user: User | None) -> Dataset:

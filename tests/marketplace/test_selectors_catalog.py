@@ -86,3 +86,28 @@ def test_visibility(catalogue, provider, staff):
     assert dataset_get_visible(dataset_id=hidden.pk, user=staff) == hidden
     with pytest.raises(NotFound):
         dataset_get_visible(dataset_id="abc", user=staff)
+
+
+def test_catalogue_search_is_a_typed_result_whose_pages_stay_live_under_a_cached_total(catalogue, settings, provider):
+    from django.core.cache import cache
+
+    from marketplace.selectors.catalog import CatalogueSearch, catalogue_search
+
+    cache.clear()
+    settings.CATALOGUE_COUNT_CACHE_SECONDS = 30
+    search = catalogue_search(tags=["health"], sort="price")
+    assert isinstance(search, CatalogueSearch)
+    # The total depends on what matches, not on the order: both sorts share one cached total.
+    assert search.count_cache_key == catalogue_search(tags=["health"], sort="newest").count_cache_key
+    assert search.count_cache_key != catalogue_search(tags=["energy"]).count_cache_key
+    assert search.total() == 2
+    assert [d.title for d in search.page(offset=0, limit=10).rows] == [
+        "Electricity smart meters",
+        "Heart disease outcomes",
+    ]
+    make_dataset(owner=provider, title="Another health set", tags=["health"], price="50", status="listed")
+    assert search.total() == 2  # the cached total, a few seconds stale by design
+    # ...but the rows are live, never trimmed to it
+    assert [d.title for d in search.page(offset=0, limit=10).rows][-1] == "Another health set"
+    assert search.count() == 3
+    cache.clear()
