@@ -27,8 +27,9 @@ from web3.logs import DISCARD  # noqa: E402
 from bench._common import report  # noqa: E402
 from chain.artifacts import load_artifact  # noqa: E402
 from chain.deploy import deploy_contracts, send_signed  # noqa: E402
-from chain.node import DEFAULT_MNEMONIC, AnvilNode  # noqa: E402
+from chain.faucet import DEFAULT_MNEMONIC  # noqa: E402
 from chain.wrappers import MockStablecoin  # noqa: E402
+from devtools.node import AnvilNode  # noqa: E402
 
 PUBLISH_TARGET = 700_000
 BUY_ORDER_TARGET = 150_000

@@ -73,9 +73,10 @@ def run(events_target: int) -> None:
     from chain import client
     from chain.artifacts import load_artifact
     from chain.deploy import deploy_contracts, send_signed, write_deployment_file
+    from chain.faucet import DEFAULT_MNEMONIC
     from chain.models import ChainEvent, ChainListing, Order, Wallet
-    from chain.node import DEFAULT_MNEMONIC, AnvilNode
     from chain.services.indexer import indexer_run
+    from devtools.node import AnvilNode
     from marketplace.models import Dataset
 
     call_command("migrate", verbosity=0, interactive=False)

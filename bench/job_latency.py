@@ -70,13 +70,14 @@ def run(jobs: int, data_dir: Path) -> None:
     from django.utils import timezone
 
     from chain import client
-    from chain.embedded import fund_address, start_embedded_chain
+    from chain.faucet import fund_address
     from chain.models import ChainListing
     from chain.services.publishing import dataset_publish
     from chain.services.wallets import wallet_managed_get_or_create
     from compute_to_data.models import ComputeJob
     from compute_to_data.services import execution
     from compute_to_data.services.jobs import job_create
+    from devtools.embedded import start_embedded_chain
     from marketplace.models import Dataset, User
     from marketplace.services.datasets import ListingFields, dataset_create, dataset_schema_declare
     from marketplace.services.moderation import dataset_transition

@@ -1,1 +1,1 @@
-"""The chain: contracts, artifacts, web3 client, typed wrappers, wallets, orders, indexer, embedded node."""
+"""The chain: contracts, artifacts, web3 client, typed wrappers, wallets, orders, indexer, dev faucet."""

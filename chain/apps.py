@@ -1,4 +1,4 @@
-"""The chain: contracts, artifacts, web3 client, typed wrappers, wallets, orders, indexer, embedded node.
+"""The chain: contracts, artifacts, web3 client, typed wrappers, wallets, orders, indexer, faucet.
 
 Seams used from the marketplace core: ``Dataset.price / price_token`` become the on-chain fixed
 price, moderation transitions (``marketplace.signals.dataset_status_changed``) flip the operator's

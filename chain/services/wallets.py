@@ -353,7 +353,7 @@ def wallet_top_up(*, user: User) -> Wallet:
     """Development chains only: test ether for gas and test stablecoin for the user's managed wallet,
     and for the own wallets they linked with SIWE (so a browser wallet can pay on the dev chain too)."""
     from chain import client
-    from chain.embedded import fund_address
+    from chain.faucet import fund_address
 
     dep = client.deployment()
     if not dep.has_faucet:

@@ -78,6 +78,8 @@ INSTALLED_APPS = [
     "chain",
     "integrations",
     "frontend",
+    # Dev-only commands (run_embedded, seed_demo); no production code imports it.
+    "devtools",
 ]
 
 MIDDLEWARE = [
@@ -313,7 +315,7 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
-# --- Celery: server-less SQLite broker by default (config/embedded_broker.py), Redis/RabbitMQ via CELERY_BROKER_URL
+# --- Celery: server-less SQLite broker by default (devtools/broker.py), Redis/RabbitMQ via CELERY_BROKER_URL
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", "")
 CELERY_BROKER_TRANSPORT: str | None = None
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {}
@@ -321,7 +323,7 @@ if not CELERY_BROKER_URL:
     # A message is a committed SQLite row: never read half-written (the filesystem transport's was).
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_URL = f"sqlite:///{DATA_DIR / 'broker.sqlite3'}"
-    CELERY_BROKER_TRANSPORT = "config.embedded_broker:Transport"
+    CELERY_BROKER_TRANSPORT = "devtools.broker:Transport"
     # How often a worker looks for new messages: part of every job's start-up latency.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"polling_interval": 0.05}
 CELERY_RESULT_BACKEND = None

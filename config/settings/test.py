@@ -61,7 +61,7 @@ EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 # A real worker started by an integration test: the embedded SQLite broker of `make run` (a file in
 # that folder, shared with the test process) and file-based e-mail.
 if env("CELERY_INTEGRATION_BROKER_DIR"):
-    from config.embedded_broker import broker_settings
+    from devtools.broker import broker_settings
 
     CELERY_BROKER_URL, CELERY_BROKER_TRANSPORT, CELERY_BROKER_TRANSPORT_OPTIONS = broker_settings(
         Path(env("CELERY_INTEGRATION_BROKER_DIR"))

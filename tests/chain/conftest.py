@@ -21,8 +21,9 @@ from web3.logs import DISCARD
 
 from chain.artifacts import ARTIFACT_NAMES, load_artifact
 from chain.deploy import deploy_contracts, send_signed
-from chain.node import DEFAULT_MNEMONIC, AnvilNode
+from chain.faucet import DEFAULT_MNEMONIC
 from chain.wrappers import MockStablecoin
+from devtools.node import AnvilNode
 
 USDC = 10**6
 DELTA_1E5 = 10_000_000_000_000  # 1e-5 in atto-delta
@@ -321,13 +322,6 @@ def dataset(chain) -> Dataset:
 
 
 @pytest.fixture
-def state_dir(tmp_path):
-    path = tmp_path / "anvil"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
 def on_chain(chain, settings, tmp_path, deployment, accounts):
     """The marketplace pointed at the test anvil, with the session's deployment and operator key."""
     from chain import client
@@ -348,7 +342,7 @@ def on_chain(chain, settings, tmp_path, deployment, accounts):
 @pytest.fixture
 def people(on_chain, deployment):
     """Marketplace users (provider, buyer, staff); provider and buyer hold funded managed wallets."""
-    from chain.embedded import fund_address
+    from chain.faucet import fund_address
     from chain.services.wallets import wallet_managed_get_or_create
     from tests.factories import UserFactory
 

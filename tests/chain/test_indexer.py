@@ -13,10 +13,10 @@ from eth_utils import keccak
 from chain import client
 from chain.deploy import deploy_contracts, write_deployment_file
 from chain.models import ChainEvent, ChainListing, IndexerCursor, Order, Wallet
-from chain.node import AnvilNode
 from chain.services import indexer
 from chain.services.indexer import indexer_run
 from chain.units import units_to_price
+from devtools.node import AnvilNode
 from marketplace.models import User
 from tests.chain.conftest import ALGORITHM, DELTA_1E5, FEE_BPS, Chain, derive_accounts
 from tests.factories import UserFactory, make_dataset

@@ -13,7 +13,7 @@ from web3.exceptions import ContractCustomError
 
 from chain import client
 from chain.deploy import send_signed
-from chain.embedded import fund_address
+from chain.faucet import fund_address
 from chain.models import ChainListing, ChainTransaction, Order, Wallet
 from chain.revert import decode_revert
 from chain.services import orders as order_services

@@ -12,7 +12,7 @@ import pytest
 from eth_account import Account
 from eth_account.messages import encode_defunct
 
-from chain.embedded import fund_address
+from chain.faucet import fund_address
 from chain.models import ChainListing, Order, Wallet
 from chain.services import orders as order_services
 from chain.wrappers import Datatoken, MockStablecoin

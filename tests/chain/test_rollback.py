@@ -72,7 +72,7 @@ def test_settlement_reads_the_order_back_and_never_pays_the_order_that_reused_it
 def test_a_new_order_that_holds_a_rolled_back_id_is_accepted_and_the_old_job_fails_clearly(
     api, people, on_chain, monkeypatch
 ):
-    from chain.embedded import fund_address
+    from chain.faucet import fund_address
     from chain.services.wallets import wallet_managed_get_or_create
     from tests.factories import UserFactory
 

@@ -17,7 +17,7 @@ import pytest
 from kombu import pools as kombu_pools
 
 from config.celery_app import app as celery_app
-from config.embedded_broker import broker_settings
+from devtools.broker import broker_settings
 from tests.chain.conftest import _session_chain, accounts, anvil, chain, deployment, on_chain, people, w3  # noqa: F401
 from tests.marketplace.test_tasks_integration import database_url, reset_connections
 

@@ -10,7 +10,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from chain.embedded import fund_address
+from chain.faucet import fund_address
 from chain.services.wallets import wallet_managed_get_or_create
 from compute_to_data import tasks
 from compute_to_data.models import ComputeJob

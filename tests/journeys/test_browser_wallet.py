@@ -19,7 +19,7 @@ from hexbytes import HexBytes
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from web3 import Web3
 
-from chain.embedded import fund_address
+from chain.faucet import fund_address
 from chain.models import Order, Wallet
 from chain.wrappers import MockStablecoin
 from compute_to_data.models import ComputeJob

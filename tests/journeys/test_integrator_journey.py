@@ -16,7 +16,7 @@ import requests
 from eth_account import Account
 from eth_account.messages import encode_defunct
 
-from chain.embedded import fund_address
+from chain.faucet import fund_address
 from tests.browser_support import DESKTOP, log_in, shot
 
 pytestmark = [

@@ -10,7 +10,7 @@ import pytest
 from django.db import connection
 
 from config.celery_app import app as celery_app
-from config.embedded_broker import broker_settings
+from devtools.broker import broker_settings
 from marketplace.models import Dataset
 from marketplace.services.datasets import ListingFields, dataset_create
 from marketplace.services.moderation import report_create

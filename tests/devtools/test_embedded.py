@@ -12,9 +12,10 @@ import pytest
 from django.core.management import CommandError, call_command
 from web3 import Web3
 
-from chain.embedded import dev_account, fund_address, start_embedded_chain
-from chain.node import AnvilNode
+from chain.faucet import dev_account, fund_address
 from chain.wrappers import MockStablecoin
+from devtools.embedded import start_embedded_chain
+from devtools.node import AnvilNode
 
 pytestmark = pytest.mark.chain
 ROOT = Path(__file__).resolve().parents[2]

@@ -2,7 +2,7 @@
 
 Starts anvil (state kept in DATA_DIR/chain, so the chain survives a restart), deploys the
 contracts on first start, seeds and funds the demo, and runs the web server, the Celery worker and
-Celery beat under ``chain.supervisor`` with the chain's settings in their environment: a program
+Celery beat under ``devtools.supervisor`` with the chain's settings in their environment: a program
 that dies is restarted with a back-off while the others keep serving. Ctrl-C stops everything,
 anvil last (it saves its state)."""
 
@@ -17,9 +17,9 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from chain import client
-from chain.embedded import start_embedded_chain
-from chain.node import AnvilError
-from chain.supervisor import Program, Supervisor
+from devtools.embedded import start_embedded_chain
+from devtools.node import AnvilError
+from devtools.supervisor import Program, Supervisor
 
 
 def embedded_programs(*, port: str, env: dict[str, str], reload: bool = True) -> list[Program]:

@@ -9,7 +9,7 @@ from web3 import Web3
 
 from chain.artifacts import load_artifact
 from chain.deploy import deploy_contracts, send_signed
-from chain.node import AnvilError, AnvilNode, anvil_binary
+from devtools.node import AnvilError, AnvilNode, anvil_binary
 from tests.chain.conftest import USDC, derive_accounts
 
 pytestmark = pytest.mark.chain

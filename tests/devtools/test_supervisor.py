@@ -1,4 +1,4 @@
-"""`make run`'s supervisor (chain/supervisor.py): a program that dies is restarted with a doubling
+"""`make run`'s supervisor (devtools/supervisor.py): a program that dies is restarted with a doubling
 back-off and a log line naming it and its exit, while the others keep serving; Ctrl-C / SIGTERM
 stops every process group. With the real worker and beat: beat is its own process and outlives a
 SIGKILLed worker, and the restarted worker takes beat's messages."""
@@ -18,9 +18,9 @@ import urllib.request
 import psutil
 import pytest
 
-from chain.management.commands.run_embedded import embedded_programs
-from chain.supervisor import Program, Supervisor, describe_exit
-from config.embedded_broker import broker_settings
+from devtools.broker import broker_settings
+from devtools.management.commands.run_embedded import embedded_programs
+from devtools.supervisor import Program, Supervisor, describe_exit
 from tests.marketplace.test_tasks_integration import database_url
 
 

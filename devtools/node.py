@@ -24,10 +24,10 @@ import urllib.request
 from pathlib import Path
 from types import TracebackType
 
+from chain.faucet import DEFAULT_MNEMONIC
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-#: anvil's (and Hardhat's) well-known test mnemonic; its accounts hold test ether only.
-DEFAULT_MNEMONIC = "test test test test test test test test test test test junk"
 DEFAULT_CHAIN_ID = 31337
 
 _PLATFORM_PACKAGES = {

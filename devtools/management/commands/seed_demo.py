@@ -328,7 +328,7 @@ class Command(BaseCommand):
         """Fund the demo users' managed wallets and publish the provider's datasets on chain.
         Runs the chain tasks inline so the demo is ready when the server starts."""
         from chain import client
-        from chain.embedded import fund_address
+        from chain.faucet import fund_address
         from chain.models import ChainListing
         from chain.services.publishing import (
             dataset_publish,

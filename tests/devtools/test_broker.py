@@ -1,4 +1,4 @@
-"""The embedded broker of `make run` (config/embedded_broker.py): a message is never read torn,
+"""The embedded broker of `make run` (devtools/broker.py): a message is never read torn,
 and one a consumer took but never acknowledged (SIGKILLed) is delivered again to the next one."""
 
 from __future__ import annotations
@@ -14,16 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from config.embedded_broker import broker_settings
+from devtools.broker import broker_settings
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 # Each helper process: connect to the broker in argv[1] and do argv[2] on queue "t".
 CLIENT = r"""
 import json, os, sys, time
 from pathlib import Path
 from kombu import Connection
-from config.embedded_broker import broker_settings
+from devtools.broker import broker_settings
 
 url, transport, options = broker_settings(Path(sys.argv[1]))
 with Connection(url, transport=transport, transport_options=options) as conn:
@@ -121,7 +121,7 @@ def test_broker_settings_name_the_sqlite_file_and_the_transport(tmp_path, folder
         folder.mkdir()
     url, transport, options = broker_settings(folder)
     assert url == f"sqlite:///{folder}/broker.sqlite3" and folder.is_dir()
-    assert transport == "config.embedded_broker:Transport"
+    assert transport == "devtools.broker:Transport"
     assert options["polling_interval"] <= 0.1  # part of every job's start-up latency
 
 

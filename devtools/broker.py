@@ -16,7 +16,7 @@ What this adds to kombu's ``sqla`` transport:
 * ``polling_interval`` and the other kombu options are not handed to ``create_engine``.
 
 Selected by ``CELERY_BROKER_URL = "sqlite:///<file>"`` with
-``CELERY_BROKER_TRANSPORT = "config.embedded_broker:Transport"`` (see ``broker_settings``)."""
+``CELERY_BROKER_TRANSPORT = "devtools.broker:Transport"`` (see ``broker_settings``)."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ _IN_FLIGHT: dict[str, int] = {}
 _IN_FLIGHT_LOCK = threading.Lock()
 
 
-TRANSPORT = "config.embedded_broker:Transport"
+TRANSPORT = "devtools.broker:Transport"
 # How often a worker looks for new messages: part of every job's start-up latency.
 POLLING_SECONDS = 0.05
 
