@@ -5,6 +5,9 @@ from rest_framework.pagination import PageNumberPagination
 
 from marketplace.selectors.catalog import CatalogueSearch
 
+# No catalogue has this many rows; a page beyond it has none.
+MAX_OFFSET = 2**62
+
 # Other lists page plain querysets; the catalogue's speed lives in CatalogueSearch, not here.
 CachedCountPaginator = Paginator
 
@@ -53,8 +56,8 @@ class CataloguePagination(StandardPagination):
 
     django_paginator_class = CatalogueRowsPaginator
 
-    def paginate_queryset(self, queryset: CatalogueSearch, request, view=None):
-        search = queryset
+    def paginate_queryset(self, queryset, request, view=None):
+        search: CatalogueSearch = queryset
         if search.full_text is None:
             return super().paginate_queryset(search, request, view)
         page_size = self.get_page_size(request)
@@ -66,6 +69,9 @@ class CataloguePagination(StandardPagination):
         except (TypeError, ValueError):
             raise NotFound(f"Invalid page '{raw_number}'.")
         offset = (number - 1) * page_size
+        if offset > MAX_OFFSET:
+            # PostgreSQL's OFFSET is a bigint: a page number past it would be a 500, not a 404.
+            raise NotFound(f"Invalid page '{raw_number}': that page contains no results.")
         total = search.cached_total()
         if total is None:
             found = search.page(offset=offset, limit=page_size, plain=True, with_total=True)

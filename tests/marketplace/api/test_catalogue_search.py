@@ -146,3 +146,14 @@ def test_search_totals_are_cached_briefly_when_configured(provider, staff, api, 
     assert api.get("/api/v1/datasets/?q=sensor&page=2").status_code == 404
     cache.clear()
     assert api.get("/api/v1/datasets/?q=sensor").json()["count"] == 2
+
+
+@pytest.mark.parametrize("query", ["sensor", ""])
+@pytest.mark.parametrize("page", ["0", "-1", "abc", "1e3", "99999999999999999999", "2"])
+def test_a_bad_page_is_a_json_404_on_both_search_paths(provider, staff, api, query, page):
+    """Full-text searches and plain lists page differently (see CataloguePagination); neither
+    answers a page that cannot exist with a 500 or an empty 200."""
+    make_dataset(owner=provider, title="Sensor batch", status="listed", moderator=staff)
+    response = api.get("/api/v1/datasets/", {"q": query, "page": page})
+    assert response.status_code == 404, (query, page)
+    assert "Invalid page" in response.json()["detail"]
