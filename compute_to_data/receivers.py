@@ -10,6 +10,7 @@ from celery.signals import worker_ready
 from django.db import connection
 from django.dispatch import receiver
 
+from common.tasks import enqueue
 from compute_to_data.signals import job_status_changed
 
 logger = logging.getLogger(__name__)
@@ -26,12 +27,11 @@ def job_ended_email(sender: Any, *, job_id: int, status: str, **kwargs: Any) -> 
     """Queue the e-mail about a finished, failed or rejected job. Runs after the transition
     committed; a broker that is down costs the e-mail, never the job."""
     from marketplace.services.notifications import JOB_NOTIFY_STATUSES
-    from marketplace.tasks import notify_job_ended_task
 
     if status not in JOB_NOTIFY_STATUSES:
         return
     try:
-        notify_job_ended_task.delay(job_id, status)
+        enqueue("marketplace.tasks.notify_job_ended_task", job_id, status, on_commit=False)
     except Exception:
         logger.exception("job %s: could not queue the %s e-mail", job_id, status)
 

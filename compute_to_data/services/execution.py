@@ -33,6 +33,7 @@ from django.utils import timezone
 
 from chain.client import ChainUnavailable
 from chain.models import ChainTransaction
+from common.tasks import enqueue as enqueue_task
 from compute_to_data import sandbox
 from compute_to_data.failures import failure_for_run, is_disk_full
 from compute_to_data.models import ComputeJob, JobArtifact, JobLogEntry
@@ -325,8 +326,6 @@ def _job_restart(job: ComputeJob, *, why: str, enqueue: bool, exhausted: str = "
     "failed"; the caller removes the old workspace (``_remove_workspace``) after commit.
 
     Call inside ``transaction.atomic`` with the job row locked."""
-    from compute_to_data.tasks import job_run_task
-
     if job.attempts >= settings.COMPUTE_MAX_ATTEMPTS:
         logger.warning("job %s: %s; attempt %s was the last, failed", job.pk, why, job.attempts)
         job_fail(job, exhausted, limit="worker_lost" if exhausted == "worker_lost" else "")
@@ -347,7 +346,7 @@ def _job_restart(job: ComputeJob, *, why: str, enqueue: bool, exhausted: str = "
     job_log(job, f"{why}; the job runs again from the start (attempt {job.attempts + 1} of {_max_attempts()}).")
     if enqueue:
         job_id = job.pk
-        transaction.on_commit(lambda: job_run_task.delay(job_id))
+        enqueue_task("compute_to_data.tasks.job_run_task", job_id)
     return "requeued"
 
 
@@ -813,8 +812,6 @@ def jobs_reap() -> dict[str, int]:
     runs again from the start (up to ``COMPUTE_MAX_ATTEMPTS``, then it fails as ``worker_lost``),
     its leftover sandbox killed and its workspace removed. Queued jobs whose task was lost are
     enqueued again, and settlements that never went out are sent."""
-    from compute_to_data.tasks import job_run_task
-
     now = timezone.now()
     stale = now - timedelta(seconds=settings.COMPUTE_HEARTBEAT_TIMEOUT_SECONDS)
     counts = {"requeued": 0, "failed": 0, "reenqueued": 0}
@@ -832,7 +829,8 @@ def jobs_reap() -> dict[str, int]:
         queued_at__lt=now - timedelta(seconds=settings.COMPUTE_HEARTBEAT_TIMEOUT_SECONDS * 5),
     ).values_list("pk", flat=True)
     for job_id in lost:
-        job_run_task.delay(job_id)  # a second delivery of a live task is a no-op (see _claim)
+        # A second delivery of a live task is a no-op (see _claim).
+        enqueue_task("compute_to_data.tasks.job_run_task", job_id, on_commit=False)
         counts["reenqueued"] += 1
     # Settlements that never went out (the chain was down when the job ended and the task gave up).
     settling = ChainTransaction.objects.filter(

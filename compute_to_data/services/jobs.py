@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from chain.models import Order
 from chain.selectors import dataset_orderable
+from common.tasks import enqueue
 from compute_to_data.failures import FAILURES, failure_text
 from compute_to_data.models import ComputeJob, JobLogEntry
 from compute_to_data.runner import params as runner_params
@@ -368,8 +369,6 @@ def job_follow_order(*, order_id: int) -> None:
 def job_queue(*, job_id: int) -> ComputeJob:
     """Reserve a paid job's epsilon and queue it, or reject it (and refund it) when the budget has
     less left than it asks for."""
-    from compute_to_data.tasks import job_run_task
-
     with transaction.atomic():
         job = _locked(job_id)
         if job.status != ComputeJob.Status.PAID:
@@ -382,7 +381,7 @@ def job_queue(*, job_id: int) -> ComputeJob:
             return job
         job_transition(job, ComputeJob.Status.QUEUED, budget_state=job.budget_state)
         job_log(job, f"Epsilon {job.epsilon} reserved from the dataset's budget. Queued for a worker.")
-        transaction.on_commit(lambda: job_run_task.delay(job_id))
+        enqueue("compute_to_data.tasks.job_run_task", job_id)
     return job
 
 
@@ -430,10 +429,7 @@ def job_fail(job: ComputeJob, code: str, *, limit: str = "", reason: str | None 
 
 
 def job_settle_later(job: ComputeJob) -> None:
-    from compute_to_data.tasks import job_settle_task
-
-    job_id = job.pk
-    transaction.on_commit(lambda: job_settle_task.delay(job_id))
+    enqueue("compute_to_data.tasks.job_settle_task", job.pk)
 
 
 def job_settle(*, job_id: int) -> str:

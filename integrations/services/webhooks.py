@@ -23,6 +23,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from common.tasks import enqueue
 from integrations import net, signing
 from integrations.conf import setting
 from integrations.models import PING_EVENT, TERMINAL_EVENTS, WebhookDelivery, WebhookEndpoint, WebhookEvent
@@ -259,11 +260,9 @@ def delivery_redeliver(*, delivery: WebhookDelivery) -> WebhookDelivery:
 
 
 def deliveries_enqueue(ids: list[int]) -> None:
-    from integrations.tasks import webhook_deliver_task
-
     for delivery_id in ids:
         try:
-            webhook_deliver_task.delay(delivery_id)
+            enqueue("integrations.tasks.webhook_deliver_task", delivery_id, on_commit=False)
         except Exception:  # the resume sweep picks it up
             logger.exception("webhook delivery %s: could not queue", delivery_id)
 

@@ -32,6 +32,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from common.tasks import enqueue
 from marketplace.contained import UploadLimitExceeded, contained_call, limits_for
 from marketplace.crypto import DecryptionError, master_key
 from marketplace.errors import Conflict, InvalidFile, InvalidInput, PermissionDenied
@@ -373,10 +374,8 @@ def dataset_create(*, owner: User, file: BinaryIO, filename: str | None = None, 
 
 
 def _enqueue_validation(dataset_id: int) -> None:
-    from marketplace.tasks import dataset_validate_task
-
     try:
-        dataset_validate_task.delay(dataset_id)
+        enqueue("marketplace.tasks.dataset_validate_task", dataset_id, on_commit=False)
     except Exception:  # the upload is safe; the beat task resumes pending validations
         logger.exception("Could not enqueue validation of dataset %s", dataset_id)
 

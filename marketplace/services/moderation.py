@@ -7,6 +7,7 @@ import datetime as dt
 from django.db import transaction
 from django.utils import timezone
 
+from common.tasks import enqueue
 from marketplace.errors import Conflict, IllegalTransition, InvalidInput, PermissionDenied
 from marketplace.models import Dataset, ModerationLogEntry, Report, Tag, User
 from marketplace.signals import dataset_status_changed
@@ -185,6 +186,4 @@ def report_resolve(*, report: Report, actor: User, resolution: str, dismiss: boo
 
 
 def _notify(task_name: str, object_id: int) -> None:
-    from marketplace import tasks
-
-    getattr(tasks, task_name).delay(object_id)
+    enqueue(f"marketplace.tasks.{task_name}", object_id, on_commit=False)
