@@ -18,3 +18,11 @@ class ComputeToDataConfig(AppConfig):
         from compute_to_data import receivers
 
         order_status_changed.connect(receivers.order_status_changed, dispatch_uid="compute-job-follows-order")
+
+        from compute_to_data.models import ComputeJob
+        from marketplace.services import notifications
+
+        # The base app mails about ended jobs without importing this app: it asks this lookup.
+        notifications.job_lookup_register(
+            lambda job_id: ComputeJob.objects.select_related("buyer", "dataset__owner").filter(pk=job_id).first()
+        )

@@ -3,7 +3,7 @@
 A small file can ask a parser for far more than it holds: a 215 KB Parquet file expands to 3 GB
 (a highly compressible or dictionary-encoded column), and the footer's sizes need not be honest.
 So the code that reads an upload runs in a forked child with the compute sandbox's rlimits
-(``compute_to_data.sandbox.limits.Limits``): ``RLIMIT_AS`` (counted from what the parent already has
+(``common.limits.Limits``, the sandbox's own): ``RLIMIT_AS`` (counted from what the parent already has
 mapped, so it bounds what parsing adds), ``RLIMIT_CPU``, no core dumps (a dump would put the
 private data on disk), and a wall clock after which the parent kills it. The child touches no
 database connection and no storage client: it gets an open file, a path, or a pipe the parent
@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from compute_to_data.sandbox.limits import Limits, human_bytes
+from common.limits import Limits, human_bytes
 from marketplace.errors import DomainError, InvalidFile
 
 logger = logging.getLogger(__name__)

@@ -4,18 +4,42 @@ is delivered twice (``acks_late``, a worker lost after sending) does not mail tw
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Protocol
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.mail import send_mail
 from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from marketplace.models import ModerationLogEntry, Notification, Report, User
+from marketplace.models import Dataset, ModerationLogEntry, Notification, Report, User
 
-if TYPE_CHECKING:
-    from compute_to_data.models import ComputeJob
+
+class EndedJob(Protocol):
+    """What the job e-mails read of a compute job (``compute_to_data.models.ComputeJob``)."""
+
+    pk: int
+    status: str
+    algorithm: str
+    reason: str
+    budget_state: str
+    epsilon_spent: Decimal | None
+    buyer: User
+    dataset: Dataset
+
+
+# The base app writes the job e-mails but must not import the compute app above it: that app
+# registers how to load a job (with its buyer and dataset owner) in its AppConfig.ready().
+_job_lookup: Callable[[int], EndedJob | None] | None = None
+
+
+def job_lookup_register(lookup: Callable[[int], EndedJob | None]) -> None:
+    global _job_lookup
+    _job_lookup = lookup
+
 
 NOTIFY_ACTIONS = {"approve", "reject", "delist", "relist", "approve_edit", "reject_edit"}
 # "edit approved" reads as "your edit was approved".
@@ -91,11 +115,11 @@ def notify_job_ended(*, job_id: int, status: str) -> int:
     """Tell the buyer that their job finished, failed or was rejected, and the provider (briefly)
     that a job on their dataset finished. Neither mail carries results: the buyer fetches them from
     the result page. Returns how many e-mails went out now."""
-    from compute_to_data.models import ComputeJob
-
     if status not in JOB_NOTIFY_STATUSES:
         return 0
-    job = ComputeJob.objects.select_related("buyer", "dataset__owner").filter(pk=job_id).first()
+    if _job_lookup is None:
+        raise ImproperlyConfigured("No compute app registered a job lookup (job_lookup_register).")
+    job = _job_lookup(job_id)
     # The status is the transition's; the row may have moved on only to another terminal status.
     if job is None or job.status != status:
         return 0
@@ -122,7 +146,7 @@ def notify_job_ended(*, job_id: int, status: str) -> int:
     return sent
 
 
-def _job_mail_for_buyer(job: ComputeJob) -> tuple[str, str]:
+def _job_mail_for_buyer(job: EndedJob) -> tuple[str, str]:
     hello = f"Hello {job.buyer.get_username()},\n\n"
     what = f"Your compute job #{job.pk} ({job.algorithm}) on \u201c{job.dataset.title}\u201d"
     page = f"The job's page: {_url('frontend:job', job.pk)}\n"

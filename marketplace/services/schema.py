@@ -33,8 +33,8 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from django.conf import settings
 
+from common.limits import human_bytes as _human_bytes
 from compute_to_data.runner.preprocess import UTF8_BOM, csv_delimiter_detect, csv_header_line
-from compute_to_data.sandbox.limits import human_bytes as _human_bytes
 from marketplace.errors import InvalidFile, InvalidSchema
 
 COLUMN_TYPES = ("integer", "float", "boolean", "categorical", "datetime", "text")
