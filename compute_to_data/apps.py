@@ -20,8 +20,12 @@ class ComputeToDataConfig(AppConfig):
         order_status_changed.connect(receivers.order_status_changed, dispatch_uid="compute-job-follows-order")
 
         from compute_to_data.models import ComputeJob
-        from marketplace.services import notifications
+        from compute_to_data.runner import params as runner_params
+        from compute_to_data.runner import preprocess
+        from marketplace.services import notifications, schema
 
+        # The upload checks read cells as a job will, through the runner's own modules.
+        schema.runner_register(preprocess=preprocess, params=runner_params)
         # The base app mails about ended jobs without importing this app: it asks this lookup.
         notifications.job_lookup_register(
             lambda job_id: ComputeJob.objects.select_related("buyer", "dataset__owner").filter(pk=job_id).first()

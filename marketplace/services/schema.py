@@ -21,10 +21,12 @@ detected from the header line the same way the runner detects it."""
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import datetime as dt
 import io
 import math
+from types import ModuleType
 from typing import Any, BinaryIO
 
 import pyarrow as pa
@@ -32,9 +34,9 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 from common.limits import human_bytes as _human_bytes
-from compute_to_data.runner.preprocess import UTF8_BOM, csv_delimiter_detect, csv_header_line
 from marketplace.errors import InvalidFile, InvalidSchema
 
 COLUMN_TYPES = ("integer", "float", "boolean", "categorical", "datetime", "text")
@@ -97,13 +99,13 @@ def csv_header_check(head: bytes, *, complete: bool = False) -> str | None:
     is ``head``). Raises ``InvalidFile``: not UTF-8 (UTF-16 and binary included), a header line
     over ``DATASET_MAX_HEADER_BYTES``, more columns than ``DATASET_MAX_COLUMNS``."""
     limit = settings.DATASET_MAX_HEADER_BYTES
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\0" in head[: limit + len(UTF8_BOM) + 1]:
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\0" in head[: limit + len(codecs.BOM_UTF8) + 1]:
         start = head[:512]
         odd, even = start[1::2].count(0), start[0::2].count(0)
         if head.startswith((b"\xff\xfe", b"\xfe\xff")) or (min(odd, even) == 0 and max(odd, even) * 3 >= len(start)):
             raise _not_utf8("it looks like UTF-16 (two bytes per character)")
         raise _not_utf8("it contains binary data (NUL bytes), so it is not a CSV file", code="malformed_csv")
-    body = head[len(UTF8_BOM) :] if head.startswith(UTF8_BOM) else head
+    body = head[len(codecs.BOM_UTF8) :] if head.startswith(codecs.BOM_UTF8) else head
     end = body.find(b"\n")
     if end < 0 and not complete:
         # Not all here yet; refused already if what has come has too many columns.
@@ -114,7 +116,7 @@ def csv_header_check(head: bytes, *, complete: bool = False) -> str | None:
                 code="header_too_long",
             )
         return None
-    line = csv_header_line(head)
+    line = _runner_preprocess()[0].csv_header_line(head)
     if len(line) > limit:
         raise InvalidFile(
             f"The header line (the first line) is longer than {limit:,} bytes: is this really a CSV file?",
@@ -125,7 +127,7 @@ def csv_header_check(head: bytes, *, complete: bool = False) -> str | None:
 
 def _columns_check(text: str, *, partial: bool = False) -> str:
     """The delimiter of a header line (or its start); ``InvalidFile`` past DATASET_MAX_COLUMNS."""
-    delimiter = csv_delimiter_detect(text)
+    delimiter = _runner_preprocess()[0].csv_delimiter_detect(text)
     columns = text.count(delimiter) + 1  # an upper bound (quoted separators count too): cheap
     if columns > max_columns():
         import csv
@@ -204,7 +206,7 @@ def sample_table(*, fh: BinaryIO, file_format: str) -> pa.Table:
 
 def _csv_sample(fh: BinaryIO) -> pa.Table:
     limit = settings.DATASET_SCHEMA_SAMPLE_BYTES
-    read = max(limit, settings.DATASET_MAX_HEADER_BYTES + len(UTF8_BOM) + 1)
+    read = max(limit, settings.DATASET_MAX_HEADER_BYTES + len(codecs.BOM_UTF8) + 1)
     sample = fh.read(read + 1)
     if not sample.strip():
         raise InvalidFile("The CSV file is empty.", code="empty_file")
@@ -547,13 +549,21 @@ ISSUES = (
 )
 
 
-def _runner_preprocess():
-    # The runner's own coercion (compute_to_data.runner is pure, Django-free), so the report says
-    # exactly what a job will do with each cell.
-    from compute_to_data.runner import params as runner_params
-    from compute_to_data.runner import preprocess
+# The runner's own CSV reading and cell coercion (compute_to_data/runner: pure, Django-free, bound
+# alone into the sandbox), so the checks say exactly what a job will do with each cell. The compute
+# app registers its two modules here in its AppConfig.ready(): this base app imports nothing above it.
+_runner: tuple[ModuleType, ModuleType] | None = None
 
-    return preprocess, runner_params
+
+def runner_register(*, preprocess: ModuleType, params: ModuleType) -> None:
+    global _runner
+    _runner = (preprocess, params)
+
+
+def _runner_preprocess() -> tuple[ModuleType, ModuleType]:
+    if _runner is None:
+        raise ImproperlyConfigured("No compute app registered the runner's preprocessing (runner_register).")
+    return _runner
 
 
 def csv_null_values() -> list[str]:
@@ -716,7 +726,7 @@ def csv_scan(stream: BinaryIO, expected: list[str], checked: dict[str, dict[str,
     Every cell is read as bytes, so a bad cell (a non-number, bad UTF-8) is counted, not a parse
     error. Raises ``InvalidFile`` when the file does not parse."""
     head = b""
-    while b"\n" not in head and len(head) <= settings.DATASET_MAX_HEADER_BYTES + len(UTF8_BOM):
+    while b"\n" not in head and len(head) <= settings.DATASET_MAX_HEADER_BYTES + len(codecs.BOM_UTF8):
         piece = stream.read(64 * 1024)
         if not piece:
             break
