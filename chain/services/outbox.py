@@ -10,12 +10,12 @@ from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
 from web3 import Web3
 from web3.exceptions import TransactionNotFound
 
 from chain import client
 from chain.models import ChainTransaction
+from common.tasks import enqueue
 
 
 class TransientChainError(Exception):
@@ -50,10 +50,7 @@ def transaction_enqueue(
         order=order,
         context=context or {},
     )
-    from chain.tasks import transaction_send_task
-
-    tx_id = tx.pk
-    transaction.on_commit(lambda: transaction_send_task.delay(tx_id))
+    enqueue("chain.tasks.transaction_send_task", tx.pk)
     return tx
 
 

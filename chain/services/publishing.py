@@ -21,6 +21,7 @@ from chain.services.transitions import listing_transition
 from chain.services.wallets import user_addresses, wallet_primary
 from chain.units import delta_to_units, epsilon_to_units, hash_bytes, price_to_units
 from chain.wrappers import DataFactory, Datatoken, MockStablecoin, PublishParams
+from common.tasks import enqueue
 from marketplace.errors import Conflict, InvalidInput, PermissionDenied
 from marketplace.models import Dataset, User
 
@@ -157,10 +158,7 @@ def dataset_publish(*, dataset: Dataset, user: User, tx_hash: str | None = None)
             if ChainListing.objects.filter(publish_tx_hash=tx_hash.lower()).exclude(dataset=locked).exists():
                 raise Conflict("That transaction published another dataset.", code="publish_replayed")
             listing = _listing_start(locked, params, owner_address="", tx_hash=tx_hash.lower())
-            from chain.tasks import listing_verify_task
-
-            listing_id = listing.pk
-            transaction.on_commit(lambda: listing_verify_task.delay(listing_id))
+            enqueue("chain.tasks.listing_verify_task", listing.pk)
         return listing
     wallet = wallet_primary(user=user)
     if wallet.kind != Wallet.Kind.MANAGED:

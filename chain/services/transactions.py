@@ -34,6 +34,7 @@ from chain.services.outbox import (
     transaction_enqueue,
 )
 from chain.services.wallets import wallet_signer
+from common.tasks import enqueue
 
 __all__ = ["TransientChainError", "confirmed_receipt", "poll", "transaction_enqueue"]
 
@@ -209,9 +210,7 @@ def transaction_send(tx_id: int) -> ChainTransaction:
         status=ChainTransaction.Status.SENT
     )
     tx.status = ChainTransaction.Status.SENT
-    from chain.tasks import transaction_follow_task
-
-    transaction.on_commit(lambda: transaction_follow_task.delay(tx.pk))
+    enqueue("chain.tasks.transaction_follow_task", tx.pk)
     return tx
 
 
@@ -250,9 +249,7 @@ def transaction_resend_if_dropped(tx_id: int, *, grace: timedelta = DROPPED_GRAC
         context["dropped"] = [*tx.context.get("dropped", []), tx.tx_hash]
         tx.status, tx.tx_hash, tx.nonce, tx.gas, tx.context = ChainTransaction.Status.PENDING, "", None, None, context
         tx.save(update_fields=["status", "tx_hash", "nonce", "gas", "context", "updated_at"])
-        from chain.tasks import transaction_send_task
-
-        transaction.on_commit(lambda: transaction_send_task.delay(tx_id))
+        enqueue("chain.tasks.transaction_send_task", tx_id)
     return True
 
 

@@ -21,6 +21,7 @@ from chain.services.outbox import (
 from chain.services.wallets import user_addresses
 from chain.units import delta_to_units, epsilon_to_units, hash_bytes, units_to_price
 from chain.wrappers import Datatoken, MockStablecoin
+from common.tasks import enqueue
 from marketplace.errors import Conflict, NotFound
 from marketplace.models import Dataset, User
 
@@ -70,10 +71,7 @@ def order_create(
             if claimed is not None:
                 return claimed
             raise Conflict("This transaction was already registered as an order.", code="order_replayed") from exc
-        from chain.tasks import order_verify_task
-
-        order_id = order.pk
-        transaction.on_commit(lambda: order_verify_task.delay(order_id))
+        enqueue("chain.tasks.order_verify_task", order.pk)
         return order
 
     if not datatoken.ordering_open():
