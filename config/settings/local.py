@@ -1,4 +1,4 @@
-"""Embedded defaults for ``make run``: SQLite, filesystem Celery broker, generated secrets."""
+"""Embedded defaults for ``make run``: SQLite, a SQLite Celery broker (devtools.broker), generated secrets."""
 
 from .base import *  # noqa: F403
 from .base import DATA_DIR, env, env_bool, persistent_secret
