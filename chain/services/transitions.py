@@ -14,20 +14,30 @@ from chain.signals import listing_state_changed, order_status_changed
 from marketplace.errors import IllegalTransition
 
 
+def _transition(obj: Any, to: str, *, field: str, transitions: dict, kind: str, save: bool, fields: dict) -> str:
+    """The door both status fields go through: check ``transitions``, set ``field`` and ``fields``,
+    save them unless ``save=False``; returns the previous value (the caller announces a change)."""
+    previous = getattr(obj, field)
+    if to != previous and to not in transitions.get(previous, frozenset()):
+        shown = getattr(obj, f"get_{field}_display")().lower()
+        raise IllegalTransition(f"A {shown} {kind} cannot become {to}.")
+    setattr(obj, field, to)
+    for name, value in fields.items():
+        setattr(obj, name, value)
+    if save:
+        obj.save(update_fields=sorted({field, *fields}))
+    return previous
+
+
 def order_transition(order: Order, to: str, *, save: bool = True, **fields: Any) -> Order:
     """Move ``order`` to ``to`` with ``fields`` or raise ``IllegalTransition``.
 
     ``save=False`` leaves the write to the caller (the indexer writes its orders in one bulk update
     in the same transaction); the signal is sent either way. Staying in the same status is no
     transition: the fields are saved and nothing is announced."""
-    previous = order.status
-    if to != previous and to not in Order.TRANSITIONS.get(previous, frozenset()):
-        raise IllegalTransition(f"A {order.get_status_display().lower()} order cannot become {to}.")
-    order.status = to
-    for name, value in fields.items():
-        setattr(order, name, value)
-    if save:
-        order.save(update_fields=sorted({"status", *fields}))
+    previous = _transition(
+        order, to, field="status", transitions=Order.TRANSITIONS, kind="order", save=save, fields=fields
+    )
     if to != previous:
         order_id = order.pk
         transaction.on_commit(
@@ -38,14 +48,9 @@ def order_transition(order: Order, to: str, *, save: bool = True, **fields: Any)
 
 def listing_transition(listing: ChainListing, to: str, *, save: bool = True, **fields: Any) -> ChainListing:
     """Move ``listing`` to ``to`` with ``fields`` or raise ``IllegalTransition`` (as ``order_transition``)."""
-    previous = listing.state
-    if to != previous and to not in ChainListing.TRANSITIONS.get(previous, frozenset()):
-        raise IllegalTransition(f"A {listing.get_state_display().lower()} listing cannot become {to}.")
-    listing.state = to
-    for name, value in fields.items():
-        setattr(listing, name, value)
-    if save:
-        listing.save(update_fields=sorted({"state", *fields}))
+    previous = _transition(
+        listing, to, field="state", transitions=ChainListing.TRANSITIONS, kind="listing", save=save, fields=fields
+    )
     if to != previous:
         listing_id, dataset_id = listing.pk, listing.dataset_id
         transaction.on_commit(

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from functools import wraps
 
+from django.core.paginator import Paginator
 from django.http import HttpRequest
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
 from chain.selectors import dataset_orderable
-from marketplace.api.pagination import CachedCountPaginator
 from marketplace.errors import FileTooLarge, InvalidFile, PermissionDenied
 from marketplace.models import Dataset
 from marketplace.selectors import catalog
@@ -57,7 +57,7 @@ def require_staff(request: HttpRequest) -> None:
 
 def paginate(request: HttpRequest, queryset, size: int):
     # Same paginator as the API: catalogue totals are cached briefly, rows are always live.
-    return CachedCountPaginator(queryset, size).get_page(request.GET.get("page"))
+    return Paginator(queryset, size).get_page(request.GET.get("page"))
 
 
 def order_refusal(request: HttpRequest, dataset: Dataset) -> str | None:

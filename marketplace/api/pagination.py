@@ -8,9 +8,6 @@ from marketplace.selectors.catalog import CatalogueSearch
 # No catalogue has this many rows; a page beyond it has none.
 MAX_OFFSET = 2**62
 
-# Other lists page plain querysets; the catalogue's speed lives in CatalogueSearch, not here.
-CachedCountPaginator = Paginator
-
 
 class CataloguePaginator(Paginator):
     """Pages a ``CatalogueSearch`` (marketplace.selectors.catalog): its total may be a few seconds
