@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import copy
 import io
+from decimal import Decimal
 
 import factory
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from django.contrib.auth import get_user_model
+from django.db import transaction
 from django.utils import timezone
 
+from compute_to_data.models import ComputeJob
+from compute_to_data.services import budget as budget_services
 from marketplace.models import Dataset
 from marketplace.services.datasets import (
     ListingFields,
@@ -107,3 +111,25 @@ def make_dataset(
             actor = UserFactory(username="factory-moderator", is_staff=True)
         dataset = dataset_transition(dataset=dataset, actor=actor, action=action, reason=f"{action} in test")
     return dataset
+
+
+def make_reserved_job(dataset: Dataset, buyer, *, status: str = ComputeJob.Status.PAID, reserve: bool = True, **fields):
+    """A dp-statistics job of epsilon 0.5 on ``dataset``, its epsilon reserved from the budget (unless
+    ``reserve=False``), then set to ``status`` and ``fields`` as they are (a test's starting point,
+    not a checked transition)."""
+    job = ComputeJob.objects.create(
+        buyer=buyer,
+        dataset=dataset,
+        algorithm="dp-statistics",
+        parameters={},
+        params_hash="0x" + "00" * 32,
+        epsilon=Decimal("0.5"),
+        delta=1e-6,
+        status=ComputeJob.Status.PAID,
+    )
+    if reserve:
+        with transaction.atomic():
+            budget_services.budget_reserve(job=job)
+            job.save(update_fields=["budget_state"])
+    ComputeJob.objects.filter(pk=job.pk).update(status=status, **fields)
+    return ComputeJob.objects.get(pk=job.pk)

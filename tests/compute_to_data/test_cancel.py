@@ -21,7 +21,7 @@ from compute_to_data.services import jobs as job_services
 from marketplace.errors import InvalidInput, PermissionDenied
 from tests.compute_to_data.test_job_sandbox import SLEEPER
 from tests.compute_to_data.test_jobs import _listed, _submit
-from tests.factories import UserFactory, make_dataset
+from tests.factories import UserFactory, make_dataset, make_reserved_job
 from tests.marketplace.test_tasks_integration import wait_for
 
 pytestmark = [pytest.mark.chain, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -185,16 +185,7 @@ def test_a_moderator_cancels_a_running_job_with_a_reason_and_the_buyer_is_refund
 @pytest.mark.django_db
 def test_a_moderator_cannot_cancel_their_own_job_for_free(provider, staff):
     dataset = make_dataset(owner=provider)
-    job = ComputeJob.objects.create(
-        buyer=staff,
-        dataset=dataset,
-        algorithm="dp-statistics",
-        parameters={},
-        params_hash="0x" + "00" * 32,
-        epsilon=Decimal("0.5"),
-        delta=1e-6,
-        status=ComputeJob.Status.QUEUED,
-    )
+    job = make_reserved_job(dataset, staff, status=ComputeJob.Status.QUEUED, reserve=False)
     with pytest.raises(PermissionDenied):
         job_services.job_cancel_by_moderator(job=job, moderator=staff, reason="mine")
     with pytest.raises(InvalidInput):

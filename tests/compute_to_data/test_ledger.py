@@ -14,7 +14,7 @@ from compute_to_data.services import budget as budget_services
 from compute_to_data.services import execution
 from compute_to_data.services import jobs as job_services
 from marketplace.models import Dataset
-from tests.factories import UserFactory, make_dataset
+from tests.factories import UserFactory, make_dataset, make_reserved_job
 
 pytestmark = pytest.mark.django_db
 
@@ -107,21 +107,7 @@ def test_failure_reasons_come_from_one_fixed_table():
 
 
 def test_a_failed_job_shows_the_fixed_sentence_and_who_caused_it(api, listed, buyer):
-    job = ComputeJob.objects.create(
-        buyer=buyer,
-        dataset=listed,
-        algorithm="dp-statistics",
-        parameters={},
-        params_hash="0x" + "00" * 32,
-        epsilon=Decimal("0.5"),
-        delta=1e-6,
-        status=ComputeJob.Status.PAID,
-    )
-    with transaction.atomic():
-        budget_services.budget_reserve(job=job)
-        job.status = ComputeJob.Status.RUNNING
-        job.data_touched_at = datetime.now(UTC)
-        job.save()
+    job = make_reserved_job(listed, buyer, status=ComputeJob.Status.RUNNING, data_touched_at=datetime.now(UTC))
     with transaction.atomic():
         job_services.job_fail(job_services._locked(job.pk), "limit_memory", limit="memory")
     api.force_authenticate(buyer)

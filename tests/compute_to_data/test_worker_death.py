@@ -15,15 +15,14 @@ from pathlib import Path
 
 import psutil
 import pytest
-from django.db import connection, transaction
+from django.db import connection
 from django.utils import timezone
 
 from compute_to_data import tasks
 from compute_to_data.models import ComputeJob, JobLogEntry, PrivacyBudget
-from compute_to_data.services import budget as budget_services
 from compute_to_data.services import execution
 from marketplace.models import Dataset
-from tests.factories import make_dataset
+from tests.factories import make_dataset, make_reserved_job
 
 
 def _dead_pid() -> int:
@@ -33,22 +32,8 @@ def _dead_pid() -> int:
 
 
 def _running_job(dataset: Dataset, buyer, *, worker: str, attempts: int = 1, workspace: str = "", **fields):
-    job = ComputeJob.objects.create(
-        buyer=buyer,
-        dataset=dataset,
-        algorithm="dp-statistics",
-        parameters={},
-        params_hash="0x" + "00" * 32,
-        epsilon=Decimal("0.5"),
-        delta=1e-6,
-        status=ComputeJob.Status.PAID,
-    )
-    with transaction.atomic():
-        budget_services.budget_reserve(job=job)
-        job.save(update_fields=["budget_state"])
     now = timezone.now()
     values = {
-        "status": ComputeJob.Status.RUNNING,
         "worker": worker,
         "attempts": attempts,
         "heartbeat_at": now,
@@ -57,8 +42,7 @@ def _running_job(dataset: Dataset, buyer, *, worker: str, attempts: int = 1, wor
         "workspace": workspace,
         **fields,
     }
-    ComputeJob.objects.filter(pk=job.pk).update(**values)
-    return ComputeJob.objects.get(pk=job.pk)
+    return make_reserved_job(dataset, buyer, status=ComputeJob.Status.RUNNING, **values)
 
 
 @pytest.fixture
