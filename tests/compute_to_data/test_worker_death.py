@@ -31,7 +31,16 @@ def _dead_pid() -> int:
     return proc.pid
 
 
-def _running_job(dataset: Dataset, buyer, *, worker: str, attempts: int = 1, workspace: str = "", **fields):
+def _running_job(
+    dataset: Dataset,
+    buyer,
+    *,
+    worker: str,
+    attempts: int = 1,
+    workspace: str = "",
+    status: str = ComputeJob.Status.RUNNING,
+    **fields,
+):
     now = timezone.now()
     values = {
         "worker": worker,
@@ -42,7 +51,7 @@ def _running_job(dataset: Dataset, buyer, *, worker: str, attempts: int = 1, wor
         "workspace": workspace,
         **fields,
     }
-    return make_reserved_job(dataset, buyer, status=ComputeJob.Status.RUNNING, **values)
+    return make_reserved_job(dataset, buyer, status=status, **values)
 
 
 @pytest.fixture
