@@ -19,7 +19,7 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.providers.rpc import HTTPProvider
 
-from marketplace.errors import DomainError
+from common.errors import DomainError
 
 
 class ChainUnavailable(DomainError):

@@ -11,7 +11,7 @@ from chain import client
 from chain.models import ChainListing, Wallet
 from chain.units import units_to_price
 from chain.wrappers import MockStablecoin
-from marketplace.errors import Conflict
+from common.errors import Conflict
 from marketplace.models import Dataset
 
 _UNREAD: Any = object()

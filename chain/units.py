@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from decimal import ROUND_DOWN, Decimal
 
-from marketplace.errors import InvalidInput
+from common.errors import InvalidInput
 
 PRICE_DECIMALS = 6  # the payment token (USDC and the dev stablecoin) has 6 decimals
 EPSILON_UNITS = 10**6  # micro-epsilon

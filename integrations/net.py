@@ -18,8 +18,8 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from common.errors import InvalidInput
 from integrations.conf import setting
-from marketplace.errors import InvalidInput
 
 MAX_URL_LENGTH = 500
 RESPONSE_BYTES_KEPT = 500

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
+from common.errors import InvalidInput, NotFound
 from integrations.models import WebhookDelivery, WebhookEndpoint
-from marketplace.errors import InvalidInput, NotFound
 from marketplace.models import User
 
 

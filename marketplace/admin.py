@@ -7,7 +7,7 @@ from django.urls import path
 from rest_framework.authtoken.admin import TokenAdmin as BaseTokenAdmin
 from rest_framework.authtoken.models import Token, TokenProxy
 
-from marketplace.errors import DomainError
+from common.errors import DomainError
 from marketplace.models import Dataset, ModerationLogEntry, Notification, Report, Tag, User
 from marketplace.services.moderation import dataset_transition
 

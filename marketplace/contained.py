@@ -28,8 +28,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from common.errors import DomainError, InvalidFile
 from common.limits import Limits, human_bytes
-from marketplace.errors import DomainError, InvalidFile
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
-from marketplace.errors import TooManyAttempts
+from common.errors import TooManyAttempts
 
 
 def client_ip(request: HttpRequest) -> str | None:

@@ -6,7 +6,7 @@ import re
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import render
 
-from marketplace.errors import DomainError
+from common.errors import DomainError
 
 
 class DomainErrorMiddleware:

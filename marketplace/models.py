@@ -81,7 +81,7 @@ class Dataset(models.Model):
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="datasets")
     title = models.CharField(max_length=200)
     description = models.TextField(blank=True, max_length=20_000, help_text="Markdown.")
-    # The description rendered and sanitised once, when it is saved (marketplace.markdown): pages
+    # The description rendered and sanitised once, when it is saved (common.markdown): pages
     # show this and never render Markdown per request, so a costly description costs once.
     description_html = models.TextField(blank=True, default="", editable=False)
     tags = models.ManyToManyField(Tag, blank=True, related_name="datasets")

@@ -19,7 +19,7 @@ from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.core.files.uploadhandler import FileUploadHandler
 
-from marketplace.errors import FileTooLarge
+from common.errors import FileTooLarge
 
 # Multipart framing and the other form fields ride along with the file.
 MULTIPART_OVERHEAD_BYTES = 1024 * 1024

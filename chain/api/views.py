@@ -26,10 +26,10 @@ from chain.services import publishing as publishing_services
 from chain.services import wallets as wallet_services
 from chain.units import HASH_PATTERN
 from chain.wrappers import MockStablecoin
-from marketplace.api.errors import PAGE_NOT_FOUND
-from marketplace.api.errors import error_responses as _errors
-from marketplace.api.pagination import StandardPagination
-from marketplace.errors import NotFound, PermissionDenied
+from common.api.errors import PAGE_NOT_FOUND
+from common.api.errors import error_responses as _errors
+from common.errors import NotFound, PermissionDenied
+from common.pagination import StandardPagination
 from marketplace.selectors import catalog
 
 

@@ -21,8 +21,8 @@ from chain.services.transitions import listing_transition
 from chain.services.wallets import user_addresses, wallet_primary
 from chain.units import delta_to_units, epsilon_to_units, hash_bytes, price_to_units
 from chain.wrappers import DataFactory, Datatoken, MockStablecoin, PublishParams
+from common.errors import Conflict, InvalidInput, PermissionDenied
 from common.tasks import enqueue
-from marketplace.errors import Conflict, InvalidInput, PermissionDenied
 from marketplace.models import Dataset, User
 
 logger = logging.getLogger(__name__)

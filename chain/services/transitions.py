@@ -11,7 +11,7 @@ from django.db import transaction
 
 from chain.models import ChainListing, Order
 from chain.signals import listing_state_changed, order_status_changed
-from marketplace.errors import IllegalTransition
+from common.errors import IllegalTransition
 
 
 def _transition(obj: Any, to: str, *, field: str, transitions: dict, kind: str, save: bool, fields: dict) -> str:

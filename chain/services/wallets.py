@@ -19,8 +19,8 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
 from chain.models import SiweNonce, Wallet
-from marketplace.crypto import key_setting
-from marketplace.errors import Conflict, InvalidInput, PermissionDenied
+from common.crypto import key_setting
+from common.errors import Conflict, InvalidInput, PermissionDenied
 from marketplace.models import User
 
 _KEY_VERSION = b"\x01"

@@ -11,9 +11,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from chain.units import units_to_price
+from common.api.errors import error_responses as _errors
 from compute_to_data import selectors_dashboard as dashboard
 from compute_to_data.models import ComputeJob
-from marketplace.api.errors import error_responses as _errors
 
 AMOUNT = {"max_digits": 40, "decimal_places": 6}
 EPSILON = {"max_digits": 16, "decimal_places": 6}

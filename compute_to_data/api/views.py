@@ -18,6 +18,10 @@ from rest_framework.views import APIView
 from chain.models import Order
 from chain.services import orders as order_services
 from chain.units import HASH_PATTERN
+from common.api.errors import PAGE_NOT_FOUND
+from common.api.errors import error_responses as _errors
+from common.errors import NotFound
+from common.pagination import StandardPagination
 from compute_to_data.api.serializers import ArtifactSerializer, CheckSerializer, JobSerializer, LogEntrySerializer
 from compute_to_data.models import ComputeJob
 from compute_to_data.runner import params as runner_params
@@ -25,10 +29,6 @@ from compute_to_data.selectors import job_ids_named_for, jobs_on_dataset_visible
 from compute_to_data.services import budget as budget_services
 from compute_to_data.services import jobs as job_services
 from compute_to_data.services import results as result_services
-from marketplace.api.errors import PAGE_NOT_FOUND
-from marketplace.api.errors import error_responses as _errors
-from marketplace.api.pagination import StandardPagination
-from marketplace.errors import NotFound
 from marketplace.selectors import catalog
 
 EXAMPLE_JOB = {

@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
 
+from common.errors import Conflict
 from compute_to_data.models import ComputeJob, PrivacyBudget
-from marketplace.errors import Conflict
 from marketplace.models import Dataset
 
 EPSILON_QUANTUM = Decimal("0.0001")  # the precision orders carry (and a multiple of the chain's 1e-6)

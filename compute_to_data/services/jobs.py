@@ -22,13 +22,13 @@ from django.utils import timezone
 
 from chain.models import Order
 from chain.selectors import dataset_orderable
+from common.errors import Conflict, IllegalTransition, InvalidInput, NotFound, PermissionDenied
 from common.tasks import enqueue
 from compute_to_data.failures import FAILURES, failure_text
 from compute_to_data.models import ComputeJob, JobLogEntry
 from compute_to_data.runner import params as runner_params
 from compute_to_data.services import budget as budget_services
 from compute_to_data.signals import job_status_changed
-from marketplace.errors import Conflict, IllegalTransition, InvalidInput, NotFound, PermissionDenied
 from marketplace.models import Dataset, User
 
 logger = logging.getLogger(__name__)

@@ -20,9 +20,9 @@ from typing import Any
 
 from django.conf import settings
 
+from common.errors import Conflict, DomainError
 from compute_to_data.runner import params as runner_params
 from compute_to_data.services.jobs import parameters_for
-from marketplace.errors import Conflict, DomainError
 from marketplace.models import Dataset
 
 

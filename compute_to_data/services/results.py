@@ -12,10 +12,10 @@ from chain import client
 from chain.models import Order
 from chain.units import units_to_epsilon
 from chain.wrappers import Datatoken
+from common.errors import Conflict, NotFound
 from compute_to_data.models import ComputeJob, JobArtifact
 from compute_to_data.services.execution import result_hash_of, results_storage, runner_code_hash
 from compute_to_data.services.jobs import failure_hash, job_require_buyer, params_hash
-from marketplace.errors import Conflict, NotFound
 from marketplace.models import User
 
 

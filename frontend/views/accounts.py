@@ -18,10 +18,10 @@ from django.urls import reverse_lazy
 from django.views.decorators.http import require_POST
 from rest_framework.authtoken.models import Token
 
+from common.errors import DomainError
 from frontend.forms import LoginForm, ProfileForm, SignUpForm
 from frontend.views.common import PageError
 from frontend.views.wallet import wallets_context
-from marketplace.errors import DomainError
 from marketplace.services.accounts import (
     api_token_regenerate,
     email_verification_send,

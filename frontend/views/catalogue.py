@@ -12,6 +12,7 @@ from django.shortcuts import render
 from chain.models import ChainListing
 from chain.selectors import dataset_orderable
 from chain.services import orders as order_services
+from common.errors import DomainError
 from compute_to_data.runner import params as runner_params
 from compute_to_data.selectors import jobs_on_dataset_visible, receipts_on_dataset
 from compute_to_data.services import budget as budget_services
@@ -19,7 +20,6 @@ from frontend.forms import CatalogueFilterForm, JobForm, ReportForm
 from frontend.presenters import algorithm_described, budget_view, with_titles
 from frontend.views.common import EDITABLE_STATUSES, dataset_visible, paginate
 from marketplace.api.pagination import CataloguePaginator
-from marketplace.errors import DomainError
 from marketplace.models import Dataset, Report
 from marketplace.selectors import catalog
 from marketplace.selectors import moderation as moderation_selectors

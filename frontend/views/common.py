@@ -11,7 +11,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
 from chain.selectors import dataset_orderable
-from marketplace.errors import FileTooLarge, InvalidFile, PermissionDenied
+from common.errors import FileTooLarge, InvalidFile, PermissionDenied
 from marketplace.models import Dataset
 from marketplace.selectors import catalog
 

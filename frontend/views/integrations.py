@@ -10,8 +10,8 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from common.errors import DomainError
 from integrations.services import webhooks as webhook_services
-from marketplace.errors import DomainError
 
 
 def _back() -> HttpResponse:

@@ -15,6 +15,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from common.errors import DomainError, NotFound
 from compute_to_data.failures import FAILURES
 from compute_to_data.models import ComputeJob
 from compute_to_data.runner import params as runner_params
@@ -37,7 +38,6 @@ from frontend.presenters import (
 )
 from frontend.views.catalogue import dataset_page
 from frontend.views.common import TABLE_PAGE_SIZE, dataset_visible, order_refusal, paginate
-from marketplace.errors import DomainError, NotFound
 
 logger = logging.getLogger(__name__)
 

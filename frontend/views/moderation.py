@@ -13,9 +13,9 @@ from django.urls import reverse
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_POST
 
+from common.errors import DomainError, NotFound
 from frontend.forms import ModerationFilterForm, ResolveReportForm
 from frontend.views.common import TABLE_PAGE_SIZE, dataset_visible, next_or, paginate, require_staff
-from marketplace.errors import DomainError, NotFound
 from marketplace.models import Dataset, Report
 from marketplace.selectors import moderation as moderation_selectors
 from marketplace.services import moderation as moderation_services

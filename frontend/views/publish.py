@@ -20,6 +20,8 @@ from django.views.decorators.http import require_POST
 
 from chain.models import ChainListing
 from chain.services import publishing as publishing_services
+from common.crypto import DecryptionError
+from common.errors import DomainError, PermissionDenied
 from frontend.forms import (
     DatasetUploadForm,
     ListingForm,
@@ -40,8 +42,6 @@ from frontend.views.common import (
     paginate,
     upload_view,
 )
-from marketplace.crypto import DecryptionError
-from marketplace.errors import DomainError, PermissionDenied
 from marketplace.selectors import catalog
 from marketplace.selectors.schema_report import dataset_schema_report
 from marketplace.services import datasets as dataset_services

@@ -21,13 +21,13 @@ from chain import client as chain_client
 from chain.models import Wallet
 from chain.selectors import wallet_balances
 from chain.services import wallets as wallet_services
+from common.errors import DomainError, NotFound
 from compute_to_data.runner import params as runner_params
 from compute_to_data.services import budget as budget_services
 from compute_to_data.services import jobs as job_services
 from frontend.forms import JobForm
 from frontend.presenters import algorithm_described
 from frontend.views.common import dataset_visible, order_refusal
-from marketplace.errors import DomainError, NotFound
 
 logger = logging.getLogger(__name__)
 

@@ -13,6 +13,8 @@ from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from common.api.errors import error_responses as _errors
+from common.pagination import StandardPagination
 from compute_to_data.services import jobs as job_services
 from integrations import selectors
 from integrations.api.serializers import (
@@ -25,8 +27,6 @@ from integrations.api.serializers import (
 )
 from integrations.services import events as event_services
 from integrations.services import webhooks as webhook_services
-from marketplace.api.errors import error_responses as _errors
-from marketplace.api.pagination import StandardPagination
 
 TAGS = ["integrations"]
 

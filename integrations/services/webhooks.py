@@ -23,12 +23,12 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from common.crypto import key_setting
+from common.errors import Conflict, InvalidInput, NotFound
 from common.tasks import enqueue
 from integrations import net, signing
 from integrations.conf import setting
 from integrations.models import PING_EVENT, TERMINAL_EVENTS, WebhookDelivery, WebhookEndpoint, WebhookEvent
-from marketplace.crypto import key_setting
-from marketplace.errors import Conflict, InvalidInput, NotFound
 from marketplace.models import User
 
 logger = logging.getLogger(__name__)

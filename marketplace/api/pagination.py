@@ -1,8 +1,8 @@
 from django.core.paginator import Page, Paginator
 from django.utils.functional import cached_property
 from rest_framework.exceptions import NotFound
-from rest_framework.pagination import PageNumberPagination
 
+from common.pagination import StandardPagination
 from marketplace.selectors.catalog import CatalogueSearch
 
 # No catalogue has this many rows; a page beyond it has none.
@@ -34,14 +34,6 @@ class CatalogueRowsPaginator(CataloguePaginator):
 
     def __init__(self, search: CatalogueSearch, per_page: int):
         super().__init__(search, per_page, plain=True)
-
-
-class StandardPagination(PageNumberPagination):
-    """Page-number pagination."""
-
-    page_size = 20
-    page_size_query_param = "page_size"
-    max_page_size = 100
 
 
 class CataloguePagination(StandardPagination):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from marketplace.crypto import DecryptionError
+from common.crypto import DecryptionError
 from marketplace.models import Dataset, ModerationLogEntry, Report
 from marketplace.services.datasets import COMMITMENT_FORMULA, dataset_commitment_salt
 
@@ -285,8 +285,3 @@ class QueueItemSerializer(DatasetSerializer):
     @extend_schema_field(PendingEditSerializer(allow_null=True))
     def get_pending_edit(self, obj: Dataset) -> dict | None:
         return _pending_edit(obj)
-
-
-class ErrorSerializer(serializers.Serializer):
-    code = serializers.CharField(help_text="Stable machine-readable error code.")
-    detail = serializers.CharField(help_text="Human-readable explanation.")

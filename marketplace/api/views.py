@@ -16,22 +16,22 @@ from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from common.api.errors import PAGE_NOT_FOUND, ErrorSerializer
+from common.api.errors import error_responses as _errors
+from common.errors import InvalidInput, NotFound, PermissionDenied
+from common.pagination import StandardPagination
 from marketplace.api import catalogue_cache
-from marketplace.api.errors import PAGE_NOT_FOUND
-from marketplace.api.errors import error_responses as _errors
-from marketplace.api.pagination import CataloguePagination, StandardPagination
+from marketplace.api.pagination import CataloguePagination
 from marketplace.api.serializers import (
     SCHEMA_EXAMPLE,
     DatasetDetailSerializer,
     DatasetListSerializer,
-    ErrorSerializer,
     ModerationLogEntrySerializer,
     OwnerDatasetSerializer,
     QueueItemSerializer,
     ReportSerializer,
     dataset_data,
 )
-from marketplace.errors import InvalidInput, NotFound, PermissionDenied
 from marketplace.lockout import lockout_error
 from marketplace.models import Dataset, Licence, Report
 from marketplace.selectors import catalog

@@ -13,7 +13,7 @@ DELTA_TOTAL_DEFAULT = 1e-4
 
 
 def backfill(apps, schema_editor):
-    from marketplace.crypto import DecryptionError
+    from common.crypto import DecryptionError
     from marketplace.services import storage
     from marketplace.services.datasets import (
         HOLDOUT_PURPOSE,

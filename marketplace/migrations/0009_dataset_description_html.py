@@ -9,7 +9,7 @@ from django.db import migrations, models
 
 
 def render_descriptions(apps, schema_editor):
-    from marketplace.markdown import description_html_of
+    from common.markdown import description_html_of
 
     Dataset = apps.get_model("marketplace", "Dataset")
     rows = Dataset.objects.using(schema_editor.connection.alias).exclude(description="").order_by("pk")

@@ -14,7 +14,7 @@ from django.db import connection, connections
 from django.db.models import BooleanField, Count, ExpressionWrapper, F, OuterRef, Q, QuerySet
 from django.db.models.expressions import RawSQL
 
-from marketplace.errors import InvalidInput, NotFound
+from common.errors import InvalidInput, NotFound
 from marketplace.models import Dataset, Licence, Tag, User
 
 SORTS = ("relevance", "newest", "oldest", "price", "-price")

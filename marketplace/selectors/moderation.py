@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.models import Count, Q, QuerySet
 
-from marketplace.errors import InvalidInput, PermissionDenied
+from common.errors import InvalidInput, PermissionDenied
 from marketplace.models import Dataset, ModerationLogEntry, Report, User
 
 EDIT_PENDING = "edit_pending"

@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
-from marketplace.errors import Conflict, InvalidInput
+from common.errors import Conflict, InvalidInput
 from marketplace.models import User
 from marketplace.services.notifications import notification_send_once
 

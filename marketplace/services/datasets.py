@@ -32,11 +32,11 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from common.crypto import DecryptionError, master_key
+from common.errors import Conflict, InvalidFile, InvalidInput, PermissionDenied
+from common.markdown import markdown_render
 from common.tasks import enqueue
 from marketplace.contained import UploadLimitExceeded, contained_call, limits_for
-from marketplace.crypto import DecryptionError, master_key
-from marketplace.errors import Conflict, InvalidFile, InvalidInput, PermissionDenied
-from marketplace.markdown import markdown_render
 from marketplace.models import Dataset, Licence, ModerationLogEntry, Tag, User
 from marketplace.services import storage
 from marketplace.services.schema import (

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from marketplace.errors import Conflict, InvalidInput
+from common.errors import Conflict, InvalidInput
 
 MOCK_DEFAULT_ROWS = 100
 WORDS = (
@@ -104,7 +104,7 @@ def dataset_mock_csv(
     dataset's id as seed, so the page preview and the download agree."""
     from django.conf import settings
 
-    from marketplace.errors import NotFound
+    from common.errors import NotFound
     from marketplace.services.datasets import csv_bytes
     from marketplace.services.storage import dataset_storage
 

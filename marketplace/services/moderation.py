@@ -7,8 +7,8 @@ import datetime as dt
 from django.db import transaction
 from django.utils import timezone
 
+from common.errors import Conflict, IllegalTransition, InvalidInput, PermissionDenied
 from common.tasks import enqueue
-from marketplace.errors import Conflict, IllegalTransition, InvalidInput, PermissionDenied
 from marketplace.models import Dataset, ModerationLogEntry, Report, Tag, User
 from marketplace.signals import dataset_status_changed
 

@@ -36,8 +36,8 @@ import pyarrow.parquet as pq
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from common.errors import InvalidFile, InvalidSchema
 from common.limits import human_bytes as _human_bytes
-from marketplace.errors import InvalidFile, InvalidSchema
 
 COLUMN_TYPES = ("integer", "float", "boolean", "categorical", "datetime", "text")
 MAX_COLUMNS = 500  # the default of settings.DATASET_MAX_COLUMNS

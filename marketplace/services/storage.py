@@ -13,7 +13,7 @@ from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import storages
 
-from marketplace.crypto import StreamStats, decrypt_stream, encrypt_stream
+from common.crypto import StreamStats, decrypt_stream, encrypt_stream
 from marketplace.uploads import too_large
 
 PRIVATE_PREFIX = "private/"

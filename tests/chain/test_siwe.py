@@ -15,7 +15,7 @@ from rest_framework.test import APIClient
 from chain import client as chain_client
 from chain.models import SiweNonce, Wallet
 from chain.services.wallets import siwe_nonce_issue, siwe_parse, siwe_verify
-from marketplace.errors import DomainError
+from common.errors import DomainError
 from marketplace.models import User
 
 CHAIN = 31337

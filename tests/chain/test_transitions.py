@@ -11,7 +11,7 @@ from chain.models import ChainListing, Order
 from chain.selectors import dataset_orderable
 from chain.services.transitions import listing_transition, order_transition
 from chain.signals import listing_state_changed, order_status_changed
-from marketplace.errors import IllegalTransition
+from common.errors import IllegalTransition
 from marketplace.models import Dataset
 from tests.factories import UserFactory, make_dataset
 

@@ -9,9 +9,9 @@ from decimal import Decimal
 import pytest
 from django.db import connection, transaction
 
+from common.errors import Conflict
 from compute_to_data.models import ComputeJob, PrivacyBudget
 from compute_to_data.services import budget as budget_services
-from marketplace.errors import Conflict
 from marketplace.models import Dataset
 from tests.factories import UserFactory, make_dataset
 

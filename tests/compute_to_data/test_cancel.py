@@ -14,11 +14,11 @@ from django.test import Client
 
 from chain.models import ChainListing, ChainTransaction, Wallet
 from chain.wrappers import Datatoken, MockStablecoin
+from common.errors import InvalidInput, PermissionDenied
 from compute_to_data import tasks
 from compute_to_data.models import ComputeJob, JobLogEntry, PrivacyBudget
 from compute_to_data.services import execution
 from compute_to_data.services import jobs as job_services
-from marketplace.errors import InvalidInput, PermissionDenied
 from tests.compute_to_data.test_job_sandbox import SLEEPER
 from tests.compute_to_data.test_jobs import _listed, _submit
 from tests.factories import UserFactory, make_dataset, make_reserved_job

@@ -15,7 +15,7 @@ import pytest
 from django.db import connection
 from django.test import Client
 
-from marketplace.errors import InvalidInput
+from common.errors import InvalidInput
 from marketplace.selectors.catalog import MAX_FILTER_TAGS, listing_search
 from tests.factories import make_dataset
 from tests.gunicorn_support import gunicorn_server, production_env

@@ -22,10 +22,10 @@ import pyarrow.parquet as pq
 import pytest
 from django.test import Client
 
+from common.errors import InvalidFile
 from compute_to_data.runner.params import parameters_normalize
 from compute_to_data.runner.run import run_spec
 from marketplace.contained import UploadLimitExceeded, contained_call, limits_for
-from marketplace.errors import InvalidFile
 from marketplace.models import Dataset
 from marketplace.services.datasets import (
     ListingFields,

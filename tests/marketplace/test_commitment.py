@@ -15,7 +15,7 @@ from django.test import Client
 from django.urls import reverse
 
 from chain.services.publishing import metadata_document
-from marketplace.crypto import DecryptionError
+from common.crypto import DecryptionError
 from marketplace.models import Dataset
 from marketplace.services.datasets import (
     HOLDOUT_PURPOSE,

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from marketplace.crypto import HEADER_BYTES, DecryptionError, StreamStats, decrypt_stream, encrypt_stream
+from common.crypto import HEADER_BYTES, DecryptionError, StreamStats, decrypt_stream, encrypt_stream
 
 CHUNK = 64
 

@@ -12,9 +12,9 @@ from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
-from marketplace import markdown
-from marketplace.errors import InvalidInput
-from marketplace.markdown import MAX_MARKDOWN_CHARS, MAX_NESTING, markdown_check, markdown_render
+from common import markdown
+from common.errors import InvalidInput
+from common.markdown import MAX_MARKDOWN_CHARS, MAX_NESTING, markdown_check, markdown_render
 from marketplace.models import Dataset, ModerationLogEntry
 from marketplace.selectors.catalog import listing_search
 from tests.factories import make_dataset

@@ -11,7 +11,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from marketplace.errors import InvalidInput
+from common.errors import InvalidInput
 from marketplace.models import Dataset
 from marketplace.selectors.schema_report import dataset_schema_report
 from marketplace.services.datasets import (

@@ -2,7 +2,7 @@ from decimal import Decimal
 
 import pytest
 
-from marketplace.errors import InvalidInput, NotFound
+from common.errors import InvalidInput, NotFound
 from marketplace.selectors.catalog import dataset_get_visible, listing_search
 from tests.factories import UserFactory, make_dataset
 

@@ -9,7 +9,7 @@ import pytest
 from django.conf import settings
 from django.core.files.storage import storages
 
-from marketplace.errors import Conflict, FileTooLarge, InvalidFile, InvalidInput, InvalidSchema, PermissionDenied
+from common.errors import Conflict, FileTooLarge, InvalidFile, InvalidInput, InvalidSchema, PermissionDenied
 from marketplace.models import Dataset
 from marketplace.services import storage as storage_services
 from marketplace.services.datasets import (

@@ -1,7 +1,7 @@
 import pytest
 from django.core import mail
 
-from marketplace.errors import Conflict, IllegalTransition, InvalidInput, PermissionDenied
+from common.errors import Conflict, IllegalTransition, InvalidInput, PermissionDenied
 from marketplace.models import Dataset, ModerationLogEntry, Report
 from marketplace.services.moderation import dataset_transition, report_create, report_resolve
 from tests.factories import make_dataset

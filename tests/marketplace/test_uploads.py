@@ -1,6 +1,6 @@
 import pytest
 
-from marketplace.errors import FileTooLarge
+from common.errors import FileTooLarge
 from marketplace.uploads import EncryptedTemporaryFileUploadHandler
 
 PLAINTEXT = b"name,diagnosis\n" + b"Alice Example,diabetes\n" * 5000

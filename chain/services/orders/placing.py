@@ -21,8 +21,8 @@ from chain.services.outbox import (
 from chain.services.wallets import user_addresses
 from chain.units import delta_to_units, epsilon_to_units, hash_bytes, units_to_price
 from chain.wrappers import Datatoken, MockStablecoin
+from common.errors import Conflict, NotFound
 from common.tasks import enqueue
-from marketplace.errors import Conflict, NotFound
 from marketplace.models import Dataset, User
 
 

@@ -22,7 +22,7 @@ from chain.selectors import dataset_orderable
 from chain.services.wallets import user_addresses, wallet_primary
 from chain.units import delta_to_units, epsilon_to_units, hash_bytes, units_to_epsilon, units_to_price
 from chain.wrappers import PERMIT_TYPES, Datatoken, MockStablecoin
-from marketplace.errors import Conflict, InvalidInput, PermissionDenied
+from common.errors import Conflict, InvalidInput, PermissionDenied
 from marketplace.models import Dataset, User
 
 # Gas a buy+order needs at most, for the "enough ether for gas" check on managed wallets.

@@ -21,7 +21,7 @@ from chain.services.outbox import (
 from chain.services.transitions import order_transition
 from chain.units import epsilon_to_units, hash_bytes, units_to_price
 from chain.wrappers import Datatoken
-from marketplace.errors import Conflict, InvalidInput
+from common.errors import Conflict, InvalidInput
 
 logger = logging.getLogger(__name__)
 

@@ -5,12 +5,18 @@ from __future__ import annotations
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse
-from rest_framework import exceptions, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
-from marketplace.api.serializers import ErrorSerializer
-from marketplace.errors import DomainError
+from common.errors import DomainError
+
+
+class ErrorSerializer(serializers.Serializer):
+    """The body of every error answer (the OpenAPI schema's ``Error``)."""
+
+    code = serializers.CharField(help_text="Stable machine-readable error code.")
+    detail = serializers.CharField(help_text="Human-readable explanation.")
 
 
 def _error(description: str, code: str, detail: str, **extra) -> OpenApiResponse:

@@ -12,7 +12,7 @@ import re
 import nh3
 from markdown_it import MarkdownIt
 
-from marketplace.errors import InvalidInput
+from common.errors import InvalidInput
 
 # The model's own max_length; a description of this size at the nesting cap renders in well under
 # a second (tests/marketplace/test_markdown_moderation.py times the worst shapes).
