@@ -7,10 +7,8 @@ REST API. See docs/client.md.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-from marketplace_client.client import MarketplaceClient, PublishResult, params_hash, result_hash  # noqa: E402
-from marketplace_client.errors import (  # noqa: E402
+from marketplace_client.client import MarketplaceClient, PublishResult, params_hash, result_hash
+from marketplace_client.errors import (
     APIError,
     AuthenticationError,
     Conflict,
@@ -27,7 +25,7 @@ from marketplace_client.errors import (  # noqa: E402
     VerificationFailed,
     WaitTimeout,
 )
-from marketplace_client.types import (  # noqa: E402
+from marketplace_client.types import (
     Algorithm,
     Artifact,
     Budget,
@@ -45,6 +43,7 @@ from marketplace_client.types import (  # noqa: E402
     SchemaInfo,
     Verification,
 )
+from marketplace_client.version import __version__
 
 __all__ = [
     "APIError",

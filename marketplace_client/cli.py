@@ -16,7 +16,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
 
-from marketplace_client import __version__
 from marketplace_client.client import MarketplaceClient
 from marketplace_client.errors import (
     APIError,
@@ -35,6 +34,7 @@ from marketplace_client.errors import (
 )
 from marketplace_client.progress import ProgressBar
 from marketplace_client.types import AlgorithmParameter, Dataset, Job
+from marketplace_client.version import __version__
 
 __all__ = ["EXIT_CODES", "main"]
 

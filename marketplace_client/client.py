@@ -31,7 +31,6 @@ from typing import IO, Any, BinaryIO, NamedTuple
 import requests
 import urllib3
 
-from marketplace_client import __version__
 from marketplace_client.errors import (
     APIError,
     AuthenticationError,
@@ -63,6 +62,7 @@ from marketplace_client.types import (
     SchemaInfo,
     Verification,
 )
+from marketplace_client.version import __version__
 
 __all__ = ["MarketplaceClient", "PublishResult", "params_hash", "result_hash", "sha256_file"]
 

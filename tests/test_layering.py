@@ -9,11 +9,22 @@ functions count, since a lazy import is still a dependency and still closes a ci
 from __future__ import annotations
 
 import ast
+import sys
 from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("chain", "common", "compute_to_data", "config", "devtools", "frontend", "integrations", "marketplace")
+PACKAGES = (
+    "chain",
+    "common",
+    "compute_to_data",
+    "config",
+    "devtools",
+    "frontend",
+    "integrations",
+    "marketplace",
+    "marketplace_client",
+)
 UPPER_APPS = {"chain", "compute_to_data", "integrations", "frontend", "devtools"}
 PROJECT_APPS = UPPER_APPS | {"marketplace", "config", "marketplace_client"}
 
@@ -38,9 +49,11 @@ def _modules() -> dict[str, Path]:
     return found
 
 
-def _imports(module: str, path: Path) -> set[str]:
+def _imports(module: str, path: Path, known: frozenset[str] = frozenset()) -> set[str]:
     """Every module ``module`` imports, anywhere in its body; ``from a import b`` counts as
-    ``a.b`` too, because ``b`` may be a module (``from marketplace import tasks``)."""
+    ``a.b`` too, because ``b`` may be a module (``from marketplace import tasks``). When every name
+    imported that way is a module of ``known``, the package ``a`` itself is not counted: like
+    ``import a.b``, it loads ``a`` but uses nothing from it."""
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     names: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
@@ -51,13 +64,17 @@ def _imports(module: str, path: Path) -> set[str]:
             if node.level:
                 anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
                 base = ".".join([*anchor, base] if base else anchor)
-            names.add(base)
-            names.update(f"{base}.{alias.name}" for alias in node.names)
+            submodules = {f"{base}.{alias.name}" for alias in node.names}
+            names.update(submodules)
+            if not submodules <= known:
+                names.add(base)
     return names
 
 
 def _graph() -> dict[str, set[str]]:
-    return {module: _imports(module, path) for module, path in _modules().items()}
+    modules = _modules()
+    known = frozenset(modules)
+    return {module: _imports(module, path, known) for module, path in modules.items()}
 
 
 def _is_tasks(name: str) -> bool:
@@ -116,6 +133,18 @@ def test_the_checker_sees_imports_inside_functions(tmp_path):
     assert "chain.services.x.y" in names
 
 
+def test_no_import_circle_between_project_modules():
+    assert import_cycles() == [], "python -m tests.test_layering lists them"
+
+
+def test_the_cycle_finder_finds_a_circle_through_a_lazy_import(tmp_path, monkeypatch):
+    (tmp_path / "a.py").write_text("import b\n")
+    (tmp_path / "b.py").write_text("def f():\n    from c import x\n")
+    (tmp_path / "c.py").write_text("from a import y\n")
+    monkeypatch.setattr(sys.modules[__name__], "_graph", lambda: {m: _imports(m, tmp_path / f"{m}.py") for m in "abc"})
+    assert import_cycles() == [["a", "b", "c"]]
+
+
 def test_the_upload_checks_read_cells_with_the_runner_the_compute_app_registered():
     # schema.py no longer imports the runner; compute_to_data registers it, and the BOM schema.py
     # strips (codecs.BOM_UTF8) is the one the runner strips.
@@ -129,7 +158,7 @@ def test_the_upload_checks_read_cells_with_the_runner_the_compute_app_registered
 
 
 def import_cycles() -> list[list[str]]:
-    """Strongly connected groups of project modules (Tarjan), for the report below; not asserted."""
+    """Strongly connected groups of project modules (Tarjan): each is an import circle."""
     graph = _graph()
     edges = {m: {n for n in names if n in graph and n != m} for m, names in graph.items()}
     index: dict[str, int] = {}

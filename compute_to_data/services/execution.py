@@ -8,7 +8,6 @@ removed when the run ends (the reaper removes the workspace of a worker that die
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import json
 import logging
@@ -47,6 +46,7 @@ from compute_to_data.services.jobs import (
     job_settle_later,
     job_transition,
 )
+from compute_to_data.services.receipts import result_hash_of, runner_code_hash
 from marketplace.services import datasets as dataset_services
 from marketplace.services.storage import encrypted_file_chunks
 
@@ -64,28 +64,6 @@ PHASE_PERCENT = {"provisioning": 2, "loading": 5, "training": 5, "evaluating": 9
 
 
 # --- configuration ------------------------------------------------------------------------------
-
-
-def _runner_files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*.py") if "__pycache__" not in p.parts)
-
-
-@functools.lru_cache(maxsize=4)
-def _runner_hash_cached(root: str, stamp: tuple) -> str:
-    digest = hashlib.sha256()
-    base = Path(root)
-    for path in _runner_files(base):
-        digest.update(path.relative_to(base).as_posix().encode() + b"\0")
-        digest.update(path.read_bytes() + b"\0")
-    return "0x" + digest.hexdigest()
-
-
-def runner_code_hash() -> str:
-    """SHA-256 over the runner package's source files (relative path and bytes, in order): the
-    code that ran, recorded in the receipt as its ``algorithmHash``."""
-    root = Path(settings.COMPUTE_RUNNER_DIR)
-    stamp = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in _runner_files(root))
-    return _runner_hash_cached(str(root), stamp)
 
 
 def sandbox_config() -> sandbox.SandboxConfig:
@@ -670,12 +648,6 @@ def _store(job: ComputeJob, ws: sandbox.Workspace, name: str, kind: str, descrip
         sha256=digest.hexdigest(),
         storage_name=stored,
     )
-
-
-def result_hash_of(artifacts: list[tuple[str, str]]) -> str:
-    """The receipt's result hash: SHA-256 of the canonical JSON list of [name, sha256] pairs."""
-    canonical = json.dumps(sorted([list(a) for a in artifacts]), separators=(",", ":"))
-    return "0x" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def _publish(job: ComputeJob, ws: sandbox.Workspace, monitor: _Monitor, attempt: int) -> ComputeJob:

@@ -9,8 +9,6 @@ spent) and a receipt is recorded on chain, because the provider's budget was use
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,6 +26,7 @@ from compute_to_data.failures import FAILURES, failure_text
 from compute_to_data.models import ComputeJob, JobLogEntry
 from compute_to_data.runner import params as runner_params
 from compute_to_data.services import budget as budget_services
+from compute_to_data.services.receipts import failure_hash, params_hash, receipt_of
 from compute_to_data.signals import job_status_changed
 from marketplace.models import Dataset, User
 
@@ -53,14 +52,6 @@ TIME_BUCKET = timedelta(minutes=1)
 def time_bucket(moment: datetime) -> datetime:
     """``moment`` rounded down to the whole minute (the coarse time buckets released)."""
     return moment.replace(second=0, microsecond=0)
-
-
-def params_hash(algorithm: str, parameters: dict[str, Any]) -> str:
-    """SHA-256 of the canonical JSON of the algorithm and its normalised parameters: what an order
-    commits to on chain (its ``algorithmHash``) and the receipt's ``paramsHash``."""
-    from chain.services.orders import algorithm_hash
-
-    return algorithm_hash(algorithm, parameters)
 
 
 def job_log(job: ComputeJob | int, message: str, *, source: str = JobLogEntry.Source.PLATFORM) -> None:
@@ -388,13 +379,6 @@ def job_queue(*, job_id: int) -> ComputeJob:
 # --- ending a job -------------------------------------------------------------------------------
 
 
-def failure_hash(job: ComputeJob, status: str, reason: str) -> str:
-    """Result hash of a job that ended without results: the hash of what it did release (its status
-    and reason), so even a failed job's receipt names what the buyer got."""
-    record = {"job": job.pk, "status": status, "reason": reason}
-    return "0x" + hashlib.sha256(json.dumps(record, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
 def job_end(job: ComputeJob, status: str, reason: str, *, limit: str = "", failure: str = "") -> ComputeJob:
     """End a job without results (failed or cancelled): release its budget if nothing read the
     data yet, or if the failure's ``after_data`` rule (``compute_to_data.failures``) says it does
@@ -452,20 +436,20 @@ def job_settle(*, job_id: int) -> str:
 
 def _settle_order(job: ComputeJob, order: Order) -> str:
     from chain.services.orders import settlement as order_settlement
-    from compute_to_data.services.execution import runner_code_hash
 
     rule = FAILURES[job.failure].after_data if job.failure in FAILURES else "charge"
     paid_for_compute = job.data_touched_at is not None and rule == "release"
     if job.budget_state == ComputeJob.Budget.CHARGED or paid_for_compute:
         # A receipt pays the provider; a buyer who stopped a running job pays for the compute but
         # spends no epsilon (the receipt records 0 and the chain gives the whole reservation back).
+        receipt = receipt_of(job)
         order_settlement.order_receipt_record(
             order=order,
-            dataset_hash=job.dataset_hash,
-            algorithm_hash_hex=job.runner_hash or runner_code_hash(),
-            params_hash=job.params_hash,
-            result_hash=job.result_hash or failure_hash(job, job.status, job.reason),
-            epsilon_spent=job.epsilon_spent or Decimal("0"),
+            dataset_hash=receipt.dataset_hash,
+            algorithm_hash_hex=receipt.algorithm_hash,
+            params_hash=receipt.params_hash,
+            result_hash=receipt.result_hash,
+            epsilon_spent=receipt.epsilon_spent,
         )
         return "receipt"
     order_settlement.order_refund(order=order)

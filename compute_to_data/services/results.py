@@ -14,8 +14,9 @@ from chain.units import units_to_epsilon
 from chain.wrappers import Datatoken
 from common.errors import Conflict, NotFound
 from compute_to_data.models import ComputeJob, JobArtifact
-from compute_to_data.services.execution import result_hash_of, results_storage, runner_code_hash
-from compute_to_data.services.jobs import failure_hash, job_require_buyer, params_hash
+from compute_to_data.services.execution import results_storage
+from compute_to_data.services.jobs import job_require_buyer
+from compute_to_data.services.receipts import failure_hash, params_hash, receipt_of, result_hash_of, runner_code_hash
 from marketplace.models import User
 
 
@@ -108,21 +109,22 @@ def _chain_checks(job: ComputeJob) -> list[Check]:
     def hexed(value: bytes | str) -> str:
         return value if isinstance(value, str) else "0x" + bytes(value).hex()
 
+    ours = receipt_of(job)
     pairs = [
-        ("dataset", hexed(event["datasetHash"]), job.dataset_hash),
-        ("runner", hexed(event["algorithmHash"]), job.runner_hash),
-        ("parameters", hexed(event["paramsHash"]), job.params_hash),
-        ("results", hexed(event["resultHash"]), job.result_hash),
+        ("dataset", hexed(event["datasetHash"]), ours.dataset_hash),
+        ("runner", hexed(event["algorithmHash"]), ours.algorithm_hash),
+        ("parameters", hexed(event["paramsHash"]), ours.params_hash),
+        ("results", hexed(event["resultHash"]), ours.result_hash),
     ]
     checks = [
-        Check(f"chain {name}", on_chain.lower() == ours.lower(), f"On chain: {on_chain}")
-        for name, on_chain, ours in pairs
+        Check(f"chain {name}", on_chain.lower() == built.lower(), f"On chain: {on_chain}")
+        for name, on_chain, built in pairs
     ]
     spent = units_to_epsilon(int(event["epsilonSpent"]))
     checks.append(
         Check(
             "chain epsilon",
-            job.epsilon_spent is not None and spent == job.epsilon_spent,
+            spent == ours.epsilon_spent,
             f"Epsilon spent on chain: {spent}",
         )
     )

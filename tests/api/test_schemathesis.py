@@ -47,7 +47,7 @@ from chain.services.wallets import wallet_managed_get_or_create
 from compute_to_data.models import ComputeJob, JobArtifact, JobLogEntry
 from compute_to_data.services import jobs as job_services
 from compute_to_data.services.budget import budget_reserve
-from compute_to_data.services.execution import result_hash_of
+from compute_to_data.services.receipts import result_hash_of
 from marketplace.models import Dataset
 from marketplace.services.moderation import report_create
 from tests.factories import UserFactory, make_dataset

@@ -333,7 +333,7 @@ def test_the_progress_bar_redraws_in_place_and_ends_the_line():
 
 def test_hashes_recomputed_by_the_client_are_the_servers():
     from chain.services.orders import algorithm_hash
-    from compute_to_data.services.execution import result_hash_of
+    from compute_to_data.services.receipts import result_hash_of
 
     parameters = {"target": "label", "epochs": 3, "epsilon": 0.5, "hidden": [16, 8], "accountant": "rdp"}
     assert params_hash("dp-mlp-classifier", parameters) == algorithm_hash("dp-mlp-classifier", parameters)

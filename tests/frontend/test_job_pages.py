@@ -20,7 +20,7 @@ from chain.models import ChainListing, Order
 from compute_to_data.models import ComputeJob, JobArtifact, JobLogEntry, PrivacyBudget
 from compute_to_data.runner.params import ALGORITHMS
 from compute_to_data.services import jobs as job_services
-from compute_to_data.services.execution import result_hash_of
+from compute_to_data.services.receipts import result_hash_of
 from marketplace.models import Dataset
 from tests.factories import UserFactory, make_dataset
 
