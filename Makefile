@@ -6,6 +6,8 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 export PYTHONDONTWRITEBYTECODE := 1
 
+APPS := chain common compute_to_data config devtools frontend integrations marketplace
+
 .PHONY: run test test-fast lint typecheck format bench venv dev-venv npm-deps frontend-assets contracts system-deps runtime-deps migrate seed clean
 
 $(VENV)/.runtime: requirements.txt
@@ -61,9 +63,11 @@ lint: dev-venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-## mypy --strict on the integrator client (it ships py.typed); the apps are not typed yet.
+## mypy --strict on the integrator client (it ships py.typed); mypy with django-stubs and
+## djangorestframework-stubs over every app (configured in pyproject.toml).
 typecheck: dev-venv
 	$(VENV)/bin/mypy --strict marketplace_client
+	$(VENV)/bin/mypy $(APPS)
 
 format: dev-venv
 	$(VENV)/bin/ruff format .
