@@ -9,12 +9,17 @@ import secrets
 import tempfile
 from datetime import timedelta
 from pathlib import Path
+from typing import overload
 
 import dj_database_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 
+@overload
+def env(name: str) -> str | None: ...
+@overload
+def env(name: str, default: str) -> str: ...
 def env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(name, default)
 

@@ -14,11 +14,11 @@ SECRET_KEY = "test-secret-key-not-for-production-0123456789abcdef"
 DATASET_ENCRYPTION_KEY = base64.b64encode(b"k" * 32).decode()
 WALLET_ENCRYPTION_KEY = base64.b64encode(b"w" * 32).decode()
 CHAIN_RPC_URL = ""  # chain tests start their own anvil and set it
-if env("CELERY_INTEGRATION_CHAIN_RPC_URL"):
-    # A real worker started by a chain test: the test's anvil and deployment.
-    CHAIN_RPC_URL = env("CELERY_INTEGRATION_CHAIN_RPC_URL")
-    CHAIN_DEPLOYMENT_FILE = env("CELERY_INTEGRATION_CHAIN_DEPLOYMENT_FILE")
-    CHAIN_OPERATOR_KEY = env("CELERY_INTEGRATION_CHAIN_OPERATOR_KEY")
+if _chain_rpc_url := env("CELERY_INTEGRATION_CHAIN_RPC_URL"):
+    # A real worker started by a chain test: the test's anvil and deployment (set together with the URL).
+    CHAIN_RPC_URL = _chain_rpc_url
+    CHAIN_DEPLOYMENT_FILE = env("CELERY_INTEGRATION_CHAIN_DEPLOYMENT_FILE", "")
+    CHAIN_OPERATOR_KEY = env("CELERY_INTEGRATION_CHAIN_OPERATOR_KEY", "")
 CHAIN_CONFIRMATIONS = 1
 CHAIN_RECEIPT_POLL_SECONDS = 0.05
 CATALOGUE_COUNT_CACHE_SECONDS = 0  # tests change the catalogue between identical queries
@@ -60,12 +60,10 @@ CELERY_TASK_EAGER_PROPAGATES = True
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 # A real worker started by an integration test: the embedded SQLite broker of `make run` (a file in
 # that folder, shared with the test process) and file-based e-mail.
-if env("CELERY_INTEGRATION_BROKER_DIR"):
+if _broker_dir := env("CELERY_INTEGRATION_BROKER_DIR"):
     from devtools.broker import broker_settings
 
-    CELERY_BROKER_URL, CELERY_BROKER_TRANSPORT, CELERY_BROKER_TRANSPORT_OPTIONS = broker_settings(
-        Path(env("CELERY_INTEGRATION_BROKER_DIR"))
-    )
+    CELERY_BROKER_URL, CELERY_BROKER_TRANSPORT, CELERY_BROKER_TRANSPORT_OPTIONS = broker_settings(Path(_broker_dir))
     CELERY_TASK_ALWAYS_EAGER = False
     EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
     EMAIL_FILE_PATH = env("CELERY_INTEGRATION_MAIL_DIR")
