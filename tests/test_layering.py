@@ -113,6 +113,32 @@ def test_the_base_packages_import_nothing_from_the_apps_above_them():
     assert gone == [], f"remove these from KNOWN_UPWARD, they are fixed: {gone}"
 
 
+# Which apps each app may import (docs/architecture.md draws it); config wires them all together.
+MAY_IMPORT = {
+    "common": set(),
+    "marketplace": {"common"},
+    "chain": {"common", "marketplace"},
+    "compute_to_data": {"common", "marketplace", "chain"},
+    "integrations": {"common", "marketplace", "chain", "compute_to_data"},
+    "frontend": {"common", "marketplace", "chain", "compute_to_data", "integrations"},
+    "devtools": {"common", "marketplace", "chain", "compute_to_data", "config"},
+    "marketplace_client": set(),
+}
+
+
+def test_apps_import_only_the_apps_below_them():
+    offenders = sorted(
+        f"{module} imports {name}"
+        for module, names in _graph().items()
+        if module.split(".")[0] in MAY_IMPORT
+        for name in names
+        if name.split(".")[0] in PROJECT_APPS | {"common"}
+        and name.split(".")[0] != module.split(".")[0]
+        and name.split(".")[0] not in MAY_IMPORT[module.split(".")[0]]
+    )
+    assert offenders == [], "\n".join(offenders)
+
+
 def test_common_imports_no_project_app():
     offenders = sorted(
         f"{module} imports {name}"
