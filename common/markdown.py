@@ -63,13 +63,16 @@ ALLOWED_TAGS = {
 ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "abbr": {"title"}, "th": {"align"}, "td": {"align"}}
 
 
+class _AnyLinkMarkdownIt(MarkdownIt):
+    def validateLink(self, url: str) -> bool:
+        return True
+
+
 def _parser() -> MarkdownIt:
     # CommonMark (markdown-it-py): its parser is linear on the inputs that made Python-Markdown
     # quadratic (unclosed "<a " tags, "[a](" runs, setext headings). Raw HTML and every link
     # scheme pass the parser so that one place, nh3's allow-list, decides what survives.
-    parser = MarkdownIt("commonmark", {"html": True, "maxNesting": MAX_NESTING + 4}).enable("table")
-    parser.validateLink = lambda url: True
-    return parser
+    return _AnyLinkMarkdownIt("commonmark", {"html": True, "maxNesting": MAX_NESTING + 4}).enable("table")
 
 
 # Rendering keeps no state on the instance between calls, so one serves every thread.

@@ -81,8 +81,10 @@ def api_exception_handler(exc, context):
     if not isinstance(code, str):
         code = "error"
     detail = exc.detail if isinstance(exc, exceptions.APIException) else str(exc)
-    data = {"code": code, "detail": str(detail)}
-    if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
-        data["retry_after_seconds"] = int(exc.wait)
+    data: dict[str, str | int] = {"code": code, "detail": str(detail)}
+    if isinstance(exc, exceptions.Throttled):
+        wait: int | None = exc.wait  # type: ignore[attr-defined]  # set by Throttled.__init__; the stubs omit it
+        if wait is not None:
+            data["retry_after_seconds"] = int(wait)
     response.data = data
     return response
