@@ -32,6 +32,7 @@ from kombu.transport import sqlalchemy as kombu_sqla
 from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
 from sqlalchemy import create_engine, event, select, text
+from sqlalchemy.engine import Engine
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +72,8 @@ def broker_settings(folder: Path) -> tuple[str, str, dict[str, Any]]:
 
 
 class QoS(virtual.QoS):
+    channel: Channel  # always this module's Channel (its QoS attribute), which has _forget
+
     def ack(self, delivery_tag: str) -> None:
         super().ack(delivery_tag)
         self.channel._forget(delivery_tag)
@@ -88,10 +91,13 @@ class Channel(kombu_sqla.Channel):
         # Queues consumed without acknowledgements: their messages are deleted as they are taken.
         self._no_ack_queues: set[str] = set()
 
-    def _engine_from_config(self):
+    def _engine_from_config(self) -> Engine:
         conninfo = self.connection.client
-        options = {k: v for k, v in conninfo.transport_options.items() if k not in _KOMBU_OPTIONS}
-        busy = float(conninfo.transport_options.get("busy_timeout_seconds", 30))
+        if conninfo is None or conninfo.hostname is None:
+            raise RuntimeError("broker: the transport has no connection with a database URL")
+        transport_options = conninfo.transport_options or {}
+        options = {k: v for k, v in transport_options.items() if k not in _KOMBU_OPTIONS}
+        busy = float(transport_options.get("busy_timeout_seconds", 30))
         engine = create_engine(conninfo.hostname, **options)
         if engine.dialect.name == "sqlite":
 
@@ -106,9 +112,9 @@ class Channel(kombu_sqla.Channel):
 
         return engine
 
-    def _get(self, queue: str) -> dict[str, Any]:
-        obj = self._get_or_create(queue)
-        if self.session.bind.name == "sqlite":
+    def _get(self, queue: str) -> dict[str, Any]:  # type: ignore[override]  # no timeout, as kombu's sqla Channel._get
+        obj = self._get_or_create(queue)  # type: ignore[attr-defined]  # kombu's sqla Channel; the stubs omit it
+        if self.session.get_bind().dialect.name == "sqlite":
             self.session.execute(text("BEGIN IMMEDIATE TRANSACTION"))
         try:
             msg = (
@@ -174,7 +180,7 @@ class Channel(kombu_sqla.Channel):
                 )
         self._forget(message.delivery_tag)
 
-    def basic_consume(self, queue: str, no_ack: bool, callback: Any, consumer_tag: str, **kwargs: Any) -> Any:
+    def basic_consume(self, queue: str, no_ack: bool, callback: Any, consumer_tag: str | None, **kwargs: Any) -> str:
         if no_ack:
             self._no_ack_queues.add(queue)
         self._redeliver_orphans(queue)
@@ -183,7 +189,7 @@ class Channel(kombu_sqla.Channel):
     def _redeliver_orphans(self, queue: str) -> None:
         """Make the queue's delivered but unacknowledged messages visible again, except those this
         process holds: the worker that took them died before it could acknowledge them."""
-        obj = self._get_or_create(queue)
+        obj = self._get_or_create(queue)  # type: ignore[attr-defined]  # kombu's sqla Channel; the stubs omit it
         with _IN_FLIGHT_LOCK:
             mine = list(_IN_FLIGHT.values())
         query = (

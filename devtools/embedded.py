@@ -8,6 +8,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from web3 import Web3
 
@@ -21,7 +22,7 @@ logger = logging.getLogger(__name__)
 @dataclass
 class EmbeddedChain:
     node: AnvilNode
-    deployment: dict
+    deployment: dict[str, Any]
     deployed_now: bool
 
     def environment(self, deployment_file: Path) -> dict[str, str]:
@@ -35,7 +36,7 @@ class EmbeddedChain:
         }
 
 
-def _deployment_is_live(w3: Web3, deployment: dict | None) -> bool:
+def _deployment_is_live(w3: Web3, deployment: dict[str, Any]) -> bool:
     if not deployment:
         return False
     if deployment.get("genesis_hash") != w3.eth.get_block(0)["hash"].to_0x_hex():
@@ -65,7 +66,7 @@ def start_embedded_chain(data_dir: Path, *, port: int | None = None) -> Embedded
         w3 = Web3(Web3.HTTPProvider(node.rpc_url))
         deployment_file = chain_dir / "deployments.json"
         existing = read_deployment_file(deployment_file, w3.eth.chain_id)
-        if _deployment_is_live(w3, existing):
+        if existing is not None and _deployment_is_live(w3, existing):
             return EmbeddedChain(node=node, deployment=existing, deployed_now=False)
         operator = dev_account(DEV_OPERATOR_PATH)
         deployment = deploy_contracts(

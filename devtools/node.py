@@ -147,7 +147,7 @@ class AnvilNode:
         self._output.clear()
         self._listening.clear()
         self._bound = False
-        self._process = subprocess.Popen(
+        self._process = process = subprocess.Popen(
             self.command(),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -158,7 +158,7 @@ class AnvilNode:
         self._reader = threading.Thread(target=self._read_output, name="anvil-output", daemon=True)
         self._reader.start()
         try:
-            self._wait_until_ready()
+            self._wait_until_ready(process)
         except BaseException:
             self.stop()
             raise
@@ -177,21 +177,21 @@ class AnvilNode:
                     self._listening.set()
         self._listening.set()  # the process ended: wake the waiter
 
-    def _wait_until_ready(self) -> None:
+    def _wait_until_ready(self, process: subprocess.Popen[str]) -> None:
         deadline = time.monotonic() + self.startup_timeout
         if not self._listening.wait(timeout=self.startup_timeout):
             raise AnvilError(f"anvil did not start within {self.startup_timeout:.0f} s: {self.output_tail()}")
         if not self._bound:
             # The output ended without "Listening on": the process is exiting.
             try:
-                returncode = self._process.wait(timeout=5)
+                returncode = process.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 returncode = None
             raise AnvilError(f"anvil did not start (exit status {returncode}): {self.output_tail()}")
         self.rpc_url = f"http://{self.host}:{self.port}"
         while time.monotonic() < deadline:
             if not self.running:
-                raise AnvilError(f"anvil exited with {self._process.returncode}: {self.output_tail()}")
+                raise AnvilError(f"anvil exited with {process.returncode}: {self.output_tail()}")
             try:
                 chain_id = int(self.rpc("eth_chainId"), 16)
             except (OSError, AnvilError):

@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from io import TextIOBase
 from typing import IO
 
 
@@ -67,7 +68,7 @@ class Supervisor:
     stable_seconds: float = 60.0
     stop_grace_seconds: float = 10.0
     poll_seconds: float = 0.1
-    output: IO[str] = field(default_factory=lambda: sys.stdout)
+    output: IO[str] | TextIOBase = field(default_factory=lambda: sys.stdout)  # TextIOBase: a command's stdout
     on_restart: Callable[[str, int], None] | None = None
     _states: dict[str, _State] = field(default_factory=dict, init=False)
     _stopping: threading.Event = field(default_factory=threading.Event, init=False)
@@ -168,24 +169,28 @@ class Supervisor:
         )
         state.reader.start()
 
-    def _copy_output(self, name: str, process: subprocess.Popen) -> None:
+    def _copy_output(self, name: str, process: subprocess.Popen[bytes]) -> None:
         assert process.stdout is not None
         with process.stdout:
             for raw in iter(process.stdout.readline, b""):
                 self.log(raw.decode("utf-8", "replace").rstrip("\n"), name=name)
 
     def _shutdown(self) -> None:
-        running = [s for s in self._states.values() if s.process is not None and s.process.poll() is None]
-        for state in running:
+        running = [
+            (s.program.name, s.process)
+            for s in self._states.values()
+            if s.process is not None and s.process.poll() is None
+        ]
+        for name, process in running:
             # The leader first, for its own clean shutdown (Celery's warm shutdown lets a running task
             # finish); its group is killed once it has exited or the grace period is over.
-            self.log(f"stopping {state.program.name}")
+            self.log(f"stopping {name}")
             with contextlib.suppress(ProcessLookupError):
-                state.process.send_signal(signal.SIGTERM)
+                process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + self.stop_grace_seconds
-        for state in running:
+        for _, process in running:
             with contextlib.suppress(subprocess.TimeoutExpired):
-                state.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+                process.wait(timeout=max(0.0, deadline - time.monotonic()))
         for state in self._states.values():
             if state.process is not None:
                 if state.process.poll() is None:

@@ -9,15 +9,18 @@ import io
 import logging
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any, Literal
 from unittest import mock
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 from django.db import connections, transaction
 from django.test.utils import override_settings
 from django.utils import timezone
@@ -167,8 +170,37 @@ def _air_quality(rng: np.random.Generator, n: int = 3000) -> bytes:
     return csv_bytes(["site_type", "temperature_c", "humidity_pct", "no2_ugm3", "pm25_ugm3", "o3_ugm3"], rows)
 
 
+@dataclass(frozen=True)
+class _DemoDataset:
+    build: Callable[[np.random.Generator], bytes]  # the file's content
+    filename: str
+    status: Literal["listed", "pending_review"]  # where moderation leaves it
+    title: str
+    description: str
+    tags: list[str]
+    licence: str
+    price: str
+    epsilon_total: str
+    epsilon_per_job: str
+    delta: float
+
+    def listing(self) -> ListingFields:
+        return ListingFields(
+            title=self.title,
+            description=self.description,
+            tags=self.tags,
+            licence=self.licence,
+            price=self.price,
+            epsilon_total=self.epsilon_total,
+            epsilon_per_job=self.epsilon_per_job,
+            delta=self.delta,
+            delta_total=1e-4,
+            holdout_fraction=0.2,
+        )
+
+
 DATASETS = [
-    dict(
+    _DemoDataset(
         build=_cardiology,
         filename="cardiology_outpatients.csv",
         status="listed",
@@ -186,7 +218,7 @@ DATASETS = [
         epsilon_per_job="1",
         delta=1e-5,
     ),
-    dict(
+    _DemoDataset(
         build=_loans,
         filename="loan_applications.csv",
         status="listed",
@@ -203,7 +235,7 @@ DATASETS = [
         epsilon_per_job="0.5",
         delta=1e-6,
     ),
-    dict(
+    _DemoDataset(
         build=_smart_meters,
         filename="smart_meter_readings.parquet",
         status="listed",
@@ -216,7 +248,7 @@ DATASETS = [
         epsilon_per_job="2",
         delta=1e-5,
     ),
-    dict(
+    _DemoDataset(
         build=_churn,
         filename="telco_churn.csv",
         status="listed",
@@ -229,7 +261,7 @@ DATASETS = [
         epsilon_per_job="1",
         delta=1e-5,
     ),
-    dict(
+    _DemoDataset(
         build=_air_quality,
         filename="air_quality_sensors.csv",
         status="pending_review",
@@ -247,7 +279,7 @@ DATASETS = [
 
 # Jobs the demo buyer runs (dataset title, algorithm, parameters, how it ends). "refunded": cancelled
 # before it started, so its epsilon goes back to the budget and its payment back to the buyer.
-DEMO_JOBS = [
+DEMO_JOBS: list[tuple[str, str, dict[str, Any], str]] = [
     (
         "Cardiology outpatients 2019-2023",
         "dp-statistics",
@@ -279,10 +311,10 @@ DEMO_JOBS = [
 class Command(BaseCommand):
     help = "Create demo users, datasets and jobs (idempotent) and print the credentials."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--port", default=os.environ.get("PORT", "8000"))
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         users = {}
         for username, env_name, default, staff, organisation in USERS:
             password = os.environ.get(env_name, default)
@@ -307,11 +339,9 @@ class Command(BaseCommand):
         provider, admin, buyer = users["provider"][0], users["admin"][0], users["buyer"][0]
         rng = np.random.default_rng(2026)
         for spec in DATASETS:
-            spec = dict(spec)
-            build = spec.pop("build")
-            if Dataset.objects.filter(owner=provider, title=spec["title"]).exists():
+            if Dataset.objects.filter(owner=provider, title=spec.title).exists():
                 continue  # seeded on an earlier start; skip generating its data again
-            self._publish(provider, admin, buyer, build(rng), spec)
+            self._publish(provider, admin, buyer, spec.build(rng), spec)
         if settings.CHAIN_RPC_URL:
             self._seed_chain([u for u, _ in users.values()], provider)
             self._seed_jobs(buyer, provider)
@@ -375,7 +405,7 @@ class Command(BaseCommand):
         from compute_to_data.services.execution import sandbox_config
         from config.celery_app import app
 
-        todo = []
+        todo: list[tuple[Dataset, str, dict[str, Any], str]] = []
         for title, algorithm, parameters, outcome in DEMO_JOBS:
             dataset = Dataset.objects.filter(owner=provider, title=title, status=Dataset.Status.LISTED).first()
             if dataset is None:
@@ -412,7 +442,7 @@ class Command(BaseCommand):
                 self.stdout.write(self.style.WARNING(f"{line}: {job.reason}"))
         self.stdout.write(f"  demo jobs: {len(job_ids)} in {time.monotonic() - started:.1f} s")
 
-    def _demo_jobs_run(self, buyer: User, todo: list) -> list[int]:
+    def _demo_jobs_run(self, buyer: User, todo: list[tuple[Dataset, str, dict[str, Any], str]]) -> list[int]:
         """Pay for every job (one after the other: one wallet), run the paid ones side by side, then
         settle them on chain one after the other (one operator). Returns the jobs' ids."""
         from compute_to_data import tasks as compute_tasks
@@ -457,25 +487,21 @@ class Command(BaseCommand):
                 warn(job.algorithm, job.dataset, exc)
         return ids
 
-    def _publish(self, provider, admin, buyer, data: bytes, spec: dict) -> None:
-        status = spec.pop("status")
-        filename = spec.pop("filename")
-        spec.setdefault("delta_total", 1e-4)
-        spec.setdefault("holdout_fraction", 0.2)
+    def _publish(self, provider: User, admin: User, buyer: User, data: bytes, spec: _DemoDataset) -> None:
         fh = io.BytesIO(data)
         with transaction.atomic():
-            dataset = dataset_create(owner=provider, file=fh, filename=filename, fields=ListingFields(**spec))
+            dataset = dataset_create(owner=provider, file=fh, filename=spec.filename, fields=spec.listing())
         dataset = dataset_validate(dataset_id=dataset.pk)
         # As the provider would on the confirm page: type the categories the proposal left out
         # (too rare to propose) and declare the row count, rounded, as public.
         dataset = dataset_schema_declare(
             dataset=dataset,
             actor=provider,
-            schema=_with_typed_categories(dataset.proposed_schema, data, filename),
+            schema=_with_typed_categories(dataset.proposed_schema, data, spec.filename),
             public_row_count=public_row_count_suggest(dataset.row_count) or 1,
         )
         dataset = dataset_transition(dataset=dataset, actor=provider, action="submit")
-        if status == "listed":
+        if spec.status == "listed":
             dataset = dataset_transition(
                 dataset=dataset,
                 actor=admin,
