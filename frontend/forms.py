@@ -29,7 +29,7 @@ SORT_LABELS = {
 class NoColonMixin:
     """Labels read "Email", not "Email:" (screen readers announce the colon)."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("label_suffix", "")
         super().__init__(*args, **kwargs)
 
@@ -283,7 +283,7 @@ class SchemaConfirmForm(NoColonMixin, forms.Form):
         "Which rows is decided by a secret key per dataset that no one is shown.",
     )
 
-    def __init__(self, *args, dataset: Dataset, **kwargs):
+    def __init__(self, *args: Any, dataset: Dataset, **kwargs: Any) -> None:
         kwargs.setdefault(
             "initial",
             {
@@ -316,8 +316,9 @@ class CatalogueFilterForm(NoColonMixin, forms.Form):
     )
     sort = forms.ChoiceField(required=False, choices=[(s, SORT_LABELS.get(s, s)) for s in SORTS])
 
-    def clean(self):
-        data = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        data = self.cleaned_data
         lo, hi = data.get("price_min"), data.get("price_max")
         if lo is not None and hi is not None and lo > hi:
             raise forms.ValidationError("The minimum price must not be above the maximum price.")
@@ -416,15 +417,15 @@ def plain_number(value: Any) -> str:
     return text
 
 
-class NumberListField(forms.CharField):
+class NumberListField(forms.Field):
     """Comma-separated numbers: "64, 32" -> [64, 32]. Their bounds are the runner's to check."""
 
-    def __init__(self, *, integer: bool, **kwargs):
+    def __init__(self, *, integer: bool, **kwargs: Any) -> None:
         self.integer = integer
         super().__init__(**kwargs)
 
     def to_python(self, value: Any) -> list[int | float] | None:
-        text = super().to_python(value)
+        text = "" if value in self.empty_values else str(value).strip()
         if not text:
             return None
         items = [part.strip() for part in text.split(",") if part.strip()]
@@ -445,8 +446,13 @@ class JobForm(NoColonMixin, forms.Form):
     algorithm = forms.CharField(widget=forms.HiddenInput)
 
     def __init__(
-        self, *args, algorithm: dict[str, Any], dataset: Dataset, epsilon_left: Decimal | None = None, **kwargs
-    ):
+        self,
+        *args: Any,
+        algorithm: dict[str, Any],
+        dataset: Dataset,
+        epsilon_left: Decimal | None = None,
+        **kwargs: Any,
+    ) -> None:
         kwargs.setdefault("auto_id", "job-%s")
         super().__init__(*args, **kwargs)
         self.spec = algorithm
@@ -521,7 +527,7 @@ class JobForm(NoColonMixin, forms.Form):
                 widget=forms.CheckboxSelectMultiple,
             )
         if kind == "column":
-            types = TARGET_TYPES.get(self.spec.get("kind"), USABLE_COLUMN_TYPES)
+            types = TARGET_TYPES.get(self.spec.get("kind", ""), USABLE_COLUMN_TYPES)
             return forms.ChoiceField(
                 label=label,
                 required=True,

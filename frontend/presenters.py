@@ -55,7 +55,8 @@ def algorithm_title(name: str) -> str:
 
 def with_titles(jobs: list[ComputeJob]) -> list[ComputeJob]:
     for job in jobs:
-        job.algorithm_title = algorithm_title(job.algorithm)
+        # The templates' ``job.algorithm_title``: a label for the page, not a field of the model.
+        setattr(job, "algorithm_title", algorithm_title(job.algorithm))  # noqa: B010
     return jobs
 
 
@@ -175,7 +176,7 @@ def metrics_view(results: dict[str, Any]) -> list[dict[str, Any]]:
         {
             **m,
             "shown": shown(m.get("value")),
-            "source_label": METRIC_SOURCES.get(m.get("source"), METRIC_SOURCES["public"]),
+            "source_label": METRIC_SOURCES.get(m.get("source", ""), METRIC_SOURCES["public"]),
         }
         for m in results.get("metrics") or []
         if isinstance(m, dict)
@@ -225,9 +226,12 @@ def statistics_view(document: Any) -> list[dict[str, Any]]:
             if isinstance(stat, dict):
                 noise = stat.get("noise_std")
                 scalars.append((label, shown(stat.get("value")), shown(noise) if noise is not None else None))
-        quantiles = col.get("quantiles") if isinstance(col.get("quantiles"), dict) else {}
+        quantiles, bounds = col.get("quantiles"), col.get("bounds")
+        if not isinstance(quantiles, dict):
+            quantiles = {}
         levels, values = quantiles.get("levels") or [], quantiles.get("values") or []
-        bounds = col.get("bounds") if isinstance(col.get("bounds"), dict) else None
+        if not isinstance(bounds, dict):
+            bounds = None
         rows.append(
             {
                 "index": index,

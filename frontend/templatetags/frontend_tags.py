@@ -4,6 +4,7 @@ when saved, ``Dataset.description_html``, never in a template.)"""
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from django import template
 
@@ -57,7 +58,7 @@ def delta_units(value) -> float | str:
 
 
 @register.filter
-def as_decimal(value):
+def as_decimal(value: Any) -> Any:
     """A decimal kept as text (order receipts): "4.875000" -> Decimal; anything else passes through."""
     try:
         return Decimal(str(value))
