@@ -3,6 +3,8 @@ password change and reset, and the e-mail confirmation link."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from axes.utils import reset as axes_reset
 from django.conf import settings
 from django.contrib import messages
@@ -11,17 +13,20 @@ from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import PasswordChangeForm, SetPasswordForm
-from django.http import HttpRequest, HttpResponse
+from django.forms import BaseForm
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import redirect, render
 from django.template import loader
 from django.urls import reverse_lazy
 from django.views.decorators.http import require_POST
+from django.views.generic import FormView
 from rest_framework.authtoken.models import Token
 
 from common.errors import DomainError
 from frontend.forms import LoginForm, ProfileForm, SignUpForm
-from frontend.views.common import PageError
+from frontend.views.common import PageError, signed_in_user
 from frontend.views.wallet import wallets_context
+from marketplace.models import User
 from marketplace.services.accounts import (
     api_token_regenerate,
     email_verification_send,
@@ -58,10 +63,10 @@ class LogoutView(auth_views.LogoutView):
     pass
 
 
-class _FormErrorIs400:
+class _FormErrorIs400(FormView):
     """A form sent back with errors answers 400, as every other page form here does."""
 
-    def form_invalid(self, form):
+    def form_invalid(self, form: BaseForm) -> HttpResponse:
         response = super().form_invalid(form)
         response.status_code = 400
         return response
@@ -75,9 +80,9 @@ class PasswordChangeView(_FormErrorIs400, auth_views.PasswordChangeView):
     success_url = reverse_lazy("frontend:profile")
 
     def get_form_class(self):
-        return PasswordChangeForm if self.request.user.has_usable_password() else SetPasswordForm
+        return PasswordChangeForm if signed_in_user(self.request).has_usable_password() else SetPasswordForm
 
-    def form_valid(self, form):
+    def form_valid(self, form: BaseForm) -> HttpResponse:
         messages.success(self.request, "Password changed. Your other signed-in sessions were signed out.")
         return super().form_valid(form)
 
@@ -86,7 +91,15 @@ class PasswordResetForm(auth_forms.PasswordResetForm):
     """Django's form; the mail goes out through the accounts service (one per account every few
     minutes, logged like every e-mail the site sends)."""
 
-    def send_mail(self, subject_template_name, email_template_name, context, from_email, to_email, **kwargs):
+    def send_mail(
+        self,
+        subject_template_name: str,
+        email_template_name: str,
+        context: dict[str, Any],
+        from_email: str | None,
+        to_email: str,
+        html_email_template_name: str | None = None,
+    ) -> None:
         subject = "".join(loader.render_to_string(subject_template_name, context).splitlines())
         password_reset_mail_send(
             user=context["user"], subject=subject, message=loader.render_to_string(email_template_name, context)
@@ -103,10 +116,10 @@ class PasswordResetView(_FormErrorIs400, auth_views.PasswordResetView):
     subject_template_name = "registration/account_password_reset_subject.txt"
     success_url = reverse_lazy("frontend:password-reset-done")
 
-    def get_extra_email_context(self):
+    def get_extra_email_context(self) -> dict[str, str]:
         return {"site_url": settings.SITE_URL.rstrip("/")}
 
-    def dispatch(self, *args, **kwargs):
+    def dispatch(self, *args: Any, **kwargs: Any) -> HttpResponseBase:
         self.extra_email_context = self.get_extra_email_context()
         return super().dispatch(*args, **kwargs)
 
@@ -119,10 +132,10 @@ class PasswordResetConfirmView(_FormErrorIs400, auth_views.PasswordResetConfirmV
     template_name = "registration/account_password_reset_confirm.html"
     success_url = reverse_lazy("frontend:password-reset-complete")
 
-    def form_valid(self, form):
+    def form_valid(self, form: SetPasswordForm[User]) -> HttpResponse:
         response = super().form_valid(form)
         # Whoever can read the account's mail may log in again at once: lift the account's lockout.
-        axes_reset(username=self.user.get_username().lower())
+        axes_reset(username=form.user.get_username().lower())
         return response
 
 
@@ -144,12 +157,13 @@ def email_verify(request: HttpRequest, token: str) -> HttpResponse:
 @require_POST
 @login_required
 def email_verify_resend(request: HttpRequest) -> HttpResponse:
-    if request.user.email_verified:
+    user = signed_in_user(request)
+    if user.email_verified:
         messages.info(request, "Your e-mail address is already confirmed.")
-    elif not request.user.email:
+    elif not user.email:
         messages.error(request, "Add an e-mail address to your profile first.")
-    elif email_verification_send(user=request.user):
-        messages.success(request, f"We sent a new confirmation link to {request.user.email}.")
+    elif email_verification_send(user=user):
+        messages.success(request, f"We sent a new confirmation link to {user.email}.")
     else:
         messages.error(
             request,
@@ -161,21 +175,22 @@ def email_verify_resend(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def profile(request: HttpRequest) -> HttpResponse:
-    form = ProfileForm(request.POST or None, instance=request.user)
+    signed_in = signed_in_user(request)
+    form = ProfileForm(request.POST or None, instance=signed_in)
     if request.method == "POST" and form.is_valid():
         user = user_profile_update(
-            user=request.user, **{k: form.cleaned_data.get(k, "") for k in ("email", "organisation", "bio")}
+            user=signed_in, **{k: form.cleaned_data.get(k, "") for k in ("email", "organisation", "bio")}
         )
         if user.email and not user.email_verified:
             messages.success(request, f"Profile saved. Confirm {user.email} with the link we sent to it.")
         else:
             messages.success(request, "Profile saved.")
         return redirect("frontend:profile")
-    token = Token.objects.filter(user=request.user).first()
+    token = Token.objects.filter(user=signed_in).first()
     return render(
         request,
         "frontend/profile.html",
-        {"form": form, "token": token, **wallets_context(request.user)},
+        {"form": form, "token": token, **wallets_context(signed_in)},
         status=400 if form.errors else 200,
     )
 
@@ -183,6 +198,6 @@ def profile(request: HttpRequest) -> HttpResponse:
 @require_POST
 @login_required
 def token_regenerate(request: HttpRequest) -> HttpResponse:
-    api_token_regenerate(user=request.user)
+    api_token_regenerate(user=signed_in_user(request))
     messages.success(request, "New API token created. The previous token no longer works.")
     return redirect("frontend:profile")

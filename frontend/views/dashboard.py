@@ -9,7 +9,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from compute_to_data import selectors_dashboard as dashboard
-from frontend.presenters import algorithm_title, budget_view, dashboard_charts
+from frontend.presenters import budget_view, dashboard_charts, with_titles
+from frontend.views.common import signed_in_user
 
 DAY_CHOICES = (7, 30, 90)
 
@@ -22,9 +23,8 @@ def provider_dashboard(request: HttpRequest) -> HttpResponse:
         days = dashboard.DEFAULT_DAYS
     if days not in DAY_CHOICES:
         days = dashboard.DEFAULT_DAYS
-    figures = dashboard.provider_dashboard(provider=request.user, days=days)
-    for job in figures.recent_jobs:
-        job.algorithm_title = algorithm_title(job.algorithm)
+    figures = dashboard.provider_dashboard(provider=signed_in_user(request), days=days)
+    with_titles(figures.recent_jobs)
     shown = [g for g in dashboard.JOB_GROUPS if figures.jobs.by_group.get(g)]
     return render(
         request,

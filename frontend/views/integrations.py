@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from common.errors import DomainError
+from frontend.views.common import signed_in_user
 from integrations.services import webhooks as webhook_services
 
 
@@ -23,7 +24,7 @@ def _back() -> HttpResponse:
 def webhook_create(request: HttpRequest) -> HttpResponse:
     try:
         created = webhook_services.webhook_create(
-            owner=request.user,
+            owner=signed_in_user(request),
             url=request.POST.get("url", ""),
             events=request.POST.getlist("events"),
             description=request.POST.get("description", ""),
@@ -43,7 +44,7 @@ def webhook_create(request: HttpRequest) -> HttpResponse:
 @login_required
 def webhook_delete(request: HttpRequest, webhook_id: int) -> HttpResponse:
     try:
-        endpoint = webhook_services.webhook_get_owned(user=request.user, endpoint_id=webhook_id)
+        endpoint = webhook_services.webhook_get_owned(user=signed_in_user(request), endpoint_id=webhook_id)
         webhook_services.webhook_delete(endpoint=endpoint)
     except DomainError as exc:
         messages.error(request, exc.detail)
@@ -56,7 +57,7 @@ def webhook_delete(request: HttpRequest, webhook_id: int) -> HttpResponse:
 @login_required
 def webhook_ping(request: HttpRequest, webhook_id: int) -> HttpResponse:
     try:
-        endpoint = webhook_services.webhook_get_owned(user=request.user, endpoint_id=webhook_id)
+        endpoint = webhook_services.webhook_get_owned(user=signed_in_user(request), endpoint_id=webhook_id)
         webhook_services.webhook_ping(endpoint=endpoint)
     except DomainError as exc:
         messages.error(request, exc.detail)

@@ -28,7 +28,6 @@ from frontend.presenters import (
     PHASE_LABELS,
     accounting_view,
     algorithm_described,
-    algorithm_title,
     curves,
     metrics_view,
     parameter_text,
@@ -37,7 +36,8 @@ from frontend.presenters import (
     with_titles,
 )
 from frontend.views.catalogue import dataset_page
-from frontend.views.common import TABLE_PAGE_SIZE, dataset_visible, order_refusal, paginate
+from frontend.views.common import TABLE_PAGE_SIZE, dataset_visible, order_refusal, paginate, signed_in_user
+from marketplace.models import User
 
 logger = logging.getLogger(__name__)
 
@@ -63,16 +63,13 @@ def dataset_job(request: HttpRequest, dataset_id: int) -> HttpResponse:
     form = JobForm(request.POST, algorithm=algorithm, dataset=dataset, epsilon_left=budget.epsilon_left)
     if not form.is_valid():
         return dataset_page(request, dataset, job_form=form, algorithm=algorithm, status=400)
+    user = signed_in_user(request)
     pay = request.POST.get("intent") == "pay"
     try:
         if pay:
-            job = job_services.job_create(
-                user=request.user, dataset=dataset, algorithm=name, parameters=form.parameters()
-            )
+            job = job_services.job_create(user=user, dataset=dataset, algorithm=name, parameters=form.parameters())
         else:
-            quote = job_services.job_quote(
-                user=request.user, dataset=dataset, algorithm=name, parameters=form.parameters()
-            )
+            quote = job_services.job_quote(user=user, dataset=dataset, algorithm=name, parameters=form.parameters())
             if request.POST.get("intent") == "preview":
                 from compute_to_data.services.preview import job_preview_run
 
@@ -87,19 +84,20 @@ def dataset_job(request: HttpRequest, dataset_id: int) -> HttpResponse:
 
 
 def _job_visible(request: HttpRequest, job_id: int) -> ComputeJob:
-    job = job_services.job_get_visible(job_id=job_id, user=request.user)
-    job.algorithm_title = algorithm_title(job.algorithm)
+    job = job_services.job_get_visible(job_id=job_id, user=signed_in_user(request))
+    with_titles([job])
     return job
 
 
 @login_required
 def my_jobs(request: HttpRequest) -> HttpResponse:
     """The jobs I bought; ``?role=provider``: the jobs run on my datasets."""
+    user = signed_in_user(request)
     as_provider = request.GET.get("role") == "provider"
     if as_provider:
-        jobs = ComputeJob.objects.filter(dataset__owner=request.user).select_related("dataset", "buyer")
+        jobs = ComputeJob.objects.filter(dataset__owner=user).select_related("dataset", "buyer")
     else:
-        jobs = ComputeJob.objects.filter(buyer=request.user).select_related("dataset")
+        jobs = ComputeJob.objects.filter(buyer=user).select_related("dataset")
     page = paginate(request, jobs, TABLE_PAGE_SIZE)
     page.object_list = with_titles(list(page.object_list))
     return render(request, "frontend/my_jobs.html", {"page": page, "as_provider": as_provider})
@@ -238,7 +236,7 @@ def job_verify(request: HttpRequest, job_id: int) -> HttpResponse:
     )
 
 
-def _statistics_released(job: ComputeJob, user) -> dict[str, Any] | None:
+def _statistics_released(job: ComputeJob, user: User) -> dict[str, Any] | None:
     """A dp-statistics job's released statistics (its statistics.json artifact), or None."""
     if not job.artifacts.filter(name=STATISTICS_ARTIFACT).exists():
         return None
@@ -262,8 +260,9 @@ def _statistics_released(job: ComputeJob, user) -> dict[str, Any] | None:
 def job_result(request: HttpRequest, job_id: int) -> HttpResponse:
     """The buyer's results: charts of the DP loss and of epsilon over the steps (each with its
     table), the metrics with where each number comes from, the accounting and the downloads."""
+    user = signed_in_user(request)
     job = _job_visible(request, job_id)
-    job_services.job_require_buyer(job=job, user=request.user)
+    job_services.job_require_buyer(job=job, user=user)
     if job.status != ComputeJob.Status.FINISHED:
         messages.info(request, "This job has no results yet: they are released when it finishes.")
         return redirect("frontend:job", job_id=job.pk)
@@ -277,17 +276,17 @@ def job_result(request: HttpRequest, job_id: int) -> HttpResponse:
             "accounting": accounting_view(results, job),
             "metrics": metrics_view(results),
             "artifacts": list(job.artifacts.all()),
-            "statistics": _statistics_released(job, request.user) if job.algorithm == "dp-statistics" else None,
+            "statistics": _statistics_released(job, user) if job.algorithm == "dp-statistics" else None,
             **curves(results),
         },
     )
 
 
 @login_required
-def job_artifact(request: HttpRequest, job_id: int, name: str) -> HttpResponse:
+def job_artifact(request: HttpRequest, job_id: int, name: str) -> FileResponse:
     """One released file, to the buyer only, as a download."""
     job = _job_visible(request, job_id)
-    artifact, fh = result_services.artifact_open(job=job, user=request.user, name=name)
+    artifact, fh = result_services.artifact_open(job=job, user=signed_in_user(request), name=name)
     response = FileResponse(fh, as_attachment=True, filename=f"job-{job.pk}-{artifact.name}")
     response["X-Content-SHA256"] = artifact.sha256
     return response

@@ -9,13 +9,16 @@ from django.shortcuts import render
 from compute_to_data.selectors import job_ids_named_for
 from compute_to_data.selectors_ledger import ledger_for
 from frontend.presenters import algorithm_title, ledger_percent
-from frontend.views.common import dataset_visible
+from frontend.views.common import dataset_visible, user_or_none
 
 
 def dataset_ledger(request: HttpRequest, dataset_id: int) -> HttpResponse:
     dataset = dataset_visible(request, dataset_id)
     ledger = ledger_for(dataset=dataset)
-    named = job_ids_named_for(dataset=dataset, user=request.user, job_ids=[e.job_id for e in ledger.entries])
+    user = user_or_none(request)
+    # The selector takes a signed-in user; it names no job to a visitor either.
+    job_ids = [e.job_id for e in ledger.entries]
+    named = job_ids_named_for(dataset=dataset, user=user, job_ids=job_ids) if user is not None else set()
     rows = []
     for entry in ledger.entries:
         rows.append(

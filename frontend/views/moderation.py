@@ -15,7 +15,7 @@ from django.views.decorators.http import require_POST
 
 from common.errors import DomainError, NotFound
 from frontend.forms import ModerationFilterForm, ResolveReportForm
-from frontend.views.common import TABLE_PAGE_SIZE, dataset_visible, next_or, paginate, require_staff
+from frontend.views.common import TABLE_PAGE_SIZE, dataset_visible, next_or, paginate, require_staff, signed_in_user
 from marketplace.models import Dataset, Report
 from marketplace.selectors import moderation as moderation_selectors
 from marketplace.services import moderation as moderation_services
@@ -34,9 +34,10 @@ def moderation_queue(request: HttpRequest) -> HttpResponse:
     error, status = None, 200
     if form.is_bound and not form.is_valid():
         error, status = "Unknown filter; showing datasets pending review.", 400
-    queue = moderation_selectors.moderation_queue(actor=request.user, **filters)
-    reports = moderation_selectors.reports_visible(actor=request.user, status=Report.Status.OPEN)[:TABLE_PAGE_SIZE]
-    edits = moderation_selectors.moderation_queue(actor=request.user, status=moderation_selectors.EDIT_PENDING)
+    user = signed_in_user(request)
+    queue = moderation_selectors.moderation_queue(actor=user, **filters)
+    reports = moderation_selectors.reports_visible(actor=user, status=Report.Status.OPEN)[:TABLE_PAGE_SIZE]
+    edits = moderation_selectors.moderation_queue(actor=user, status=moderation_selectors.EDIT_PENDING)
     return render(
         request,
         "frontend/moderation_queue.html",
@@ -65,7 +66,7 @@ def dataset_edit_decide(request: HttpRequest, dataset_id: int) -> HttpResponse:
             raise DomainError("Open the edit again and decide from its page.", code="pending_edit_changed")
         moderation_services.dataset_edit_decide(
             dataset=dataset,
-            actor=request.user,
+            actor=signed_in_user(request),
             approve=approve,
             reason=request.POST.get("reason", ""),
             submitted_at=submitted_at,
@@ -81,14 +82,15 @@ def dataset_edit_decide(request: HttpRequest, dataset_id: int) -> HttpResponse:
 @login_required
 def report_resolve(request: HttpRequest, report_id: int) -> HttpResponse:
     require_staff(request)
-    report = moderation_selectors.reports_visible(actor=request.user).filter(pk=report_id).first()
+    user = signed_in_user(request)
+    report = moderation_selectors.reports_visible(actor=user).filter(pk=report_id).first()
     if report is None:
         raise NotFound("No such report.")
     form = ResolveReportForm(request.POST)
     dismiss = form.is_valid() and form.cleaned_data["decision"] == "dismiss"
     try:
         moderation_services.report_resolve(
-            report=report, actor=request.user, resolution=form.data.get("resolution", ""), dismiss=dismiss
+            report=report, actor=user, resolution=form.data.get("resolution", ""), dismiss=dismiss
         )
     except DomainError as exc:
         messages.error(request, exc.detail)
@@ -99,5 +101,5 @@ def report_resolve(request: HttpRequest, report_id: int) -> HttpResponse:
 
 @login_required
 def moderation_log(request: HttpRequest) -> HttpResponse:
-    entries = moderation_selectors.moderation_log(actor=request.user)
+    entries = moderation_selectors.moderation_log(actor=signed_in_user(request))
     return render(request, "frontend/moderation_log.html", {"page": paginate(request, entries, TABLE_PAGE_SIZE)})

@@ -40,6 +40,8 @@ from frontend.views.common import (
     is_xhr,
     next_or,
     paginate,
+    signed_in_user,
+    upload_error,
     upload_view,
 )
 from marketplace.selectors import catalog
@@ -75,8 +77,9 @@ def dataset_new(request: HttpRequest) -> HttpResponse:
             status=status,
         )
 
-    if getattr(request, "upload_error", None):
-        return form_page(DatasetUploadForm(), request.upload_error.detail, request.upload_error.status)
+    refused = upload_error(request)
+    if refused is not None:
+        return form_page(DatasetUploadForm(), refused.detail, refused.status)
     if request.method != "POST":
         return form_page(DatasetUploadForm())
     form = DatasetUploadForm(request.POST, request.FILES)
@@ -85,7 +88,7 @@ def dataset_new(request: HttpRequest) -> HttpResponse:
     upload = form.cleaned_data["file"]
     try:
         dataset = dataset_services.dataset_create(
-            owner=request.user, file=upload, filename=upload.name, fields=form.listing_fields()
+            owner=signed_in_user(request), file=upload, filename=upload.name, fields=form.listing_fields()
         )
     except DomainError as exc:
         return form_page(form, exc.detail, exc.status)
@@ -114,7 +117,7 @@ def dataset_schema(request: HttpRequest, dataset_id: int) -> HttpResponse:
             try:
                 dataset_services.dataset_schema_declare(
                     dataset=dataset,
-                    actor=request.user,
+                    actor=signed_in_user(request),
                     schema=schema,
                     public_row_count=confirm_form.cleaned_data["public_row_count"],
                     holdout_fraction=confirm_form.cleaned_data["holdout_fraction"],
@@ -151,7 +154,7 @@ def dataset_edit(request: HttpRequest, dataset_id: int) -> HttpResponse:
         if form.is_valid():
             try:
                 dataset = dataset_services.dataset_update(
-                    dataset=dataset, actor=request.user, fields=form.listing_fields()
+                    dataset=dataset, actor=signed_in_user(request), fields=form.listing_fields()
                 )
             except DomainError as exc:
                 error, status = exc.detail, exc.status
@@ -178,15 +181,16 @@ def dataset_mock(request: HttpRequest, dataset_id: int) -> HttpResponse:
     dataset = dataset_owned(request, dataset_id)
     error, status = None, 200
     form = MockUploadForm()
-    if getattr(request, "upload_error", None):
-        error, status = request.upload_error.detail, request.upload_error.status
+    refused = upload_error(request)
+    if refused is not None:
+        error, status = refused.detail, refused.status
     elif request.method == "POST":
         form = MockUploadForm(request.POST, request.FILES)
         if form.is_valid():
             upload = form.cleaned_data["file"]
             try:
                 dataset_services.dataset_mock_upload(
-                    dataset=dataset, actor=request.user, file=upload, filename=upload.name
+                    dataset=dataset, actor=signed_in_user(request), file=upload, filename=upload.name
                 )
             except DomainError as exc:
                 error, status = exc.detail, exc.status
@@ -213,7 +217,7 @@ def dataset_mock(request: HttpRequest, dataset_id: int) -> HttpResponse:
 def dataset_mock_remove(request: HttpRequest, dataset_id: int) -> HttpResponse:
     dataset = dataset_owned(request, dataset_id)
     try:
-        dataset_services.dataset_mock_remove(dataset=dataset, actor=request.user)
+        dataset_services.dataset_mock_remove(dataset=dataset, actor=signed_in_user(request))
     except DomainError as exc:
         messages.error(request, exc.detail)
     else:
@@ -227,7 +231,7 @@ def dataset_delete(request: HttpRequest, dataset_id: int) -> HttpResponse:
     if request.method == "POST":
         title = dataset.title
         try:
-            dataset_services.dataset_delete(dataset=dataset, actor=request.user)
+            dataset_services.dataset_delete(dataset=dataset, actor=signed_in_user(request))
         except DomainError as exc:
             return render(
                 request, "frontend/dataset_delete.html", {"dataset": dataset, "error": exc.detail}, status=exc.status
@@ -249,7 +253,7 @@ def dataset_transition(request: HttpRequest, dataset_id: int) -> HttpResponse:
     action = form.cleaned_data["action"]
     try:
         moderation_services.dataset_transition(
-            dataset=dataset, actor=request.user, action=action, reason=form.cleaned_data["reason"]
+            dataset=dataset, actor=signed_in_user(request), action=action, reason=form.cleaned_data["reason"]
         )
     except DomainError as exc:
         messages.error(request, f"“{dataset.title}”: {exc.detail}")
@@ -265,7 +269,7 @@ def dataset_report(request: HttpRequest, dataset_id: int) -> HttpResponse:
     form = ReportForm(request.POST)
     reason = form.data.get("reason", "")
     try:
-        moderation_services.report_create(dataset=dataset, reporter=request.user, reason=reason)
+        moderation_services.report_create(dataset=dataset, reporter=signed_in_user(request), reason=reason)
     except DomainError as exc:
         messages.error(request, exc.detail)
     else:
@@ -276,7 +280,7 @@ def dataset_report(request: HttpRequest, dataset_id: int) -> HttpResponse:
 @login_required
 def my_datasets(request: HttpRequest) -> HttpResponse:
     # The chain state rides along in the same query (a LEFT JOIN on the listing).
-    datasets = catalog.datasets_of_owner(owner=request.user).select_related("chain_listing")
+    datasets = catalog.datasets_of_owner(owner=signed_in_user(request)).select_related("chain_listing")
     return render(request, "frontend/my_datasets.html", {"page": paginate(request, datasets, TABLE_PAGE_SIZE)})
 
 
@@ -285,7 +289,7 @@ def my_datasets(request: HttpRequest) -> HttpResponse:
 def dataset_publish(request: HttpRequest, dataset_id: int) -> HttpResponse:
     dataset = dataset_owned(request, dataset_id)
     try:
-        listing = publishing_services.dataset_publish(dataset=dataset, user=request.user)
+        listing = publishing_services.dataset_publish(dataset=dataset, user=signed_in_user(request))
     except DomainError as exc:
         messages.error(request, exc.detail)
     else:
@@ -302,22 +306,24 @@ def dataset_publish(request: HttpRequest, dataset_id: int) -> HttpResponse:
 @login_required
 @upload_view
 def dataset_commitment(request: HttpRequest, dataset_id: int) -> HttpResponse:
+    user = signed_in_user(request)
     dataset = dataset_visible(request, dataset_id)
-    if not (request.user.is_staff or catalog.can_edit(dataset=dataset, user=request.user)):
+    if not (user.is_staff or catalog.can_edit(dataset=dataset, user=user)):
         raise PermissionDenied("Only the dataset's owner can see its file's private details.")
     try:
         salt = dataset_services.dataset_commitment_salt(dataset=dataset).hex()
     except DecryptionError:
         salt = ""
     form, result, error, status = CommitmentCheckForm(), None, None, 200
-    if getattr(request, "upload_error", None):
-        error, status = request.upload_error.detail, request.upload_error.status
+    refused = upload_error(request)
+    if refused is not None:
+        error, status = refused.detail, refused.status
     elif request.method == "POST":
         form = CommitmentCheckForm(request.POST, request.FILES)
         if form.is_valid():
             upload = form.cleaned_data["file"]
             try:
-                result = dataset_services.dataset_commitment_check(dataset=dataset, actor=request.user, file=upload)
+                result = dataset_services.dataset_commitment_check(dataset=dataset, actor=user, file=upload)
             except (DomainError, DecryptionError) as exc:
                 error, status = getattr(exc, "detail", str(exc)), getattr(exc, "status", 409)
             finally:

@@ -27,7 +27,8 @@ from compute_to_data.services import budget as budget_services
 from compute_to_data.services import jobs as job_services
 from frontend.forms import JobForm
 from frontend.presenters import algorithm_described
-from frontend.views.common import dataset_visible, order_refusal
+from frontend.views.common import dataset_visible, order_refusal, signed_in_user
+from marketplace.models import User
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +42,11 @@ def _chain_deployment() -> tuple[chain_client.Deployment | None, str]:
         return None, exc.detail
 
 
-def wallets_context(user) -> dict[str, Any]:
+def _decimal(text: str | None) -> Decimal | None:
+    return None if text is None else Decimal(text)
+
+
+def wallets_context(user: User) -> dict[str, Any]:
     """The user's wallets with their balances, best effort as in the wallet API."""
     wallet_services.wallet_managed_get_or_create(user=user)
     wallets = list(Wallet.objects.filter(user=user))
@@ -56,8 +61,9 @@ def wallets_context(user) -> dict[str, Any]:
         else:
             balances = {
                 address: {
-                    "ether": Decimal(b["ether"]),
-                    "token": None if b["payment_token"] is None else Decimal(b["payment_token"]),
+                    # wallet_balances types both as optional: only the token's is None (none deployed).
+                    "ether": _decimal(b["ether"]),
+                    "token": _decimal(b["payment_token"]),
                 }
                 for address, b in raw.items()
             }
@@ -71,11 +77,12 @@ def wallets_context(user) -> dict[str, Any]:
 @require_POST
 @login_required
 def wallet_primary(request: HttpRequest, wallet_id: int) -> HttpResponse:
-    wallet = Wallet.objects.filter(pk=wallet_id, user=request.user).first()
+    user = signed_in_user(request)
+    wallet = Wallet.objects.filter(pk=wallet_id, user=user).first()
     if wallet is None:
         raise NotFound("No such wallet.")
     try:
-        wallet_services.wallet_set_primary(user=request.user, wallet=wallet)
+        wallet_services.wallet_set_primary(user=user, wallet=wallet)
     except DomainError as exc:
         messages.error(request, exc.detail)
     else:
@@ -88,7 +95,7 @@ def wallet_primary(request: HttpRequest, wallet_id: int) -> HttpResponse:
 def wallet_faucet(request: HttpRequest) -> HttpResponse:
     """Development chains only, like the API's faucet: test ether for gas and test USDC."""
     try:
-        wallet_services.wallet_top_up(user=request.user)
+        wallet_services.wallet_top_up(user=signed_in_user(request))
     except DomainError as exc:
         messages.error(request, exc.detail)
     except Exception:  # a dev-only convenience: say it failed rather than show a 500
@@ -99,7 +106,7 @@ def wallet_faucet(request: HttpRequest) -> HttpResponse:
     return redirect(reverse("frontend:profile") + "#wallets")
 
 
-def _error(code: str, detail: str, status: int, **extra) -> JsonResponse:
+def _error(code: str, detail: str, status: int, **extra: Any) -> JsonResponse:
     return JsonResponse({"code": code, "detail": detail, **extra}, status=status)
 
 
