@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from typing import IO
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from django.conf import settings
@@ -84,21 +86,29 @@ class _CtrTempFile:
         self.closed = True
         self._fh.close()
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[bytes]:
         return iter(lambda: self.read(64 * 1024), b"")
 
 
 class EncryptedTemporaryUploadedFile(UploadedFile):
-    def __init__(self, name: str, content_type: str, charset: str | None, content_type_extra=None) -> None:
-        super().__init__(_CtrTempFile(), name, content_type, 0, charset, content_type_extra)
+    def __init__(
+        self, name: str, content_type: str, charset: str | None, content_type_extra: dict[str, bytes] | None = None
+    ) -> None:
+        self._encrypted = _CtrTempFile()
+        # File takes any file-like object (it reads, seeks and closes it); the stubs ask for an IO.
+        super().__init__(self._encrypted, name, content_type, 0, charset, content_type_extra)  # type: ignore[arg-type]
 
     def append(self, data: bytes) -> None:
-        self.file.append(data)
-        self.size += len(data)
+        self._encrypted.append(data)
+        self.size = (self.size or 0) + len(data)
+
+    def finish(self) -> None:
+        """Writing is over: rewind for reading."""
+        self._encrypted.finish()
 
     def close(self) -> None:
         try:
-            return self.file.close()
+            self._encrypted.close()
         except FileNotFoundError:
             pass
 
@@ -107,50 +117,65 @@ class EncryptedTemporaryFileUploadHandler(FileUploadHandler):
     """Stream every uploaded file into an encrypted temporary file; refuse oversize uploads."""
 
     chunk_size = 1024 * 1024
+    file: EncryptedTemporaryUploadedFile
+    # The start of a CSV, kept until its header line is complete and checked; None once checked.
+    _head: bytearray | None
 
-    def handle_raw_input(self, input_data, META, content_length, boundary, encoding=None):
+    def handle_raw_input(
+        self,
+        input_data: IO[bytes],
+        META: dict[str, str],
+        content_length: int,
+        boundary: str,
+        encoding: str | None = None,
+    ) -> None:
         limit = settings.DATASET_MAX_UPLOAD_BYTES
         if content_length and content_length > limit + MULTIPART_OVERHEAD_BYTES:
             raise too_large(limit)
         return None
 
-    def new_file(self, *args, **kwargs):
-        super().new_file(*args, **kwargs)
-        self.file = EncryptedTemporaryUploadedFile(
-            self.file_name, self.content_type, self.charset, self.content_type_extra
-        )
-        # The start of a CSV, kept until its header line is complete and checked.
-        self._head: bytearray | None = bytearray() if (self.file_name or "").lower().endswith(".csv") else None
+    def new_file(
+        self,
+        field_name: str,
+        file_name: str,
+        content_type: str,
+        content_length: int | None,
+        charset: str | None = None,
+        content_type_extra: dict[str, bytes] | None = None,
+    ) -> None:
+        super().new_file(field_name, file_name, content_type, content_length, charset, content_type_extra)
+        self.file = EncryptedTemporaryUploadedFile(file_name, content_type, charset, content_type_extra)
+        self._head = bytearray() if file_name.lower().endswith(".csv") else None
 
-    def _check_head(self, data: bytes, *, complete: bool) -> None:
+    def _check_head(self, head: bytearray, data: bytes, *, complete: bool) -> None:
         from marketplace.services.schema import csv_header_check
 
-        self._head += data[: settings.DATASET_MAX_HEADER_BYTES + 8 - len(self._head)]
+        head += data[: settings.DATASET_MAX_HEADER_BYTES + 8 - len(head)]
         try:
-            done = csv_header_check(bytes(self._head), complete=complete) is not None
+            done = csv_header_check(bytes(head), complete=complete) is not None
         except BaseException:
             self.file.close()
             raise
         if done or complete:
             self._head = None
 
-    def receive_data_chunk(self, raw_data, start):
+    def receive_data_chunk(self, raw_data: bytes, start: int) -> None:
         limit = settings.DATASET_MAX_UPLOAD_BYTES
         if start + len(raw_data) > limit:
             self.file.close()
             raise too_large(limit)
         if self._head is not None:
-            self._check_head(raw_data, complete=False)
+            self._check_head(self._head, raw_data, complete=False)
         self.file.append(raw_data)
         return None
 
-    def file_complete(self, file_size):
+    def file_complete(self, file_size: int) -> EncryptedTemporaryUploadedFile:
         if self._head is not None and file_size:
-            self._check_head(b"", complete=True)
-        self.file.file.finish()
+            self._check_head(self._head, b"", complete=True)
+        self.file.finish()
         self.file.size = file_size
         return self.file
 
-    def upload_interrupted(self):
+    def upload_interrupted(self) -> None:
         if hasattr(self, "file"):
             self.file.close()
