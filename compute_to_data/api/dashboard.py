@@ -15,8 +15,20 @@ from common.api.errors import error_responses as _errors
 from compute_to_data import selectors_dashboard as dashboard
 from compute_to_data.models import ComputeJob
 
-AMOUNT = {"max_digits": 40, "decimal_places": 6}
-EPSILON = {"max_digits": 16, "decimal_places": 6}
+
+def _amount(*, source: str | None = None, help_text: str | None = None) -> serializers.DecimalField:
+    """An amount in the payment token's units (6 decimals, as the chain keeps them)."""
+    return serializers.DecimalField(max_digits=40, decimal_places=6, source=source, help_text=help_text)
+
+
+def _epsilon(
+    *, source: str | None = None, allow_null: bool = False, help_text: str | None = None
+) -> serializers.DecimalField:
+    """An epsilon figure (micro-epsilon precision, as the chain keeps it)."""
+    return serializers.DecimalField(
+        max_digits=16, decimal_places=6, source=source, allow_null=allow_null, help_text=help_text
+    )
+
 
 EXAMPLE = {
     "days": 30,
@@ -88,14 +100,12 @@ EXAMPLE = {
 
 class EarningsSerializer(serializers.Serializer):
     token = serializers.CharField(help_text="The payment token's symbol; amounts are in its units.")
-    paid = serializers.DecimalField(
-        **AMOUNT, help_text="Released to you by receipts on chain (ReceiptRecorded.providerAmount: price less fee)."
+    paid = _amount(help_text="Released to you by receipts on chain (ReceiptRecorded.providerAmount: price less fee).")
+    fees = _amount(help_text="The marketplace's fee on those receipted orders.")
+    in_escrow = _amount(
+        help_text="Paid by buyers and held by the datatoken until a receipt or a refund (whole amount)."
     )
-    fees = serializers.DecimalField(**AMOUNT, help_text="The marketplace's fee on those receipted orders.")
-    in_escrow = serializers.DecimalField(
-        **AMOUNT, help_text="Paid by buyers and held by the datatoken until a receipt or a refund (whole amount)."
-    )
-    refunded = serializers.DecimalField(**AMOUNT, help_text="Returned to buyers (jobs that ended before the data).")
+    refunded = _amount(help_text="Returned to buyers (jobs that ended before the data).")
     orders_receipted = serializers.IntegerField()
     orders_in_escrow = serializers.IntegerField()
     orders_refunded = serializers.IntegerField()
@@ -113,16 +123,14 @@ class JobCountsSerializer(serializers.Serializer):
 class BudgetFiguresSerializer(serializers.Serializer):
     """Read from a ``DatasetFigures``: its budget summary and what the chain has left."""
 
-    epsilon_total = serializers.DecimalField(**EPSILON, source="budget.epsilon_total")
-    epsilon_per_job = serializers.DecimalField(**EPSILON, source="budget.epsilon_per_job")
+    epsilon_total = _epsilon(source="budget.epsilon_total")
+    epsilon_per_job = _epsilon(source="budget.epsilon_per_job")
     delta = serializers.FloatField(source="budget.delta")
-    epsilon_spent = serializers.DecimalField(**EPSILON, source="budget.epsilon_spent")
-    epsilon_reserved = serializers.DecimalField(
-        **EPSILON, source="budget.epsilon_reserved", help_text="Held by jobs that are running."
-    )
-    epsilon_left = serializers.DecimalField(**EPSILON, source="budget.epsilon_left")
-    epsilon_left_on_chain = serializers.DecimalField(
-        **EPSILON, allow_null=True, help_text="What the datatoken still lets be ordered; null when not on chain."
+    epsilon_spent = _epsilon(source="budget.epsilon_spent")
+    epsilon_reserved = _epsilon(source="budget.epsilon_reserved", help_text="Held by jobs that are running.")
+    epsilon_left = _epsilon(source="budget.epsilon_left")
+    epsilon_left_on_chain = _epsilon(
+        allow_null=True, help_text="What the datatoken still lets be ordered; null when not on chain."
     )
 
 
@@ -130,7 +138,7 @@ class DatasetFiguresSerializer(serializers.Serializer):
     id = serializers.IntegerField(source="dataset.pk")
     title = serializers.CharField(source="dataset.title")
     status = serializers.CharField(source="dataset.status")
-    price = serializers.DecimalField(**AMOUNT, source="dataset.price")
+    price = _amount(source="dataset.price")
     token = serializers.CharField(source="dataset.price_token")
     on_chain = serializers.BooleanField(help_text="Published on chain (data NFT and datatoken minted).")
     budget = BudgetFiguresSerializer(source="*", help_text="Privacy budget: spent, reserved by running jobs, left.")
@@ -151,7 +159,7 @@ class RecentJobSerializer(serializers.Serializer):
     buyer = serializers.CharField(source="buyer.username")
     algorithm = serializers.CharField()
     epsilon = serializers.DecimalField(max_digits=10, decimal_places=4)
-    epsilon_spent = serializers.DecimalField(**EPSILON, allow_null=True)
+    epsilon_spent = _epsilon(allow_null=True)
     status = serializers.CharField(help_text="The job's status (as in GET jobs/{id}/).")
     settlement = serializers.CharField(help_text="none, receipt (recorded on chain) or refund.")
     order_status = serializers.CharField(source="order.status", default=None, allow_null=True)
