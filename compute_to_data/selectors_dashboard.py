@@ -262,14 +262,14 @@ def provider_dashboard(*, provider: User, days: int = DEFAULT_DAYS) -> ProviderD
     all_jobs = JobCounts()
     for dataset in datasets:
         listing = _listing_of(dataset)
-        on_chain = listing is not None and listing.state == ChainListing.State.PUBLISHED
+        published = listing if listing is not None and listing.state == ChainListing.State.PUBLISHED else None
         dataset_jobs = jobs.get(dataset.pk, JobCounts())
         figures.append(
             DatasetFigures(
                 dataset=dataset,
                 budget=_budget_of(dataset),
-                epsilon_left_on_chain=units_to_epsilon(listing.epsilon_left_units) if on_chain else None,
-                on_chain=on_chain,
+                epsilon_left_on_chain=units_to_epsilon(published.epsilon_left_units) if published is not None else None,
+                on_chain=published is not None,
                 earnings=earnings[dataset.pk],
                 jobs=dataset_jobs,
             )

@@ -454,16 +454,19 @@ class DatasetReceiptsView(APIView):
         named = job_ids_named_for(dataset=dataset, user=request.user, job_ids=[j.pk for j in jobs])
         rows = []
         for job in jobs:
-            receipt = job.order.receipt or {}
-            spent = job.order.epsilon_spent if job.order.epsilon_spent is not None else job.epsilon_spent
+            order = job.order
+            if order is None:  # receipts_on_dataset keeps only jobs whose order is receipted
+                raise RuntimeError(f"Job {job.pk} is listed with the receipts but has no order.")
+            receipt = order.receipt or {}
+            spent = order.epsilon_spent if order.epsilon_spent is not None else job.epsilon_spent
             rows.append(
                 {
-                    "recorded_at": job.order.settled_at,
+                    "recorded_at": order.settled_at,
                     "algorithm": job.algorithm,
                     "epsilon_spent": str(spent),
                     **{k: receipt.get(k, "") for k in ("dataset_hash", "algorithm_hash", "result_hash", "tx_hash")},
                     "block_number": receipt.get("block_number"),
-                    "chain_order_id": job.order.chain_order_id,
+                    "chain_order_id": order.chain_order_id,
                     "job": job.pk if job.pk in named else None,
                 }
             )

@@ -101,8 +101,10 @@ def model_build(
     # at the middle of the target's declared range, which is public.
     model = mlp_build([width, outputs], zero_init=True)
     if algorithm == "dp-linear-regression":
+        layer = model[0]
+        assert isinstance(layer, nn.Linear)  # mlp_build of [inputs, outputs] is that one Linear layer
         with torch.no_grad():
-            model[0].bias.fill_(0.5)
+            layer.bias.fill_(0.5)
     return model
 
 

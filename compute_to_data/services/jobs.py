@@ -32,7 +32,7 @@ from marketplace.models import Dataset, User
 
 logger = logging.getLogger(__name__)
 
-_STAMPS = {
+_STAMPS: dict[str, str] = {
     ComputeJob.Status.PAID: "paid_at",
     ComputeJob.Status.QUEUED: "queued_at",
     ComputeJob.Status.RUNNING: "started_at",
@@ -152,11 +152,13 @@ def job_quote(*, user: User, dataset: Dataset, algorithm: str, parameters: dict[
     from compute_to_data.runner.preview import accuracy_preview
 
     # From public figures only (parameters, declared schema, public row count): free to show.
+    schema, public_rows = dataset.declared_schema, dataset.public_row_count
+    assert schema is not None and public_rows is not None  # parameters_for refuses a dataset without them
     preview = accuracy_preview(
         algorithm=algorithm,
         parameters=normalised,
-        schema=dataset.declared_schema,
-        public_rows=int(dataset.public_row_count),
+        schema=schema,
+        public_rows=int(public_rows),
         holdout_fraction=dataset.holdout_fraction,
     )
     return {

@@ -128,7 +128,8 @@ def _chain_checks(job: ComputeJob) -> list[Check]:
             f"Epsilon spent on chain: {spent}",
         )
     )
-    on_chain_status = Datatoken(client.web3(), order.listing.datatoken_address).order_status(order.chain_order_id)
+    # The event was picked by its orderId, which is this order's chain_order_id.
+    on_chain_status = Datatoken(client.web3(), order.listing.datatoken_address).order_status(int(event["orderId"]))
     checks.append(
         Check(
             "chain order",
