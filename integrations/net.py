@@ -32,7 +32,9 @@ class UnsafeURL(InvalidInput):
 def resolve(host: str, port: int) -> list[str]:
     """Every address ``host`` resolves to (``OSError`` if it does not)."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return list(dict.fromkeys(info[4][0] for info in infos))
+    # An IPv4 or IPv6 entry's address is a string; (int, bytes) comes only for an IPv6 entry in a Python
+    # built without IPv6, which could not connect to it anyway.
+    return list(dict.fromkeys(info[4][0] for info in infos if isinstance(info[4][0], str)))
 
 
 def address_is_public(address: str) -> bool:
@@ -123,12 +125,13 @@ class _PinnedHTTPConnection(http.client.HTTPConnection):
 
 class _PinnedHTTPSConnection(http.client.HTTPSConnection):
     def __init__(self, host: str, port: int, *, address: str, timeout: float) -> None:
-        super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
+        self._ssl_context = ssl.create_default_context()
+        super().__init__(host, port, timeout=timeout, context=self._ssl_context)
         self._address = address
 
     def connect(self) -> None:
         sock = socket.create_connection((self._address, self.port), self.timeout)
-        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+        self.sock = self._ssl_context.wrap_socket(sock, server_hostname=self.host)
 
 
 def post_json(url: str, body: bytes, headers: dict[str, str]) -> PostResult:

@@ -14,7 +14,7 @@ class WebhookSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = WebhookEndpoint
-        fields = (
+        fields: tuple[str, ...] = (
             "id",
             "url",
             "description",
@@ -71,7 +71,7 @@ class SecretSerializer(serializers.Serializer):
 class DeliverySummarySerializer(serializers.ModelSerializer):
     class Meta:
         model = WebhookDelivery
-        fields = (
+        fields: tuple[str, ...] = (
             "id",
             "event_id",
             "event_type",

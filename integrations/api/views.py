@@ -30,6 +30,20 @@ from integrations.services import webhooks as webhook_services
 
 TAGS = ["integrations"]
 
+EXAMPLE_DELIVERY_SUMMARY = {
+    "id": 41,
+    "event_id": "evt_5d1c0c6f0a3e4d7e9b1f2a3c4d5e6f70",
+    "event_type": "job.finished",
+    "job": 12,
+    "status": "succeeded",
+    "attempts": 1,
+    "response_status": 200,
+    "error": "",
+    "created_at": "2026-03-02T10:15:07.120Z",
+    "last_attempt_at": "2026-03-02T10:15:07.150Z",
+    "next_attempt_at": None,
+    "delivered_at": "2026-03-02T10:15:07.310Z",
+}
 EXAMPLE_WEBHOOK = {
     "id": 3,
     "url": "https://hooks.example.com/marketplace",
@@ -39,20 +53,7 @@ EXAMPLE_WEBHOOK = {
     "disabled_reason": "",
     "consecutive_failures": 0,
     "secret_hint": "whsec_\u2026Qx3k",
-    "last_delivery": {
-        "id": 41,
-        "event_id": "evt_5d1c0c6f0a3e4d7e9b1f2a3c4d5e6f70",
-        "event_type": "job.finished",
-        "job": 12,
-        "status": "succeeded",
-        "attempts": 1,
-        "response_status": 200,
-        "error": "",
-        "created_at": "2026-03-02T10:15:07.120Z",
-        "last_attempt_at": "2026-03-02T10:15:07.150Z",
-        "next_attempt_at": None,
-        "delivered_at": "2026-03-02T10:15:07.310Z",
-    },
+    "last_delivery": EXAMPLE_DELIVERY_SUMMARY,
     "created_at": "2026-03-01T09:00:00Z",
     "updated_at": "2026-03-01T09:00:00Z",
 }
@@ -77,7 +78,7 @@ EXAMPLE_EVENT = {
     },
 }
 EXAMPLE_DELIVERY = {
-    **EXAMPLE_WEBHOOK["last_delivery"],
+    **EXAMPLE_DELIVERY_SUMMARY,
     "duration_ms": 160,
     "response_body": "ok",
     "payload": EXAMPLE_EVENT,
@@ -350,5 +351,6 @@ class JobEventsView(APIView):
         if isinstance(response, Response):  # errors are JSON whatever the client accepts
             response.accepted_renderer = JSONRenderer()
             response.accepted_media_type = "application/json"
-            response.renderer_context = self.get_renderer_context()
+            # DRF sets renderer_context on the response at run time; its stubs do not declare it.
+            response.renderer_context = self.get_renderer_context()  # type: ignore[attr-defined]
         return response
