@@ -176,9 +176,11 @@ def contained_call(
             child_args = (os.fdopen(feed_r, "rb", buffering=1 << 20), *args)
         _child(fn, child_args, limits, out_w)
     os.close(out_w)
-    fed, failure = [0], []
+    fed: list[int] = [0]
+    failure: list[BaseException] = []
     feeder = None
     if feed is not None:
+        assert feed_r is not None  # the feed's pipe is made above whenever there is a feed
         os.close(feed_r)
         feeder = threading.Thread(target=_feed, args=(feed, feed_w, fed, failure), daemon=True)
         feeder.start()

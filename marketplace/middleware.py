@@ -2,21 +2,29 @@
 JSON with ``code`` and ``detail`` under /api/, a short page elsewhere."""
 
 import re
+from collections.abc import Callable
+from typing import Any
 
-from django.http import HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
 from common.errors import DomainError
 
 
 class DomainErrorMiddleware:
-    def __init__(self, get_response):
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
-    def __call__(self, request):
+    def __call__(self, request: HttpRequest) -> HttpResponse:
         return self.get_response(request)
 
-    def process_view(self, request, view_func, view_args, view_kwargs):
+    def process_view(
+        self,
+        request: HttpRequest,
+        view_func: Callable[..., Any],
+        view_args: tuple[Any, ...],
+        view_kwargs: dict[str, Any],
+    ) -> HttpResponse | None:
         # Parse the body before CsrfViewMiddleware does: FileTooLarge raised inside another
         # middleware's process_view would otherwise become a 500 instead of a 413.
         if request.method == "POST" and not getattr(view_func, "csrf_exempt", False):
@@ -26,7 +34,7 @@ class DomainErrorMiddleware:
                 return self.process_exception(request, exc)
         return None
 
-    def process_exception(self, request, exception):
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if not isinstance(exception, DomainError):
             return None
         if request.path.startswith("/api/"):
@@ -61,10 +69,10 @@ class JSONDepthMiddleware:
     it: the parsers recurse once per level, and a body nested 100,000 deep overflows the C stack
     and kills the worker process (the chain libraries raise the recursion limit)."""
 
-    def __init__(self, get_response):
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
-    def __call__(self, request):
+    def __call__(self, request: HttpRequest) -> HttpResponse:
         content_type = request.META.get("CONTENT_TYPE", "")
         if "json" in content_type and request.method in ("POST", "PUT", "PATCH", "DELETE"):
             try:
@@ -86,7 +94,7 @@ QUERY_TIMEOUT_DETAIL = (
 
 def _is_query_timeout(exception: BaseException) -> bool:
     from django.db import OperationalError
-    from psycopg2 import errors as pg_errors
+    from psycopg2 import errors as pg_errors  # type: ignore[import-untyped]  # types-psycopg2 is not a dev requirement
 
     return isinstance(exception, OperationalError) and isinstance(exception.__cause__, pg_errors.QueryCanceled)
 
@@ -96,17 +104,18 @@ class QueryTimeoutMiddleware:
     503 and ``Retry-After``: JSON ``query_timeout`` under /api/, a short page elsewhere. Nothing
     was written: the statement and its transaction were rolled back."""
 
-    def __init__(self, get_response):
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
-    def __call__(self, request):
+    def __call__(self, request: HttpRequest) -> HttpResponse:
         return self.get_response(request)
 
-    def process_exception(self, request, exception):
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if not _is_query_timeout(exception):
             return None
         error = DomainError(QUERY_TIMEOUT_DETAIL, code="query_timeout")
         error.status = 503
+        response: HttpResponse
         if request.path.startswith("/api/"):
             response = JsonResponse({"code": error.code, "detail": error.detail}, status=503)
         else:

@@ -94,14 +94,14 @@ def dataset_edit_decide(
     reason = _reason_clean(reason, required=True, what=what)
     with transaction.atomic():
         locked = Dataset.objects.select_for_update().get(pk=dataset.pk)
-        edit = locked.pending_edit
-        if not edit:
+        edit, edit_at = locked.pending_edit, locked.pending_edit_at
+        if not edit or edit_at is None:  # the two are set and cleared together (datasets.dataset_update)
             raise Conflict("This dataset has no edit waiting for review.", code="no_pending_edit")
-        if submitted_at is not None and submitted_at != locked.pending_edit_at:
+        if submitted_at is not None and submitted_at != edit_at:
             raise Conflict(
                 "The owner changed this edit after you opened it; review the new version.",
                 code="pending_edit_changed",
-                extra={"submitted_at": locked.pending_edit_at.isoformat()},
+                extra={"submitted_at": edit_at.isoformat()},
             )
         if approve:
             for name in ("title", "description", "description_html", "licence"):

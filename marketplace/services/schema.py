@@ -547,6 +547,8 @@ ISSUES = (
     "undeclared_category",
     "too_long",
 )
+# The issue every present cell of a column counts under when its type cannot read the column at all.
+_UNREADABLE_ISSUE: dict[str | None, str] = {"integer": "not_number", "float": "not_number", "datetime": "not_datetime"}
 
 
 # The runner's own CSV reading and cell coercion (compute_to_data/runner: pure, Django-free, bound
@@ -681,9 +683,7 @@ def schema_check(array: pa.Array | pa.ChunkedArray, column: dict[str, Any]) -> d
         raise  # a limit of the reading process, not a property of the cells
     except (pa.ArrowException, ValueError, TypeError, OverflowError):
         # A type the coercion cannot read at all (it would read every cell as missing).
-        issues[{"integer": "not_number", "float": "not_number", "datetime": "not_datetime"}.get(kind, "missing")] = int(
-            present.sum()
-        )
+        issues[_UNREADABLE_ISSUE.get(kind, "missing")] = int(present.sum())
     return {code: count for code, count in issues.items() if count}
 
 
