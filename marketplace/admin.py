@@ -1,9 +1,17 @@
 """Django admin for every model. Listing status and files are read-only here: state changes go
 through the moderation service (the admin actions below call it), never a raw save."""
 
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeAlias
+
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
-from django.urls import path
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.urls import URLPattern, path
 from rest_framework.authtoken.admin import TokenAdmin as BaseTokenAdmin
 from rest_framework.authtoken.models import Token, TokenProxy
 
@@ -20,14 +28,15 @@ def token_prefix(key: str | None) -> str:
 
 
 @admin.action(description="Revoke the API tokens of selected users")
-def revoke_api_tokens(modeladmin, request, queryset):
+def revoke_api_tokens(modeladmin: admin.ModelAdmin[User], request: HttpRequest, queryset: QuerySet[User]) -> None:
     deleted, _ = Token.objects.filter(user__in=queryset).delete()
     modeladmin.message_user(request, f"Revoked {deleted} API token(s).", messages.SUCCESS)
 
 
 @admin.register(User)
 class UserAdmin(BaseUserAdmin):
-    fieldsets = BaseUserAdmin.fieldsets + (
+    fieldsets = (
+        *(BaseUserAdmin.fieldsets or ()),
         ("Profile", {"fields": ("organisation", "bio", "email_verified_at", "api_token")}),
     )
     readonly_fields = ("email_verified_at", "api_token")
@@ -55,17 +64,17 @@ class TokenAdmin(BaseTokenAdmin):
     def prefix(self, obj: Token) -> str:
         return token_prefix(obj.key)
 
-    def get_urls(self):
+    def get_urls(self) -> list[URLPattern]:
         name = f"{self.opts.app_label}_{self.opts.model_name}_changelist"
         return [path("", self.admin_site.admin_view(self.changelist_view), name=name)]
 
-    def has_add_permission(self, request):
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None):
+    def has_change_permission(self, request: HttpRequest, obj: Token | None = None) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None):
+    def has_delete_permission(self, request: HttpRequest, obj: Token | None = None) -> bool:
         return False
 
 
@@ -74,13 +83,21 @@ class TagAdmin(admin.ModelAdmin):
     search_fields = ("name",)
 
 
-def _moderate(action: str):
-    def run(modeladmin, request, queryset):
+# A string: ModelAdmin is generic in the stubs only.
+_DatasetAction: TypeAlias = "Callable[[admin.ModelAdmin[Dataset], HttpRequest, QuerySet[Dataset]], None]"
+
+
+def _moderate(action: str) -> _DatasetAction:
+    @admin.action(description=f"{action.capitalize()} selected datasets")
+    def run(modeladmin: admin.ModelAdmin[Dataset], request: HttpRequest, queryset: QuerySet[Dataset]) -> None:
+        actor = request.user
+        if not isinstance(actor, User):  # the admin site lets only signed-in staff reach an action
+            raise PermissionDenied
         done = 0
         for dataset in queryset:
             try:
                 dataset_transition(
-                    dataset=dataset, actor=request.user, action=action, reason=f"{action} from the Django admin"
+                    dataset=dataset, actor=actor, action=action, reason=f"{action} from the Django admin"
                 )
                 done += 1
             except DomainError as exc:
@@ -88,7 +105,6 @@ def _moderate(action: str):
         if done:
             modeladmin.message_user(request, f"{action}: {done} dataset(s).", messages.SUCCESS)
 
-    run.short_description = f"{action.capitalize()} selected datasets"
     run.__name__ = f"action_{action}"
     return run
 
@@ -137,13 +153,13 @@ class ModerationLogEntryAdmin(admin.ModelAdmin):
     list_display = ("created_at", "dataset", "actor", "action", "from_status", "to_status")
     list_filter = ("action",)
 
-    def has_change_permission(self, request, obj=None):
+    def has_change_permission(self, request: HttpRequest, obj: ModerationLogEntry | None = None) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None):
+    def has_delete_permission(self, request: HttpRequest, obj: ModerationLogEntry | None = None) -> bool:
         return False
 
-    def has_add_permission(self, request):
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
 
@@ -155,5 +171,5 @@ class NotificationAdmin(admin.ModelAdmin):
     search_fields = ("key", "subject")
     readonly_fields = ("key", "recipients", "subject", "created_at", "sent_at")
 
-    def has_add_permission(self, request):
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
