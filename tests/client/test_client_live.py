@@ -20,7 +20,7 @@ from marketplace.models import Dataset
 from marketplace.services.moderation import dataset_transition
 from marketplace_client import AuthenticationError, InvalidRequest, MarketplaceClient, NotFound
 from tests.browser_support import FACTORY_PASSWORD
-from tests.compute_to_data.conftest import training_csv
+from tests.compute_to_data.support import training_csv
 
 pytestmark = [pytest.mark.integration, pytest.mark.chain, pytest.mark.django_db(transaction=True)]
 

@@ -12,32 +12,14 @@ import tempfile
 import uuid
 from pathlib import Path
 
-import numpy as np
 import pytest
 from kombu import pools as kombu_pools
 
 from config.celery_app import app as celery_app
 from devtools.broker import broker_settings
 from tests.chain.conftest import _session_chain, accounts, anvil, chain, deployment, on_chain, people, w3  # noqa: F401
-from tests.marketplace.test_tasks_integration import database_url, reset_connections
-
-HOSTILE = Path(__file__).parent / "hostile"
-# A value planted in the private data: it must never appear in anything released or logged.
-CANARY = "zz-canary-7f3a"
-
-
-def training_csv(rows: int = 400, seed: int = 7) -> bytes:
-    """A learnable table: ``label`` is true when ``dose + 0.5*age_scaled`` is high, with noise."""
-    rng = np.random.default_rng(seed)
-    lines = ["age,dose,site,score,label"]
-    for i in range(rows):
-        age = int(rng.integers(20, 80))
-        dose = float(rng.uniform(0, 10))
-        site = CANARY if i == 3 else ["north", "south", "east"][int(rng.integers(0, 3))]
-        signal = dose / 10 + 0.5 * (age - 20) / 60 + rng.normal(0, 0.1)
-        score = round(20 + 60 * signal, 3)
-        lines.append(f"{age},{dose:.3f},{site},{score},{'true' if signal > 0.75 else 'false'}")
-    return ("\n".join(lines) + "\n").encode()
+from tests.compute_to_data.support import HOSTILE
+from tests.worker_support import database_url, reset_connections
 
 
 @pytest.fixture

@@ -19,10 +19,9 @@ from compute_to_data import tasks
 from compute_to_data.models import ComputeJob, JobLogEntry, PrivacyBudget
 from compute_to_data.services import execution
 from compute_to_data.services import jobs as job_services
-from tests.compute_to_data.test_job_sandbox import SLEEPER
-from tests.compute_to_data.test_jobs import _listed, _submit
+from tests.compute_to_data.support import SLEEPER, job_submit, listed_on_chain
 from tests.factories import UserFactory, make_dataset, make_reserved_job
-from tests.marketplace.test_tasks_integration import wait_for
+from tests.worker_support import wait_for
 
 pytestmark = [pytest.mark.chain, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -56,7 +55,7 @@ def test_cancelling_a_running_job_on_a_real_worker_releases_the_epsilon_and_pays
 ):
     start, eager_again, log = compute_worker
     provider, buyer, staff = people
-    dataset = _listed(api, provider, staff)
+    dataset = listed_on_chain(api, provider, staff)
     start(str(fake_runner("sleeper", source=SLEEPER)))
     before = _balance(on_chain, dataset, buyer)
     api.force_authenticate(buyer)
@@ -100,10 +99,10 @@ def test_the_buyer_confirms_before_a_queued_job_is_cancelled_and_gets_everything
     api, people, on_chain, compute_settings, monkeypatch
 ):
     provider, buyer, staff = people
-    dataset = _listed(api, provider, staff)
+    dataset = listed_on_chain(api, provider, staff)
     monkeypatch.setattr(tasks.job_run_task, "delay", lambda job_id: None)  # no worker takes it
     before = _balance(on_chain, dataset, buyer)
-    job = _submit(api, buyer, dataset, "dp-statistics", {"epsilon": 0.5})
+    job = job_submit(api, buyer, dataset, "dp-statistics", {"epsilon": 0.5})
     assert job["status"] == "queued" and _balance(on_chain, dataset, buyer) < before
     client = _page_client(buyer)
     detail = client.get(f"/jobs/{job['id']}/").content.decode()
@@ -130,7 +129,7 @@ def test_a_moderator_cancels_a_running_job_with_a_reason_and_the_buyer_is_refund
     compute_settings.COMPUTE_WALL_SECONDS = 60
     fake_runner("sleeper", source=SLEEPER)
     provider, buyer, staff = people
-    dataset = _listed(api, provider, staff)
+    dataset = listed_on_chain(api, provider, staff)
     runs: list[threading.Thread] = []
 
     def run_in_background(job_id: int) -> None:
@@ -140,7 +139,7 @@ def test_a_moderator_cancels_a_running_job_with_a_reason_and_the_buyer_is_refund
 
     monkeypatch.setattr(tasks.job_run_task, "delay", run_in_background)
     before = _balance(on_chain, dataset, buyer)
-    job = _submit(api, buyer, dataset, "dp-statistics", {"epsilon": 0.4})
+    job = job_submit(api, buyer, dataset, "dp-statistics", {"epsilon": 0.4})
     deadline = time.monotonic() + 30
     while ComputeJob.objects.get(pk=job["id"]).status != "running":
         assert time.monotonic() < deadline, "the job never started running"

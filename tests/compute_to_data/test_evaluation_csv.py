@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.compute_to_data.conftest import training_csv
-from tests.compute_to_data.test_jobs import LOGISTIC, _listed
+from tests.compute_to_data.support import LOGISTIC, listed_on_chain, training_csv
 
 pytestmark = [pytest.mark.chain, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -15,7 +14,7 @@ def test_a_buyer_attaches_their_own_evaluation_csv_and_gets_exact_public_metrics
     api, people, on_chain, compute_settings
 ):
     provider, buyer, staff = people
-    dataset = _listed(api, provider, staff)
+    dataset = listed_on_chain(api, provider, staff)
     api.force_authenticate(buyer)
     own_rows = training_csv(120, seed=99).decode()
     body = {"dataset": dataset.pk, "algorithm": "dp-logistic-regression", "parameters": LOGISTIC}

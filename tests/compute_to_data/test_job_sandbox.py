@@ -15,8 +15,7 @@ from compute_to_data import tasks
 from compute_to_data.failures import FAILURES, failure_text
 from compute_to_data.models import ComputeJob, PrivacyBudget
 from compute_to_data.services import execution
-from tests.compute_to_data.conftest import HOSTILE
-from tests.compute_to_data.test_jobs import _listed, _submit
+from tests.compute_to_data.support import HOSTILE, SLEEPER, job_submit, listed_on_chain
 
 pytestmark = [pytest.mark.chain, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -47,8 +46,8 @@ def test_escape_attempt_is_contained_and_the_job_fails_with_a_reason(
     _contained_settings(compute_settings)
     fake_runner(attack)
     provider, buyer, staff = people
-    dataset = _listed(api, provider, staff)
-    job = _submit(api, buyer, dataset, "dp-statistics", {"epsilon": 0.3})
+    dataset = listed_on_chain(api, provider, staff)
+    job = job_submit(api, buyer, dataset, "dp-statistics", {"epsilon": 0.3})
     assert job["status"] == "failed", job
     assert job["reason"], "a failed job says why"
     # ... in a sentence of our fixed list, never the program's own words.
@@ -74,7 +73,7 @@ def test_buyer_cancels_a_running_job_and_the_sandbox_stops_within_seconds(
     compute_settings.COMPUTE_WALL_SECONDS = 60
     fake_runner("sleeper", source=SLEEPER)
     provider, buyer, staff = people
-    dataset = _listed(api, provider, staff)
+    dataset = listed_on_chain(api, provider, staff)
     runs: list[threading.Thread] = []
 
     def run_in_background(job_id: int) -> None:
@@ -83,7 +82,7 @@ def test_buyer_cancels_a_running_job_and_the_sandbox_stops_within_seconds(
         thread.start()
 
     monkeypatch.setattr(tasks.job_run_task, "delay", run_in_background)
-    job = _submit(api, buyer, dataset, "dp-statistics", {"epsilon": 0.4})
+    job = job_submit(api, buyer, dataset, "dp-statistics", {"epsilon": 0.4})
     deadline = time.monotonic() + 30
     while ComputeJob.objects.get(pk=job["id"]).status != "running":
         assert time.monotonic() < deadline, "the job never started running"
@@ -99,6 +98,3 @@ def test_buyer_cancels_a_running_job_and_the_sandbox_stops_within_seconds(
     assert job["budget_state"] == "released" and Decimal(job["epsilon_spent"]) == 0
     assert PrivacyBudget.objects.get(dataset=dataset).epsilon_reserved == 0
     assert job["order_status"] == "receipted"
-
-
-SLEEPER = "import time\nwhile True:\n    time.sleep(1)\n"

@@ -15,8 +15,7 @@ from compute_to_data.models import ComputeJob
 from marketplace.models import Dataset
 from marketplace.services.datasets import dataset_schema_declare
 from marketplace.services.moderation import dataset_transition
-from tests.compute_to_data.conftest import training_csv
-from tests.compute_to_data.test_jobs import _submit
+from tests.compute_to_data.support import job_submit, training_csv
 from tests.factories import make_dataset
 
 pytestmark = [pytest.mark.chain, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -121,11 +120,11 @@ def test_neighbouring_datasets_release_identical_non_dp_fields(api, people, on_c
     statistics: dict[str, dict[str, Any]] = {}
     for name, data in _neighbours().items():
         dataset = _listed_with(api, provider, staff, data, name)
-        job = _submit(api, buyer, dataset, "dp-logistic-regression", LOGISTIC)
+        job = job_submit(api, buyer, dataset, "dp-logistic-regression", LOGISTIC)
         assert job["status"] == "finished", (name, job["reason"])
         released[name] = _released_public(api, job)
         if name in ("base", "malformed"):
-            job = _submit(api, buyer, dataset, "dp-statistics", STATISTICS)
+            job = job_submit(api, buyer, dataset, "dp-statistics", STATISTICS)
             assert job["status"] == "finished", (name, job["reason"])
             statistics[name] = _released_public(api, job)
 

@@ -17,9 +17,8 @@ from chain.units import epsilon_to_units
 from chain.wrappers import Datatoken
 from compute_to_data.models import ComputeJob, JobLogEntry, PrivacyBudget
 from compute_to_data.services.execution import jobs_reap
-from tests.compute_to_data.test_job_sandbox import SLEEPER
-from tests.compute_to_data.test_jobs import _listed
-from tests.marketplace.test_tasks_integration import wait_for
+from tests.compute_to_data.support import SLEEPER, listed_on_chain
+from tests.worker_support import wait_for
 
 pytestmark = [pytest.mark.chain, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -40,7 +39,7 @@ def test_a_worker_killed_mid_job_runs_the_job_again_from_the_start_and_charges_o
 ):
     start, eager_again, log = compute_worker
     provider, buyer, staff = people
-    dataset = _listed(api, provider, staff)  # published in-process, before the worker takes over
+    dataset = listed_on_chain(api, provider, staff)  # published in-process, before the worker takes over
     real_runner = compute_settings.COMPUTE_RUNNER_DIR
     worker = start(str(fake_runner("sleeper", source=SLEEPER)))  # this run never ends by itself
     api.force_authenticate(buyer)
@@ -88,7 +87,7 @@ def test_three_jobs_ordered_at_once_from_one_wallet_all_finish_on_the_worker(
     follow each other although none is mined yet."""
     start, eager_again, log = compute_worker
     provider, buyer, staff = people
-    dataset = _listed(api, provider, staff)
+    dataset = listed_on_chain(api, provider, staff)
     start(str(compute_settings.COMPUTE_RUNNER_DIR))
     api.force_authenticate(buyer)
     ids = []

@@ -21,7 +21,7 @@ import pytest
 from devtools.broker import broker_settings
 from devtools.management.commands.run_embedded import embedded_programs
 from devtools.supervisor import Program, Supervisor, describe_exit
-from tests.marketplace.test_tasks_integration import database_url
+from tests.worker_support import database_url
 
 
 class _Output(io.StringIO):

@@ -9,22 +9,22 @@ from django.core import mail
 
 from integrations.signing import signature_verify
 from tests.chain.conftest import _session_chain, accounts, anvil, chain, deployment, on_chain, people, w3  # noqa: F401
-from tests.compute_to_data import test_jobs as jobs
 from tests.compute_to_data.conftest import compute_settings  # noqa: F401
+from tests.compute_to_data.support import job_submit, listed_on_chain
 
 pytestmark = [pytest.mark.chain, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
 def test_a_paid_job_is_followed_by_a_signed_webhook_and_an_e_mail(api, people, on_chain, compute_settings, receiver):
     provider, buyer, staff = people
-    dataset = jobs._listed(api, provider, staff)
+    dataset = listed_on_chain(api, provider, staff)
     api.force_authenticate(buyer)
     hook = api.post(
         "/api/v1/webhooks/", {"url": receiver.url, "events": ["job.status_changed", "job.finished"]}, format="json"
     ).json()
     mail.outbox.clear()
 
-    job = jobs._submit(api, buyer, dataset, "dp-statistics", {"epsilon": 0.3})
+    job = job_submit(api, buyer, dataset, "dp-statistics", {"epsilon": 0.3})
     assert job["status"] == "finished", job["reason"]
 
     requests = receiver.wait_for(7)

@@ -28,10 +28,10 @@ from tests.compute_to_data.conftest import (  # noqa: F401
     deployment,
     on_chain,
     people,
-    training_csv,
     w3,
 )
-from tests.marketplace.test_tasks_integration import wait_for
+from tests.compute_to_data.support import training_csv
+from tests.worker_support import wait_for
 
 
 @dataclass

@@ -20,7 +20,7 @@ from chain.wrappers import Datatoken
 from compute_to_data.models import ComputeJob, PrivacyBudget
 from marketplace.models import Dataset
 from tests.browser_support import DESKTOP, FACTORY_PASSWORD, PHONE, confirm_email, log_in, shot
-from tests.compute_to_data.conftest import training_csv
+from tests.compute_to_data.support import training_csv
 
 pytestmark = [
     pytest.mark.browser,

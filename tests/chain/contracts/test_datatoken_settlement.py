@@ -4,26 +4,13 @@ budget, and an order is settled once. Plus the price and payment collector setti
 from __future__ import annotations
 
 import pytest
-from eth_utils import keccak
 
 from tests.chain.conftest import DEFAULT_PRICE, FEE_BPS
+from tests.chain.contracts.support import HASHES, receipt_fn
 
 pytestmark = pytest.mark.chain
 
-HASHES = {
-    "datasetHash": keccak(text="dataset"),
-    "algorithmHash": keccak(text="algorithm"),
-    "paramsHash": keccak(text="params"),
-    "resultHash": keccak(text="result"),
-}
 FEE = DEFAULT_PRICE * FEE_BPS // 10_000
-
-
-def receipt_fn(dt, order_id, epsilon_spent):
-    h = HASHES
-    return dt.functions.recordReceipt(
-        order_id, h["datasetHash"], h["algorithmHash"], h["paramsHash"], h["resultHash"], epsilon_spent
-    )
 
 
 def test_receipt_pays_provider_and_fee_collector_and_releases_unused_epsilon(chain, dataset, accounts):

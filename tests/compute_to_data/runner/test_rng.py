@@ -8,7 +8,6 @@ import io
 import json
 import pickle
 import time
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -16,44 +15,11 @@ import pytest
 import torch
 
 from compute_to_data.runner import rng as rng_module
-from compute_to_data.runner.params import parameters_normalize
 from compute_to_data.runner.rng import KEY_BITS, SecureRandom
 from compute_to_data.runner.run import run_spec
+from tests.compute_to_data.runner.support import training_data, training_spec
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::RuntimeWarning")
-
-SCHEMA = {
-    "columns": [
-        {"name": "x1", "type": "float", "min": 0, "max": 1},
-        {"name": "x2", "type": "float", "min": 0, "max": 1},
-        {"name": "label", "type": "boolean"},
-    ]
-}
-
-
-def _data(folder: Path, rows: int = 200) -> Path:
-    values = np.random.default_rng(3).uniform(0, 1, size=(rows, 2))
-    body = "".join(f"{a:.4f},{b:.4f},{'true' if a + b > 1 else 'false'}\n" for a, b in values)
-    path = folder / "data.csv"
-    path.write_text("x1,x2,label\n" + body)
-    return path
-
-
-def _spec(data: Path, out: Path, algorithm: str = "dp-mlp-classifier") -> dict:
-    given = {"target": "label", "epochs": 2, "batch_size": 32}
-    if algorithm == "dp-mlp-classifier":
-        given["hidden_sizes"] = [8]
-    params = parameters_normalize(algorithm, given, schema=SCHEMA, epsilon_max=1.0, delta_max=1e-5)
-    return {
-        "algorithm": algorithm,
-        "parameters": params,
-        "schema": SCHEMA,
-        "data_file": str(data),
-        "data_format": "csv",
-        "output_dir": str(out),
-        "public_rows": 200,
-        "holdout": {"fraction": 0.2, "key": "5e" * 32},
-    }
 
 
 def _key(generator: SecureRandom) -> int:
@@ -96,10 +62,10 @@ def test_the_key_is_never_shown_or_copied():
 
 
 def test_two_jobs_never_share_a_noise_stream(tmp_path):
-    data = _data(tmp_path)
+    data = training_data(tmp_path)
     weights = []
     for name in ("a", "b"):
-        assert run_spec(_spec(data, tmp_path / name), stream=io.StringIO()) == 0
+        assert run_spec(training_spec(data, tmp_path / name), stream=io.StringIO()) == 0
         weights.append((tmp_path / name / "model.safetensors").read_bytes())
     assert weights[0] != weights[1]
 
@@ -115,7 +81,7 @@ def test_no_key_appears_in_any_event_artifact_or_manifest(tmp_path, monkeypatch)
     monkeypatch.setattr(rng_module, "secrets", SimpleNamespace(randbits=spy))
     stream = io.StringIO()
     out = tmp_path / "out"
-    assert run_spec(_spec(_data(tmp_path), out), stream=stream) == 0
+    assert run_spec(training_spec(training_data(tmp_path), out), stream=stream) == 0
     assert len(drawn) == 1  # one generator per job, nothing else drew a key
     key = drawn[0]
     words = [key & (2**64 - 1), key >> 64]

@@ -15,7 +15,7 @@ import pytest
 
 from compute_to_data.runner.params import ALGORITHMS, ParameterError, algorithms_describe, parameters_normalize
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 RUNNER_DIR = REPO / "compute_to_data" / "runner"
 
 SCHEMA = {

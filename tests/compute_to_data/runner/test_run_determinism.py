@@ -17,7 +17,7 @@ from compute_to_data.runner import artifacts
 from compute_to_data.runner.fastdp import mlp_build
 from compute_to_data.runner.rng import SecureRandom
 from compute_to_data.runner.run import run_spec
-from tests.compute_to_data.test_runner_randomness import _data, _spec
+from tests.compute_to_data.runner.support import training_data, training_spec
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::RuntimeWarning")
 
@@ -49,11 +49,11 @@ def test_onnx_and_json_bytes_are_deterministic(tmp_path):
 
 
 def test_two_trainings_with_one_test_generator_hash_the_same(tmp_path):
-    data = _data(tmp_path)
+    data = training_data(tmp_path)
     digests = []
     for name in ("a", "b"):
         out = tmp_path / name
-        assert run_spec(_spec(data, out), stream=io.StringIO(), seed=1234) == 0
+        assert run_spec(training_spec(data, out), stream=io.StringIO(), seed=1234) == 0
         manifest = json.loads((out / "manifest.json").read_text())
         names = sorted(a["name"] for a in manifest["artifacts"]) + ["manifest.json"]
         digests.append({n: hashlib.sha256((out / n).read_bytes()).hexdigest() for n in names})

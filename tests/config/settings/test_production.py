@@ -1,9 +1,8 @@
 import os
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.config.settings.support import ROOT
 
 
 def run_check(settings_module: str, **env) -> subprocess.CompletedProcess:

@@ -14,7 +14,7 @@ from chain.faucet import fund_address
 from chain.services.wallets import wallet_managed_get_or_create
 from compute_to_data import tasks
 from compute_to_data.models import ComputeJob
-from tests.compute_to_data.test_jobs import _listed, _submit
+from tests.compute_to_data.support import job_submit, listed_on_chain
 from tests.factories import UserFactory
 
 
@@ -27,19 +27,19 @@ def test_dashboard_counts_a_receipt_an_escrowed_order_and_a_refund_of_my_data_on
     provider, buyer, staff = people
     other = UserFactory(username="other-provider")
     fund_address(on_chain.w3, deployment, wallet_managed_get_or_create(user=other).address)  # gas to publish
-    mine = _listed(api, provider, staff)  # price 3 USDC, epsilon 10 in all, 1 per job
-    theirs = _listed(api, other, staff)
+    mine = listed_on_chain(api, provider, staff)  # price 3 USDC, epsilon 10 in all, 1 per job
+    theirs = listed_on_chain(api, other, staff)
 
-    finished = _submit(api, buyer, mine, "dp-statistics", {"epsilon": 0.5})
+    finished = job_submit(api, buyer, mine, "dp-statistics", {"epsilon": 0.5})
     assert finished["status"] == "finished" and finished["order_status"] == "receipted"
     spent = Decimal(finished["epsilon_spent"])
 
     monkeypatch.setattr(tasks.job_run_task, "delay", lambda job_id: None)  # no worker: jobs stay queued
-    waiting = _submit(api, buyer, mine, "dp-statistics", {"epsilon": 0.4})
+    waiting = job_submit(api, buyer, mine, "dp-statistics", {"epsilon": 0.4})
     assert waiting["status"] == "queued" and waiting["order_status"] == "confirmed"
-    cancelled = _submit(api, buyer, mine, "dp-statistics", {"epsilon": 0.3})
+    cancelled = job_submit(api, buyer, mine, "dp-statistics", {"epsilon": 0.3})
     assert api.post(f"/api/v1/jobs/{cancelled['id']}/cancel/").status_code == 202
-    elsewhere = _submit(api, buyer, theirs, "dp-statistics", {"epsilon": 0.3})
+    elsewhere = job_submit(api, buyer, theirs, "dp-statistics", {"epsilon": 0.3})
     assert api.post(f"/api/v1/jobs/{elsewhere['id']}/cancel/").status_code == 202
     assert api.get(f"/api/v1/jobs/{cancelled['id']}/").json()["order_status"] == "refunded"
 

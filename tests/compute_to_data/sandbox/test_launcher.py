@@ -38,10 +38,10 @@ from compute_to_data.sandbox import (
     sandbox_run,
     workspace,
 )
+from tests.compute_to_data.support import HOSTILE
 
 pytestmark = pytest.mark.integration
 
-HOSTILE = Path(__file__).parent / "hostile"
 SMALL = Limits(wall_seconds=10, memory_bytes=1 << 30, processes=32, disk_bytes=64 << 20, cpu_seconds=20)
 
 
@@ -399,7 +399,7 @@ def test_cannot_read_another_dataset(base: Path, config: SandboxConfig, run_host
 
 
 def test_cannot_read_settings_or_project(run_hostile) -> None:
-    settings = Path(__file__).resolve().parents[2] / "config" / "settings" / "base.py"
+    settings = Path(__file__).resolve().parents[3] / "config" / "settings" / "base.py"
     assert settings.exists()
     run = run_hostile("read_settings", args={"paths": [str(settings), str(settings.parents[2])]})
     run.assert_contained()

@@ -20,8 +20,8 @@ from chain.wrappers import Datatoken, MockStablecoin
 from compute_to_data import sandbox
 from compute_to_data.failures import FAILURES, failure_for_run, failure_text, is_disk_full
 from compute_to_data.models import ComputeJob, JobArtifact, PrivacyBudget
-from tests.compute_to_data.test_jobs import _listed, _submit
-from tests.marketplace.test_tasks_integration import wait_for
+from tests.compute_to_data.support import job_submit, listed_on_chain
+from tests.worker_support import wait_for
 
 pytestmark = [pytest.mark.chain, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -107,13 +107,13 @@ def test_a_full_results_storage_refunds_the_job_and_releases_its_epsilon(
     api, people, on_chain, compute_settings, settings
 ):
     provider, buyer, staff = people
-    dataset = _listed(api, provider, staff)
+    dataset = listed_on_chain(api, provider, staff)
     settings.STORAGES = {
         **settings.STORAGES,
         "results": {"BACKEND": f"{__name__}.FullDiskStorage", "OPTIONS": {"location": "/nonexistent"}},
     }
     before = _balance(on_chain, dataset, buyer)
-    job = _submit(api, buyer, dataset, "dp-statistics", {"epsilon": 0.4})
+    job = job_submit(api, buyer, dataset, "dp-statistics", {"epsilon": 0.4})
     # The runner had read the data (and finished); publishing found no room.
     assert job["status"] == "failed" and job["failure"] == "disk_full", job
     assert job["failure_caused_by"] == "platform"
@@ -137,12 +137,12 @@ def test_a_runner_that_cannot_write_on_a_full_host_disk_is_refunded(
     full (not the job's own disk limit, which is far larger here), that is the platform's fault."""
     compute_settings.COMPUTE_DISK_MB = 256
     provider, buyer, staff = people
-    dataset = _listed(api, provider, staff)
+    dataset = listed_on_chain(api, provider, staff)
     fake_runner("fill_out", source=FILL_OUT)
     work = Path(compute_settings.COMPUTE_WORK_DIR)
     with tiny_tmpfs(work, "2m"):
         before = _balance(on_chain, dataset, buyer)
-        job = _submit(api, buyer, dataset, "dp-statistics", {"epsilon": 0.3})
+        job = job_submit(api, buyer, dataset, "dp-statistics", {"epsilon": 0.3})
         assert job["status"] == "failed" and job["failure"] == "disk_full", job
         assert job["limit_hit"] == ""
         assert ComputeJob.objects.get(pk=job["id"]).data_touched_at is not None, "the runner had started"
@@ -154,9 +154,9 @@ def test_a_runner_crash_stays_charged_whatever_the_runner_says(api, people, on_c
     """A buyer cannot make a crash free by getting "No space left on device" into the runner's
     words: the worker measures its disk itself."""
     provider, buyer, staff = people
-    dataset = _listed(api, provider, staff)
+    dataset = listed_on_chain(api, provider, staff)
     fake_runner("claims_full", source=CLAIMS_FULL)
-    job = _submit(api, buyer, dataset, "dp-statistics", {"epsilon": 0.3})
+    job = job_submit(api, buyer, dataset, "dp-statistics", {"epsilon": 0.3})
     assert job["status"] == "failed" and job["failure"] == "runner_error", job
     assert job["budget_state"] == "charged" and Decimal(job["epsilon_spent"]) == Decimal("0.3")
     assert job["order_status"] == "receipted"
@@ -166,14 +166,14 @@ def test_a_sandbox_that_cannot_start_after_the_spec_is_written_is_refunded(
     api, people, on_chain, compute_settings, monkeypatch
 ):
     provider, buyer, staff = people
-    dataset = _listed(api, provider, staff)
+    dataset = listed_on_chain(api, provider, staff)
 
     def cannot_start(self, **kwargs):
         raise sandbox.SandboxUnavailable("bwrap: setting up uid map: Permission denied")
 
     monkeypatch.setattr(sandbox.BubblewrapBackend, "run", cannot_start)
     before = _balance(on_chain, dataset, buyer)
-    job = _submit(api, buyer, dataset, "dp-statistics", {"epsilon": 0.3})
+    job = job_submit(api, buyer, dataset, "dp-statistics", {"epsilon": 0.3})
     assert job["status"] == "failed" and job["failure"] == "sandbox_setup", job
     assert "uid map" not in job["reason"] and job["reason"] == failure_text("sandbox_setup")
     _assert_refunded(on_chain, dataset, job, buyer, before)
@@ -186,7 +186,7 @@ def test_a_full_results_disk_on_a_real_worker_is_refunded_on_chain(
     system with no room left (ENOSPC from the kernel, not a stand-in)."""
     start, eager_again, log = compute_worker
     provider, buyer, staff = people
-    dataset = _listed(api, provider, staff)
+    dataset = listed_on_chain(api, provider, staff)
     results = tmp_path / "results"
     with tiny_tmpfs(results, "1m"):
         fill(results)

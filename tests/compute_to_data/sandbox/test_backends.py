@@ -14,7 +14,7 @@ from compute_to_data.sandbox.host import Resolved
 from compute_to_data.sandbox.launcher import bwrap_argv
 from compute_to_data.sandbox.policy import Folders, policy_for
 from compute_to_data.services import execution
-from tests.test_deploy_settings import ROOT, _production_env
+from tests.config.settings.support import ROOT, deploy_env
 
 RESOLVED = Resolved(
     bwrap="/usr/bin/bwrap",
@@ -66,7 +66,7 @@ def test_jobs_run_in_bubblewrap_unless_settings_name_another_backend(settings) -
 
 @pytest.mark.parametrize(("backend", "refused"), [("bubblewrap", False), ("unsandboxed", True), ("none", True)])
 def test_production_settings_refuse_every_backend_but_bubblewrap(tmp_path, backend: str, refused: bool) -> None:
-    env = _production_env(tmp_path, COMPUTE_SANDBOX_BACKEND=backend)
+    env = deploy_env(tmp_path, COMPUTE_SANDBOX_BACKEND=backend)
     done = subprocess.run(
         [sys.executable, "-c", "import django; django.setup()"],
         cwd=ROOT,

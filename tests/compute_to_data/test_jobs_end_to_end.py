@@ -17,45 +17,16 @@ from chain.wrappers import Datatoken
 from compute_to_data import tasks
 from compute_to_data.models import ComputeJob, JobArtifact, PrivacyBudget
 from compute_to_data.services import execution
-from marketplace.models import Dataset
-from tests.compute_to_data.conftest import CANARY, training_csv
-from tests.factories import make_dataset
+from tests.compute_to_data.support import CANARY, LOGISTIC, job_submit, listed_on_chain
 
 pytestmark = [pytest.mark.chain, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-
-LOGISTIC = {"target": "label", "features": ["age", "dose", "site"], "epochs": 3, "batch_size": 64, "epsilon": 1.0}
-
-
-def _listed(api, provider, staff, *, epsilon_total: str = "10", per_job: str = "1") -> Dataset:
-    dataset = make_dataset(
-        owner=provider,
-        price="3",
-        status=Dataset.Status.LISTED,
-        moderator=staff,
-        data=training_csv(),
-        filename="trial.csv",
-    )
-    Dataset.objects.filter(pk=dataset.pk).update(epsilon_total=Decimal(epsilon_total), epsilon_per_job=Decimal(per_job))
-    api.force_authenticate(provider)
-    assert api.post(f"/api/v1/datasets/{dataset.pk}/publish/").status_code == 202
-    assert ChainListing.objects.get(dataset=dataset).state == ChainListing.State.PUBLISHED
-    dataset.refresh_from_db()
-    return dataset
-
-
-def _submit(api, buyer, dataset, algorithm="dp-logistic-regression", parameters=None) -> dict:
-    api.force_authenticate(buyer)
-    body = {"dataset": dataset.pk, "algorithm": algorithm, "parameters": parameters or LOGISTIC}
-    response = api.post("/api/v1/jobs/", body, format="json")
-    assert response.status_code == 202, response.content
-    return api.get(f"/api/v1/jobs/{response.json()['id']}/").json()
 
 
 def test_buyer_runs_a_dp_job_and_downloads_a_result_whose_receipt_verifies_on_chain(
     api, people, on_chain, compute_settings
 ):
     provider, buyer, staff = people
-    dataset = _listed(api, provider, staff)
+    dataset = listed_on_chain(api, provider, staff)
     api.force_authenticate(buyer)
     quote = api.post(
         "/api/v1/jobs/quote/",
@@ -66,7 +37,7 @@ def test_buyer_runs_a_dp_job_and_downloads_a_result_whose_receipt_verifies_on_ch
     assert quote["parameters"]["learning_rate"] > 0  # defaults filled in
     assert "never rows" in quote["release"]
 
-    job = _submit(api, buyer, dataset)
+    job = job_submit(api, buyer, dataset)
     assert job["status"] == "finished", job
     assert job["progress"]["percent"] == 100
     assert job["params_hash"] == quote["params_hash"]
@@ -133,7 +104,7 @@ def test_buyer_runs_a_dp_job_and_downloads_a_result_whose_receipt_verifies_on_ch
 
 def test_each_algorithm_runs_on_the_same_dataset(api, people, on_chain, compute_settings):
     provider, buyer, staff = people
-    dataset = _listed(api, provider, staff, epsilon_total="10", per_job="1")
+    dataset = listed_on_chain(api, provider, staff, epsilon_total="10", per_job="1")
     runs = {
         "dp-mlp-classifier": {**LOGISTIC, "hidden_sizes": [16, 8], "epsilon": 0.5},
         "dp-linear-regression": {
@@ -146,7 +117,7 @@ def test_each_algorithm_runs_on_the_same_dataset(api, people, on_chain, compute_
         "dp-statistics": {"columns": ["age", "site", "label"], "epsilon": 0.5},
     }
     for algorithm, parameters in runs.items():
-        job = _submit(api, buyer, dataset, algorithm, parameters)
+        job = job_submit(api, buyer, dataset, algorithm, parameters)
         assert job["status"] == "finished", (algorithm, job["reason"])
         names = {a["name"] for a in api.get(f"/api/v1/jobs/{job['id']}/result/").json()["artifacts"]}
         assert ("statistics.json" in names) if algorithm == "dp-statistics" else ("model.onnx" in names), names
@@ -157,7 +128,7 @@ def test_each_algorithm_runs_on_the_same_dataset(api, people, on_chain, compute_
 
 def test_bad_parameters_and_an_exhausted_budget_are_refused_before_paying(api, people, on_chain, compute_settings):
     provider, buyer, staff = people
-    dataset = _listed(api, provider, staff, epsilon_total="1", per_job="1")
+    dataset = listed_on_chain(api, provider, staff, epsilon_total="1", per_job="1")
     api.force_authenticate(buyer)
     bad = api.post(
         "/api/v1/jobs/",
@@ -173,7 +144,7 @@ def test_bad_parameters_and_an_exhausted_budget_are_refused_before_paying(api, p
     assert too_much.status_code == 400 and too_much.json()["field"] == "epsilon"
     assert Order.objects.count() == 0  # nothing was paid
 
-    first = _submit(api, buyer, dataset, "dp-statistics", {"epsilon": 1.0})
+    first = job_submit(api, buyer, dataset, "dp-statistics", {"epsilon": 1.0})
     assert first["status"] == "finished"
     left = Decimal("1") - Decimal(first["epsilon_spent"])
     refused = api.post(
@@ -190,9 +161,9 @@ def test_cancelling_a_queued_job_releases_its_budget_and_refunds_it_on_chain(
     api, people, on_chain, compute_settings, monkeypatch
 ):
     provider, buyer, staff = people
-    dataset = _listed(api, provider, staff)
+    dataset = listed_on_chain(api, provider, staff)
     monkeypatch.setattr(tasks.job_run_task, "delay", lambda job_id: None)  # no worker picks it up
-    job = _submit(api, buyer, dataset, "dp-statistics", {"epsilon": 0.7})
+    job = job_submit(api, buyer, dataset, "dp-statistics", {"epsilon": 0.7})
     assert job["status"] == "queued"
     assert PrivacyBudget.objects.get(dataset=dataset).epsilon_reserved == Decimal("0.7")
     response = api.post(f"/api/v1/jobs/{job['id']}/cancel/")
@@ -211,8 +182,8 @@ def test_cancelling_a_queued_job_releases_its_budget_and_refunds_it_on_chain(
 
 def test_a_second_delivery_of_the_run_task_does_nothing(api, people, on_chain, compute_settings):
     provider, buyer, staff = people
-    dataset = _listed(api, provider, staff)
-    job = _submit(api, buyer, dataset, "dp-statistics", {"epsilon": 0.2})
+    dataset = listed_on_chain(api, provider, staff)
+    job = job_submit(api, buyer, dataset, "dp-statistics", {"epsilon": 0.2})
     assert job["status"] == "finished"
     before = ComputeJob.objects.get(pk=job["id"])
     assert execution.job_run(job["id"]) is None

@@ -7,7 +7,7 @@ import pytest
 
 from chain.deploy import deploy_contract
 from tests.chain.conftest import FEE_BPS, decode_error
-from tests.chain.test_settlement import receipt_fn
+from tests.chain.contracts.support import receipt_fn
 
 pytestmark = pytest.mark.chain
 

@@ -12,18 +12,15 @@ from eth_utils import keccak
 
 from chain import client
 from chain.deploy import deploy_contracts, write_deployment_file
-from chain.models import ChainEvent, ChainListing, IndexerCursor, Order, Wallet
+from chain.models import ChainEvent, ChainListing, IndexerCursor, Order
 from chain.services import indexer
 from chain.services.indexer import indexer_run
 from chain.units import units_to_price
 from devtools.node import AnvilNode
-from marketplace.models import User
 from tests.chain.conftest import ALGORITHM, DELTA_1E5, FEE_BPS, Chain, derive_accounts
-from tests.factories import UserFactory, make_dataset
+from tests.chain.support import FREE, dispense, known_buyer, listing_for, provider_user  # noqa: F401 - provider_user: a fixture
 
 pytestmark = [pytest.mark.chain, pytest.mark.django_db]
-
-FREE = {"price": 0}
 
 
 def _point_at(settings, tmp_path, node_url: str, deployment: dict) -> None:
@@ -42,40 +39,6 @@ def on_chain(chain, settings, tmp_path):
     _point_at(settings, tmp_path, chain.node.rpc_url, chain.deployment)
     yield chain
     client.reset_caches()
-
-
-@pytest.fixture
-def provider_user(db) -> User:
-    return UserFactory(username="indexer-provider")
-
-
-def listing_for(chain: Chain, provider_user: User, *, metadata: str = "metadata v1", **params) -> ChainListing:
-    """A marketplace dataset whose listing is being published with ``chain.publish_params(...)``."""
-    p = chain.publish_params(metadataHash=keccak(text=metadata), **params)
-    dataset = make_dataset(owner=provider_user, title=f"Dataset {metadata}")
-    return ChainListing.objects.create(
-        dataset=dataset,
-        chain_id=chain.w3.eth.chain_id,
-        owner_address=chain.accounts.provider.address,
-        payment_token=p["paymentToken"],
-        price_units=p["price"],
-        epsilon_cap_units=p["epsilonCap"],
-        epsilon_per_job_units=p["epsilonPerJobCap"],
-        delta_units=p["deltaCap"],
-        metadata_hash="0x" + p["metadataHash"].hex(),
-    )
-
-
-def dispense(chain: Chain, dataset, who, *, epsilon: int = 250_000, algorithm: bytes = ALGORITHM):
-    """A free dataset's order; (order id, tx hash)."""
-    receipt = chain.tx(who, dataset.datatoken.functions.dispenseAndOrder(epsilon, DELTA_1E5, algorithm))
-    return chain.event(dataset.datatoken, "OrderStarted", receipt).orderId, receipt["transactionHash"].to_0x_hex()
-
-
-def known_buyer(chain: Chain) -> User:
-    user = UserFactory(username="indexer-buyer")
-    Wallet.objects.create(user=user, address=chain.accounts.buyer.address, kind=Wallet.Kind.EXTERNAL)
-    return user
 
 
 def test_publish_and_orders_become_marketplace_rows(on_chain, provider_user):

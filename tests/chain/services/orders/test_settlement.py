@@ -15,8 +15,8 @@ from chain.wrappers import Datatoken, MockStablecoin
 from compute_to_data import tasks
 from compute_to_data.models import ComputeJob
 from compute_to_data.services import jobs as job_services
-from tests.chain.test_indexer import FREE, dispense, known_buyer, listing_for, provider_user  # noqa: F401
-from tests.compute_to_data.test_jobs import _listed, _submit
+from tests.chain.support import FREE, dispense, known_buyer, listing_for, provider_user  # noqa: F401 - provider_user: a fixture
+from tests.compute_to_data.support import job_submit, listed_on_chain
 
 pytestmark = [pytest.mark.chain, pytest.mark.django_db(transaction=True)]
 
@@ -30,12 +30,12 @@ def test_settlement_reads_the_order_back_and_never_pays_the_order_that_reused_it
 ):
     chain, acc = on_chain, on_chain.accounts
     provider, buyer, staff = people
-    dataset = _listed(api, provider, staff)
+    dataset = listed_on_chain(api, provider, staff)
     token = MockStablecoin(chain.w3, chain.usdc.address)
     before = token.balance_of(_managed(buyer))
     monkeypatch.setattr(tasks.job_run_task, "delay", lambda job_id: None)
     before_order = chain.node.snapshot()
-    job = _submit(api, buyer, dataset, "dp-statistics", {"epsilon": 0.5})
+    job = job_submit(api, buyer, dataset, "dp-statistics", {"epsilon": 0.5})
     order = Order.objects.get(pk=job["order"])
     assert job["status"] == "queued" and order.chain_order_id == 1
 
@@ -78,17 +78,17 @@ def test_a_new_order_that_holds_a_rolled_back_id_is_accepted_and_the_old_job_fai
 
     chain = on_chain
     provider, buyer, staff = people
-    dataset = _listed(api, provider, staff)
+    dataset = listed_on_chain(api, provider, staff)
     second = UserFactory(username="second-buyer")
     fund_address(chain.w3, chain.deployment, wallet_managed_get_or_create(user=second).address)
     monkeypatch.setattr(tasks.job_run_task, "delay", lambda job_id: None)
     snapshot = chain.node.snapshot()
-    first_job = _submit(api, buyer, dataset, "dp-statistics", {"epsilon": 0.5})
+    first_job = job_submit(api, buyer, dataset, "dp-statistics", {"epsilon": 0.5})
     assert first_job["chain_order_id"] == 1
     chain.node.revert(snapshot)
 
     # The second buyer's order gets id 1 on the rolled-back chain: accepted, not "already used".
-    second_job = _submit(api, second, dataset, "dp-statistics", {"epsilon": 0.4})
+    second_job = job_submit(api, second, dataset, "dp-statistics", {"epsilon": 0.4})
     assert second_job["status"] == "queued" and second_job["chain_order_id"] == 1, second_job
     api.force_authenticate(buyer)
     first_job = api.get(f"/api/v1/jobs/{first_job['id']}/").json()

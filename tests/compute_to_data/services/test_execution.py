@@ -1,9 +1,15 @@
 """A worker's death is seen at once on its host, and the job it ran runs again from the start
 (budget still reserved, nothing charged, its workspace and leftover processes gone), up to
-COMPUTE_MAX_ATTEMPTS; a database blip under a real worker does not lose a job or charge it twice."""
+COMPUTE_MAX_ATTEMPTS; a database blip under a real worker does not lose a job or charge it twice.
+
+A run whose job was given to another worker while it published (this worker looked dead, e.g. its
+heartbeat stale through a long database outage) stores nothing, charges nothing and does not end the
+job's new attempt: ``_publish`` checks that it still holds the job before each write and before the
+final transition."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -18,8 +24,8 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from compute_to_data import tasks
-from compute_to_data.models import ComputeJob, JobLogEntry, PrivacyBudget
+from compute_to_data import sandbox, tasks
+from compute_to_data.models import ComputeJob, JobArtifact, JobLogEntry, PrivacyBudget
 from compute_to_data.services import execution
 from marketplace.models import Dataset
 from tests.factories import make_dataset, make_reserved_job
@@ -221,12 +227,12 @@ def test_killing_the_database_connections_of_a_running_job_loses_nothing_and_cha
     from chain.models import ChainListing
     from chain.units import epsilon_to_units
     from chain.wrappers import Datatoken
-    from tests.compute_to_data.test_jobs import _listed
-    from tests.marketplace.test_tasks_integration import wait_for
+    from tests.compute_to_data.support import listed_on_chain
+    from tests.worker_support import wait_for
 
     start, eager_again, log = compute_worker
     provider, buyer, staff = people
-    dataset = _listed(api, provider, staff)
+    dataset = listed_on_chain(api, provider, staff)
     runner = _slow_runner(compute_settings, 6)
     try:
         start(str(runner))
@@ -304,3 +310,49 @@ def test_a_settlement_hit_by_a_dropped_connection_is_retried(monkeypatch):
             tasks.job_settle_task.apply(args=(7,))
     assert tasks.job_settle_task.apply(args=(7,)).get() == "receipt"
     assert outcomes == ["OperationalError", "InterfaceError", "receipt"]
+
+
+ME = "this-host:101"
+
+
+def _released(ws: sandbox.Workspace) -> None:
+    """What a runner that finished leaves in out/: one artifact and its manifest."""
+    (ws.output_dir / "statistics.json").write_text('{"mean": 1.5}')
+    manifest = {"artifacts": [{"name": "statistics.json", "kind": "statistics"}], "epsilon_spent": 0.5}
+    (ws.output_dir / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("noticed", [True, False], ids=["heartbeat-noticed", "found-at-the-end"])
+def test_a_run_taken_over_while_publishing_leaves_the_new_attempt_alone(listed, buyer, compute_settings, noticed):
+    # The new attempt (another worker's, attempt 2) is running; this run still thinks it holds attempt 1.
+    job = _running_job(listed, buyer, worker="other-host:77", attempts=2, status=ComputeJob.Status.PUBLISHING)
+    monitor = execution._Monitor(job.pk, worker=ME)
+    if noticed:
+        monitor.lost.set()
+    storage = execution.results_storage()
+    with sandbox.workspace(Path(compute_settings.COMPUTE_WORK_DIR), "takeover", execution.sandbox_config()) as ws:
+        _released(ws)
+        with pytest.raises(execution.JobTakenOver):
+            execution._publish(job, ws, monitor, attempt=1)
+    job.refresh_from_db()
+    assert job.status == ComputeJob.Status.PUBLISHING and job.worker == "other-host:77" and job.attempts == 2
+    assert job.budget_state == "reserved" and job.epsilon_spent in (None, Decimal("0")) and not job.result_hash
+    assert not JobArtifact.objects.filter(job=job).exists()
+    assert not storage.exists(f"job-{job.pk}") or storage.listdir(f"job-{job.pk}") == ([], [])
+    assert not JobLogEntry.objects.filter(job=job, message__startswith="Published").exists()
+    assert monitor.lost.is_set()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_that_still_holds_its_job_publishes_it(listed, buyer, compute_settings):
+    job = _running_job(listed, buyer, worker=ME, attempts=1, status=ComputeJob.Status.PUBLISHING)
+    monitor = execution._Monitor(job.pk, worker=ME)
+    with sandbox.workspace(Path(compute_settings.COMPUTE_WORK_DIR), "held", execution.sandbox_config()) as ws:
+        _released(ws)
+        job = execution._publish(job, ws, monitor, attempt=1)
+    assert job.status == ComputeJob.Status.FINISHED and job.budget_state == "charged"
+    assert sorted(JobArtifact.objects.filter(job=job).values_list("name", flat=True)) == [
+        "manifest.json",
+        "statistics.json",
+    ]

@@ -16,7 +16,7 @@ from compute_to_data.runner.errors import InvalidParameters
 from compute_to_data.runner.params import parameters_normalize
 from compute_to_data.runner.run import run_spec, spec_check
 from compute_to_data.runner.train import holdout_split, public_split
-from tests.compute_to_data.test_runner_end_to_end import torch_model_from_weights
+from tests.compute_to_data.runner.support import torch_model_from_weights
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::RuntimeWarning")
 

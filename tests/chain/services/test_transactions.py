@@ -15,7 +15,7 @@ from chain.models import ChainTransaction, Order, Wallet
 from chain.services import transactions as tx_services
 from chain.wrappers import Datatoken, MockStablecoin
 from compute_to_data import tasks
-from tests.compute_to_data.test_jobs import _listed, _submit
+from tests.compute_to_data.support import job_submit, listed_on_chain
 
 pytestmark = [pytest.mark.chain, pytest.mark.django_db(transaction=True)]
 
@@ -38,11 +38,11 @@ def _cancel_with_the_refund_unfollowed(api, monkeypatch, buyer, job) -> ChainTra
 def test_a_refund_the_rollback_dropped_is_sent_again_and_refunds_the_buyer_once(api, people, on_chain, monkeypatch):
     chain = on_chain
     provider, buyer, staff = people
-    dataset = _listed(api, provider, staff)
+    dataset = listed_on_chain(api, provider, staff)
     token = MockStablecoin(chain.w3, chain.usdc.address)
     monkeypatch.setattr(tasks.job_run_task, "delay", lambda job_id: None)
     before = token.balance_of(_managed(buyer))
-    job = _submit(api, buyer, dataset, "dp-statistics", {"epsilon": 0.5})
+    job = job_submit(api, buyer, dataset, "dp-statistics", {"epsilon": 0.5})
     order = Order.objects.get(pk=job["order"])
     paid = token.balance_of(_managed(buyer))
     assert paid < before
@@ -78,12 +78,12 @@ def test_a_dropped_refund_whose_order_went_with_the_rollback_is_not_sent_again(
 ):
     chain = on_chain
     provider, buyer, staff = people
-    dataset = _listed(api, provider, staff)
+    dataset = listed_on_chain(api, provider, staff)
     token = MockStablecoin(chain.w3, chain.usdc.address)
     monkeypatch.setattr(tasks.job_run_task, "delay", lambda job_id: None)
     before = token.balance_of(_managed(buyer))
     before_order = chain.node.snapshot()
-    job = _submit(api, buyer, dataset, "dp-statistics", {"epsilon": 0.5})
+    job = job_submit(api, buyer, dataset, "dp-statistics", {"epsilon": 0.5})
     refund = _cancel_with_the_refund_unfollowed(api, monkeypatch, buyer, job)
     chain.node.revert(before_order)  # the order, its payment and the refund are all gone
     # The operator's next transaction takes the dropped refund's nonce: dropped without waiting.

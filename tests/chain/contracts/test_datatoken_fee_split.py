@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from chain.deploy import deploy_contract
 from tests.chain.conftest import USDC
-from tests.chain.test_settlement import receipt_fn
+from tests.chain.contracts.support import receipt_fn
 
 pytestmark = pytest.mark.chain
 

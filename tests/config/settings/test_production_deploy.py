@@ -3,15 +3,12 @@ http is redirected to https, and X-Forwarded-Proto is believed only behind a dec
 
 from __future__ import annotations
 
-import base64
 import json
-import os
-import secrets
 import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.config.settings.support import ROOT, deploy_env
 
 # What the page request prints: status, redirect target, and the security headers.
 PROBE = """
@@ -28,38 +25,19 @@ print(json.dumps({
 """
 
 
-def _production_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATASET_", "WALLET_", "CHAIN_"))}
-    return {
-        **clean,
-        "DJANGO_SETTINGS_MODULE": "config.settings.production",
-        "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
-        "DATASET_ENCRYPTION_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
-        "WALLET_ENCRYPTION_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
-        "DJANGO_ALLOWED_HOSTS": "data.example.org,testserver",
-        "DJANGO_CSRF_TRUSTED_ORIGINS": "https://data.example.org",
-        "SITE_URL": "https://data.example.org",
-        "DATABASE_URL": "postgres://marketplace@db.internal:5432/marketplace",
-        "MARKETPLACE_DATA_DIR": str(tmp_path),
-        **extra,
-    }
-
-
 def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
 
 
 def test_check_deploy_reports_nothing_for_a_sensible_production_environment(tmp_path):
-    result = _run(
-        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"], _production_env(tmp_path)
-    )
+    result = _run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"], deploy_env(tmp_path))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues" in result.stdout, result.stdout + result.stderr
     assert "WARNINGS" not in result.stdout + result.stderr
 
 
 def test_check_deploy_still_catches_an_operator_turning_https_off(tmp_path):
-    env = _production_env(tmp_path, DJANGO_SSL_REDIRECT="false", DJANGO_SECURE_COOKIES="false", DJANGO_HSTS_SECONDS="0")
+    env = deploy_env(tmp_path, DJANGO_SSL_REDIRECT="false", DJANGO_SECURE_COOKIES="false", DJANGO_HSTS_SECONDS="0")
     result = _run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"], env)
     output = result.stdout + result.stderr
     assert result.returncode != 0
@@ -67,7 +45,7 @@ def test_check_deploy_still_catches_an_operator_turning_https_off(tmp_path):
 
 
 def _probe(tmp_path: Path, **extra: str) -> dict:
-    result = _run([sys.executable, "-c", PROBE], _production_env(tmp_path, **extra))
+    result = _run([sys.executable, "-c", PROBE], deploy_env(tmp_path, **extra))
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
 

@@ -22,17 +22,16 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from safetensors.torch import load_file
 from sklearn.datasets import load_breast_cancer, load_diabetes
 
 from compute_to_data.runner.events import Events
-from compute_to_data.runner.fastdp import mlp_build
 from compute_to_data.runner.params import parameters_normalize
 from compute_to_data.runner.run import run_spec
+from tests.compute_to_data.runner.support import torch_model_from_weights
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::RuntimeWarning")
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 RUNNER_DIR = REPO / "compute_to_data" / "runner"
 EVENT_KEYS = {
     "progress": {"event", "phase", "epoch", "epochs", "step", "steps", "epsilon"},
@@ -150,19 +149,6 @@ def features_from_card(card: dict, x: np.ndarray, names: list[str]) -> np.ndarra
 def onnx_outputs(path: Path, features: np.ndarray) -> np.ndarray:
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     return session.run(None, {"features": features})[0]
-
-
-def torch_model_from_weights(path: Path) -> torch.nn.Sequential:
-    tensors = load_file(str(path))
-    count = len(tensors) // 2
-    sizes = [tensors["layers.0.weight"].shape[1]] + [tensors[f"layers.{i}.weight"].shape[0] for i in range(count)]
-    model = mlp_build(sizes, zero_init=True)
-    linears = [m for m in model if isinstance(m, torch.nn.Linear)]
-    with torch.no_grad():
-        for i, layer in enumerate(linears):
-            layer.weight.copy_(tensors[f"layers.{i}.weight"])
-            layer.bias.copy_(tensors[f"layers.{i}.bias"])
-    return model
 
 
 def assert_protocol(events: list[dict]) -> None:

@@ -21,7 +21,7 @@ from frontend.forms import JobForm
 from frontend.presenters import algorithm_described
 from marketplace.models import Dataset, User
 from marketplace.services.moderation import dataset_transition
-from tests.compute_to_data.conftest import training_csv
+from tests.compute_to_data.support import training_csv
 from tests.factories import UserFactory, make_dataset
 
 pytestmark = [pytest.mark.chain, pytest.mark.django_db(transaction=True)]

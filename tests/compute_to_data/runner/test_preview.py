@@ -11,8 +11,8 @@ import pytest
 from compute_to_data.runner.params import parameters_normalize
 from compute_to_data.runner.preview import accuracy_preview
 from compute_to_data.runner.run import run_spec
-from tests.compute_to_data.test_runner_randomness import SCHEMA as TRAIN_SCHEMA
-from tests.compute_to_data.test_runner_randomness import _data
+from tests.compute_to_data.runner.support import SCHEMA as TRAIN_SCHEMA
+from tests.compute_to_data.runner.support import training_data
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::RuntimeWarning")
 
@@ -86,7 +86,7 @@ def test_training_preview_equals_what_the_job_reports(tmp_path):
     )
     json.dumps(preview, allow_nan=False)
     spec = {"algorithm": "dp-logistic-regression", "parameters": params, "schema": TRAIN_SCHEMA,
-            "data_file": str(_data(tmp_path)), "data_format": "csv", "output_dir": str(tmp_path / "out"),
+            "data_file": str(training_data(tmp_path)), "data_format": "csv", "output_dir": str(tmp_path / "out"),
             "public_rows": 200, "holdout": {"fraction": 0.2, "key": "ab" * 32}}  # fmt: skip
     assert run_spec(spec, stream=io.StringIO()) == 0
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
