@@ -155,7 +155,7 @@ def _with_all_tags(tags: list[str]) -> QuerySet:
         through.filter(tag__name__in=tags)
         .values("dataset_id")
         .annotate(matched=Count("tag_id"))
-        .filter(matched=len(tags))
+        .filter(matched=len(tags))  # type: ignore[misc]  # the stubs' plugin misses annotations on a through model
         .values("dataset_id")
         .order_by()
     )

@@ -585,7 +585,12 @@ def dataset_delete(*, dataset: Dataset, actor: User) -> None:
             )
         names = [locked.storage_name, locked.mock_storage_name]
         locked.delete()
-        transaction.on_commit(lambda: [storage.stored_file_delete(n) for n in names])
+
+        def files_delete() -> None:
+            for name in names:
+                storage.stored_file_delete(name)
+
+        transaction.on_commit(files_delete)
 
 
 # --- full-file validation (worker) ---------------------------------------------------------
