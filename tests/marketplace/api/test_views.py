@@ -89,7 +89,7 @@ def test_non_owner_edit_is_403_and_unknown_id_is_404(provider, buyer, staff):
     response = client_for(provider).patch(f"/api/v1/datasets/{dataset.pk}/", {"price": "-3"}, format="json")
     assert response.status_code == 400 and response.json()["code"] == "invalid"
     response = client_for(provider).patch(f"/api/v1/datasets/{dataset.pk}/", {"title": "Better"}, format="json")
-    # A listed dataset's new title waits for a moderator (tests/marketplace/test_markdown_moderation.py).
+    # A listed dataset's new title waits for a moderator (tests/marketplace/services/test_moderation_descriptions.py).
     assert response.status_code == 200 and response.json()["pending_edit"]["title"] == "Better"
 
 

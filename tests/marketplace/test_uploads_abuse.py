@@ -38,7 +38,7 @@ from marketplace.services.schema import csv_header_check
 from marketplace.services.storage import dataset_storage
 from marketplace.uploads import EncryptedTemporaryFileUploadHandler
 from tests.conftest import client_for, named_file
-from tests.marketplace.test_tasks_integration import real_worker, wait_for  # noqa: F401 - real_worker: a fixture
+from tests.worker_support import real_worker, wait_for  # noqa: F401 - real_worker: a fixture
 
 pytestmark = pytest.mark.django_db
 
