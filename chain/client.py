@@ -11,13 +11,16 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import requests
 from django.conf import settings
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from eth_typing import ChecksumAddress
 from web3 import Web3
 from web3.providers.rpc import HTTPProvider
+from web3.types import RPCEndpoint, RPCResponse
 
 from common.errors import DomainError
 
@@ -40,13 +43,13 @@ class Deployment:
     chain_id: int
     genesis_hash: str
     deployed_at_block: int
-    contracts: dict[str, str]
-    operator: str
-    fee_collector: str
+    contracts: dict[str, ChecksumAddress]
+    operator: ChecksumAddress
+    fee_collector: ChecksumAddress
     fee_bps: int
 
     @property
-    def payment_token(self) -> str | None:
+    def payment_token(self) -> ChecksumAddress | None:
         """The token prices are paid in: a configured ``PaymentToken``, else the dev stablecoin."""
         return self.contracts.get("PaymentToken") or self.contracts.get("MockStablecoin")
 
@@ -55,9 +58,9 @@ class Deployment:
         """A development chain: the stablecoin has a faucet and the operator key can pay for gas."""
         return "MockStablecoin" in self.contracts and bool(settings.CHAIN_OPERATOR_KEY)
 
-    def address(self, name: str) -> str:
+    def address(self, name: str) -> ChecksumAddress:
         try:
-            return Web3.to_checksum_address(self.contracts[name])
+            return self.contracts[name]
         except KeyError as exc:
             raise ChainUnavailable(f"The deployment for chain {self.chain_id} has no {name} contract.") from exc
 
@@ -69,7 +72,7 @@ class _Provider(HTTPProvider):
     """Every failure to talk to the node, wherever it happens, is a ``ChainUnavailable``: pages and
     the API answer 503 with the RPC's address, tasks retry."""
 
-    def make_request(self, method, params):
+    def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
         try:
             return super().make_request(method, params)
         except (requests.RequestException, OSError) as exc:

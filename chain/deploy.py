@@ -12,11 +12,13 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from eth_account.signers.local import LocalAccount
+from eth_account.types import TransactionDictType
+from eth_typing import ChecksumAddress
 from web3 import Web3
-from web3.types import TxReceipt
+from web3.types import TxParams, TxReceipt, Wei
 
 from chain.artifacts import load_artifact
 
@@ -28,11 +30,11 @@ class DeploymentError(RuntimeError):
     """A deployment transaction failed, or a deployment file is unusable."""
 
 
-def send_signed(w3: Web3, account: LocalAccount, tx: dict[str, Any], *, timeout: float = 120) -> TxReceipt:
+def send_signed(w3: Web3, account: LocalAccount, tx: TxParams, *, timeout: float = 120) -> TxReceipt:
     """Fill nonce, chain id, gas and fees, sign with ``account``, send, and wait for the receipt.
 
     Raises DeploymentError when the transaction reverts."""
-    tx = dict(tx)
+    tx = tx.copy()
     tx.setdefault("from", account.address)
     tx.setdefault("chainId", w3.eth.chain_id)
     tx.setdefault("nonce", w3.eth.get_transaction_count(account.address, "pending"))
@@ -45,8 +47,9 @@ def send_signed(w3: Web3, account: LocalAccount, tx: dict[str, Any], *, timeout:
         else:
             priority = w3.eth.max_priority_fee
             tx["maxPriorityFeePerGas"] = priority
-            tx["maxFeePerGas"] = 2 * base_fee + priority
-    signed = account.sign_transaction(tx)
+            tx["maxFeePerGas"] = Wei(2 * base_fee + priority)
+    # eth-account types the same transaction fields as a plain dict.
+    signed = account.sign_transaction(cast(TransactionDictType, tx))
     tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
     receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=timeout)
     if receipt["status"] != 1:
@@ -54,7 +57,7 @@ def send_signed(w3: Web3, account: LocalAccount, tx: dict[str, Any], *, timeout:
     return receipt
 
 
-def deploy_contract(w3: Web3, deployer: LocalAccount, name: str, *args: Any) -> tuple[str, TxReceipt]:
+def deploy_contract(w3: Web3, deployer: LocalAccount, name: str, *args: Any) -> tuple[ChecksumAddress, TxReceipt]:
     """Deploy the artifact ``name`` with constructor ``args``; (checksummed address, receipt)."""
     artifact = load_artifact(name)
     factory = w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
@@ -62,7 +65,10 @@ def deploy_contract(w3: Web3, deployer: LocalAccount, name: str, *args: Any) -> 
         {"from": deployer.address, "nonce": w3.eth.get_transaction_count(deployer.address, "pending")}
     )
     receipt = send_signed(w3, deployer, tx)
-    return Web3.to_checksum_address(receipt["contractAddress"]), receipt
+    address = receipt["contractAddress"]
+    if address is None:
+        raise DeploymentError(f"deploying {name} created no contract")
+    return Web3.to_checksum_address(address), receipt
 
 
 def deploy_contracts(

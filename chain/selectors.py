@@ -56,7 +56,7 @@ def wallet_balances(wallets: list[Wallet]) -> dict[str, dict[str, str | None]]:
     token = MockStablecoin(w3, dep.payment_token) if dep.payment_token else None
     return {
         wallet.address: {
-            "ether": str(Web3.from_wei(w3.eth.get_balance(wallet.address), "ether")),
+            "ether": str(Web3.from_wei(w3.eth.get_balance(Web3.to_checksum_address(wallet.address)), "ether")),
             "payment_token": str(units_to_price(token.balance_of(wallet.address))) if token else None,
         }
         for wallet in wallets

@@ -10,9 +10,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
+from eth_typing import HexStr
 from hexbytes import HexBytes
 from web3 import Web3
 from web3.logs import DISCARD
+from web3.types import BlockIdentifier
 
 from chain.artifacts import load_artifact
 
@@ -36,7 +38,7 @@ class _Contract:
         self.address = Web3.to_checksum_address(address)
         self.contract = w3.eth.contract(address=self.address, abi=load_artifact(self.artifact)["abi"])
 
-    def _data(self, fn: str, *args: Any) -> str:
+    def _data(self, fn: str, *args: Any) -> HexStr:
         return self.contract.encode_abi(fn, args=list(args))
 
     def _events(self, receipt: Any, name: str) -> list[dict[str, Any]]:
@@ -89,11 +91,11 @@ class MockStablecoin(_Contract):
     def name(self) -> str:
         return self.contract.functions.name().call()
 
-    def nonces(self, owner: str, *, block_identifier: str = "latest") -> int:
+    def nonces(self, owner: str, *, block_identifier: BlockIdentifier = "latest") -> int:
         """The owner's next EIP-2612 permit nonce (``pending``: counting permits in the mempool)."""
         return self.contract.functions.nonces(Web3.to_checksum_address(owner)).call(block_identifier=block_identifier)
 
-    def faucet_data(self, to: str, amount: int) -> str:
+    def faucet_data(self, to: str, amount: int) -> HexStr:
         return self._data("faucet", Web3.to_checksum_address(to), int(amount))
 
     def permit_signature(
@@ -160,7 +162,7 @@ class DataFactory(_Contract):
     def is_datatoken(self, address: str) -> bool:
         return self.contract.functions.isDatatoken(Web3.to_checksum_address(address)).call()
 
-    def publish_data(self, params: PublishParams) -> str:
+    def publish_data(self, params: PublishParams) -> HexStr:
         return self._data("publish", params.as_tuple())
 
     def published_events(self, receipt: Any) -> list[dict[str, Any]]:
@@ -227,7 +229,7 @@ class Datatoken(_Contract):
     def epsilon_left(self) -> int:
         return self.contract.functions.epsilonLeft().call()
 
-    def epsilon_ordered(self, *, block_identifier: int | str = "latest") -> int:
+    def epsilon_ordered(self, *, block_identifier: BlockIdentifier = "latest") -> int:
         return self.contract.functions.epsilonOrdered().call(block_identifier=block_identifier)
 
     def epsilon_cap(self) -> int:
@@ -256,12 +258,12 @@ class Datatoken(_Contract):
         algorithm_hash: bytes,
         max_price: int,
         permit: tuple[int, int, bytes, bytes] | None,
-    ) -> str:
+    ) -> HexStr:
         """``permit`` is (deadline, v, r, s), or None to spend an existing allowance."""
         deadline, v, r, s = permit or (0, 0, b"\x00" * 32, b"\x00" * 32)
         return self._data("buyAndOrder", int(epsilon), int(delta), algorithm_hash, int(max_price), deadline, v, r, s)
 
-    def dispense_and_order_data(self, *, epsilon: int, delta: int, algorithm_hash: bytes) -> str:
+    def dispense_and_order_data(self, *, epsilon: int, delta: int, algorithm_hash: bytes) -> HexStr:
         return self._data("dispenseAndOrder", int(epsilon), int(delta), algorithm_hash)
 
     def record_receipt_data(
@@ -273,15 +275,15 @@ class Datatoken(_Contract):
         params_hash: bytes,
         result_hash: bytes,
         epsilon_spent: int,
-    ) -> str:
+    ) -> HexStr:
         return self._data(
             "recordReceipt", int(order_id), dataset_hash, algorithm_hash, params_hash, result_hash, int(epsilon_spent)
         )
 
-    def refund_data(self, order_id: int) -> str:
+    def refund_data(self, order_id: int) -> HexStr:
         return self._data("refund", int(order_id))
 
-    def set_operator_ordering_disabled_data(self, disabled: bool) -> str:
+    def set_operator_ordering_disabled_data(self, disabled: bool) -> HexStr:
         return self._data("setOperatorOrderingDisabled", bool(disabled))
 
     def order_started_events(self, receipt: Any) -> list[dict[str, Any]]:

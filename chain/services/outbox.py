@@ -10,8 +10,10 @@ from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
+from eth_typing import HexStr
 from web3 import Web3
 from web3.exceptions import TransactionNotFound
+from web3.types import TxReceipt
 
 from chain import client
 from chain.models import ChainTransaction
@@ -54,14 +56,14 @@ def transaction_enqueue(
     return tx
 
 
-def _receipt(w3: Web3, tx_hash: str) -> Any:
+def _receipt(w3: Web3, tx_hash: str) -> TxReceipt | None:
     try:
-        return w3.eth.get_transaction_receipt(tx_hash)
+        return w3.eth.get_transaction_receipt(HexStr(tx_hash))
     except TransactionNotFound:
         return None
 
 
-def confirmed_receipt(tx_hash: str) -> Any:
+def confirmed_receipt(tx_hash: str) -> TxReceipt | None:
     """The receipt of ``tx_hash`` once it is buried under ``CHAIN_CONFIRMATIONS`` blocks, else None."""
     w3 = client.web3()
     receipt = _receipt(w3, tx_hash)

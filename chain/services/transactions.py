@@ -11,14 +11,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.db import models, transaction
 from django.utils import timezone
 from eth_account.signers.local import LocalAccount
+from eth_account.types import TransactionDictType
+from eth_typing import HexStr
 from web3 import Web3
 from web3.exceptions import ContractCustomError, ContractLogicError, TransactionNotFound, Web3RPCError
+from web3.types import Nonce, TxParams, Wei
 
 from chain import client
 from chain.models import AccountNonce, ChainTransaction
@@ -96,7 +99,7 @@ def _next_nonce(w3: Web3, row: AccountNonce) -> int:
     or a development chain started afresh, never leaves a gap. The ``AccountNonce`` row is the lock
     that keeps two workers from signing for one address at once."""
     chain_id, address = row.chain_id, row.address
-    nonce = w3.eth.get_transaction_count(address, "pending")
+    nonce = w3.eth.get_transaction_count(Web3.to_checksum_address(address), "pending")
     unbroadcast = (
         ChainTransaction.objects.filter(
             chain_id=chain_id, sender=address, status=ChainTransaction.Status.PENDING, nonce__gte=nonce
@@ -130,6 +133,11 @@ def unmined_ahead(w3: Web3, tx: ChainTransaction) -> list[ChainTransaction]:
     return [c for c in candidates if c.status == ChainTransaction.Status.PENDING or _receipt(w3, c.tx_hash) is None]
 
 
+def _call(tx: ChainTransaction) -> TxParams:
+    """The call ``tx`` makes, as estimated, signed and replayed."""
+    return {"from": tx.sender, "to": tx.to, "data": HexStr(tx.data), "value": Wei(int(tx.value))}
+
+
 def _sign(w3: Web3, tx: ChainTransaction) -> bool:
     """Prepare, estimate, take a nonce and sign; the caller holds the row lock. False when the
     transaction failed instead (the call would revert)."""
@@ -144,7 +152,7 @@ def _sign(w3: Web3, tx: ChainTransaction) -> bool:
         except SendRefused as exc:
             _fail(tx, str(exc))
             return False
-    call = {"from": tx.sender, "to": tx.to, "data": tx.data, "value": int(tx.value)}
+    call = _call(tx)
     if ahead:
         # The node cannot simulate this call on top of our transactions still waiting to be mined
         # (a permit would look replayed): give it a fixed allowance instead of an estimate.
@@ -159,16 +167,16 @@ def _sign(w3: Web3, tx: ChainTransaction) -> bool:
     tx.nonce = _next_nonce(w3, lock)
     base_fee = int(w3.eth.get_block("latest").get("baseFeePerGas") or 0)
     priority = int(w3.eth.max_priority_fee)
-    signed = signer.sign_transaction(
-        {
-            **call,
-            "chainId": tx.chain_id,
-            "nonce": tx.nonce,
-            "gas": tx.gas,
-            "maxFeePerGas": 2 * base_fee + priority,
-            "maxPriorityFeePerGas": priority,
-        }
-    )
+    fields: TxParams = {
+        **call,
+        "chainId": tx.chain_id,
+        "nonce": Nonce(tx.nonce),
+        "gas": tx.gas,
+        "maxFeePerGas": Wei(2 * base_fee + priority),
+        "maxPriorityFeePerGas": Wei(priority),
+    }
+    # eth-account types the same transaction fields as a plain dict.
+    signed = signer.sign_transaction(cast(TransactionDictType, fields))
     tx.tx_hash = signed.hash.to_0x_hex()
     tx.context = {**tx.context, "raw": "0x" + bytes(signed.raw_transaction).hex()}
     tx.save(update_fields=["data", "gas", "nonce", "tx_hash", "context", "updated_at"])
@@ -228,11 +236,14 @@ def transaction_resend_if_dropped(tx_id: int, *, grace: timedelta = DROPPED_GRAC
         if tx.status != ChainTransaction.Status.SENT or tx.purpose not in RESENDABLE or not tx.tx_hash:
             return False
         # The nonce first: mined at that nonce before the receipt is read means another transaction's.
-        nonce_past = tx.nonce is not None and w3.eth.get_transaction_count(tx.sender, "latest") > tx.nonce
+        nonce_past = (
+            tx.nonce is not None
+            and w3.eth.get_transaction_count(Web3.to_checksum_address(tx.sender), "latest") > tx.nonce
+        )
         if _receipt(w3, tx.tx_hash) is not None:
             return False  # mined: the follower settles it
         try:
-            w3.eth.get_transaction(tx.tx_hash)
+            w3.eth.get_transaction(HexStr(tx.tx_hash))
             return False  # still in the pool
         except TransactionNotFound:
             pass
@@ -294,9 +305,7 @@ def _settle(tx: ChainTransaction, receipt: Any) -> None:
 def _revert_reason(tx: ChainTransaction, receipt: Any) -> str:
     """Replay the call at its block to learn why it reverted."""
     try:
-        client.web3().eth.call(
-            {"from": tx.sender, "to": tx.to, "data": tx.data, "value": int(tx.value)}, receipt["blockNumber"] - 1
-        )
+        client.web3().eth.call(_call(tx), receipt["blockNumber"] - 1)
     except (ContractCustomError, ContractLogicError) as exc:
         return revert_message(exc)
     except Exception as exc:  # the replay is best effort

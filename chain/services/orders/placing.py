@@ -9,6 +9,7 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 from eth_account.signers.local import LocalAccount
+from web3 import Web3
 
 from chain import client
 from chain.models import ChainTransaction, Order, Wallet
@@ -93,7 +94,7 @@ def order_create(
             code="insufficient_balance",
             extra={"balance": str(units_to_price(balance)), "price": str(units_to_price(price_units))},
         )
-    if w3.eth.get_balance(wallet.address) < ORDER_GAS_ALLOWANCE * w3.eth.gas_price:
+    if w3.eth.get_balance(Web3.to_checksum_address(wallet.address)) < ORDER_GAS_ALLOWANCE * w3.eth.gas_price:
         raise Conflict("Your wallet has too little ether to pay for gas.", code="insufficient_gas")
     with transaction.atomic():
         order = Order.objects.create(
@@ -103,14 +104,13 @@ def order_create(
             consumer_address=wallet.address,
             amount_units=price_units,
         )
-        context = {"epsilon": epsilon_to_units(epsilon), "delta": delta_to_units(delta), "algo": "0x" + algo.hex()}
+        epsilon_units, delta_units = epsilon_to_units(epsilon), delta_to_units(delta)
+        context: dict[str, Any] = {"epsilon": epsilon_units, "delta": delta_units, "algo": "0x" + algo.hex()}
         if price_units:
             context.update({"max_price": price_units, "token": listing.payment_token})
             data = "0x"  # built with a fresh permit just before signing
         else:
-            data = datatoken.dispense_and_order_data(
-                epsilon=context["epsilon"], delta=context["delta"], algorithm_hash=algo
-            )
+            data = datatoken.dispense_and_order_data(epsilon=epsilon_units, delta=delta_units, algorithm_hash=algo)
         transaction_enqueue(
             purpose=ChainTransaction.Purpose.ORDER,
             sender=wallet.address,
@@ -170,6 +170,8 @@ def order_tx_prepare(tx: ChainTransaction, signer: LocalAccount, ahead: list[Cha
 
 
 def order_tx_settled(tx: ChainTransaction, receipt: Any) -> None:
+    if tx.order_id is None:  # the order is gone (only deleting it clears the link)
+        return
     order = (
         Order.objects.select_for_update(of=("self",)).select_related("listing", "buyer").filter(pk=tx.order_id).first()
     )

@@ -8,12 +8,14 @@ import json
 import time
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypedDict
 
 from eth_account import Account
 from eth_account.messages import encode_typed_data
+from eth_typing import ChecksumAddress, HexStr
 from web3 import Web3
 from web3.exceptions import ContractCustomError, ContractLogicError
+from web3.types import TxParams, Wei
 
 from chain import client
 from chain.models import ChainListing, Wallet
@@ -125,7 +127,11 @@ def order_quote(
             }
         )
     is_managed = Wallet.objects.filter(address=address, kind=Wallet.Kind.MANAGED).exists()
-    if is_managed and price_units and w3.eth.get_balance(address) < ORDER_GAS_ALLOWANCE * w3.eth.gas_price:
+    if (
+        is_managed
+        and price_units
+        and w3.eth.get_balance(Web3.to_checksum_address(address)) < ORDER_GAS_ALLOWANCE * w3.eth.gas_price
+    ):
         problems.append({"code": "insufficient_gas", "detail": "The wallet has too little ether to pay for gas."})
     fee_units = price_units * client.deployment().fee_bps // 10_000
     return Quote(
@@ -198,7 +204,7 @@ def permit_typed_data(
     }
 
 
-def _own_wallet(user: User, wallet_address: str) -> str:
+def _own_wallet(user: User, wallet_address: str) -> ChecksumAddress:
     """``wallet_address`` checksummed, when it is a wallet the user linked (and proved) with SIWE."""
     try:
         address = Web3.to_checksum_address(wallet_address)
@@ -219,10 +225,10 @@ def _own_wallet(user: User, wallet_address: str) -> str:
     return address
 
 
-def _unsigned_transaction(w3: Web3, *, sender: str, to: str, data: str, chain_id: int) -> dict[str, Any]:
+def _unsigned_transaction(w3: Web3, *, sender: ChecksumAddress, to: str, data: HexStr, chain_id: int) -> dict[str, Any]:
     """The call as an unsigned EIP-1559 transaction with a gas estimate and fee and nonce hints;
     refuses when the node says it would revert or the wallet cannot pay for gas."""
-    call = {"from": sender, "to": to, "data": data, "value": 0}
+    call: TxParams = {"from": sender, "to": to, "data": data, "value": Wei(0)}
     try:
         gas = int(w3.eth.estimate_gas(call) * 1.25) + 10_000
     except (ContractCustomError, ContractLogicError) as exc:
@@ -252,6 +258,14 @@ def _permit_vrs(signature: str) -> tuple[int, bytes, bytes]:
         raise InvalidInput("The permit signature must be 65 bytes (r, s, v).", code="permit_bad_signature")
     v = raw[64] + 27 if raw[64] < 27 else raw[64]
     return v, raw[:32], raw[32:64]
+
+
+class _OrderArgs(TypedDict):
+    """What ``dispenseAndOrder`` and ``buyAndOrder`` both take."""
+
+    epsilon: int
+    delta: int
+    algorithm_hash: bytes
 
 
 def order_prepare(
@@ -295,7 +309,11 @@ def order_prepare(
             extra={"balance": str(units_to_price(balance)), "price": str(units_to_price(price_units))},
         )
     chain_id = client.chain_id()
-    order_args = {"epsilon": epsilon_to_units(epsilon), "delta": delta_to_units(delta), "algorithm_hash": algo}
+    order_args: _OrderArgs = {
+        "epsilon": epsilon_to_units(epsilon),
+        "delta": delta_to_units(delta),
+        "algorithm_hash": algo,
+    }
     step: dict[str, Any] = {"permit": None, "deadline": None, "transaction": None}
     if not price_units:
         data = datatoken.dispense_and_order_data(**order_args)
