@@ -115,10 +115,9 @@ def _listing_start(dataset: Dataset, params: PublishParams, owner_address: str, 
     if listing and listing.state != ChainListing.State.FAILED:
         raise Conflict(f"This dataset is already {listing.get_state_display().lower()} on chain.", code="published")
     dep = client.deployment()
-    fields = {
+    fields: dict[str, Any] = {
         "chain_id": dep.chain_id,
         "genesis_hash": dep.genesis_hash,
-        "state": ChainListing.State.PUBLISHING,
         "owner_address": owner_address,
         "payment_token": Web3.to_checksum_address(params.payment_token),
         "price_units": params.price,
@@ -134,12 +133,11 @@ def _listing_start(dataset: Dataset, params: PublishParams, owner_address: str, 
         "created_at": timezone.now(),  # a retry's verification window starts now
     }
     if listing is None:
-        return ChainListing.objects.create(dataset=dataset, **fields)
-    state = fields.pop("state")
+        return ChainListing.objects.create(dataset=dataset, state=ChainListing.State.PUBLISHING, **fields)
     for key, value in fields.items():
         setattr(listing, key, value)
     listing.save()
-    return listing_transition(listing, state)
+    return listing_transition(listing, ChainListing.State.PUBLISHING)
 
 
 def dataset_publish(*, dataset: Dataset, user: User, tx_hash: str | None = None) -> ChainListing:
@@ -330,6 +328,8 @@ def listing_ordering_sync(*, listing_id: int) -> ChainTransaction | None:
 
 def ordering_flag_settled(tx: ChainTransaction, receipt: Any) -> None:
     """The operator's ordering flag transaction mined (``receipt``) or failed (None)."""
+    if tx.dataset_id is None:  # the dataset was deleted, and its listing with it
+        return
     listing = ChainListing.objects.filter(dataset_id=tx.dataset_id).first()
     if listing is None:
         return

@@ -123,11 +123,12 @@ def _settleable(order: Order, verb: str) -> tuple[Order, ChainTransaction | None
 
 
 def _settle_enqueue(
-    order: Order, purpose: str, verb: str, call_data: Callable[[Datatoken, Order], str], context: dict | None = None
+    order: Order, purpose: str, verb: str, call_data: Callable[[Datatoken, int], str], context: dict | None = None
 ) -> ChainTransaction:
     """The operator's settlement of a confirmed order (receipt or refund), at most one in flight.
     The order is read back from the chain first (``OrderVanished`` when it is not there as accepted),
-    so a rolled-back chain that reused its id never pays or refunds someone else's order."""
+    so a rolled-back chain that reused its id never pays or refunds someone else's order.
+    ``call_data`` builds the call from the datatoken and the on-chain order id."""
     with transaction.atomic():
         locked, in_flight = _settleable(order, verb)
         if in_flight:
@@ -139,12 +140,14 @@ def _settle_enqueue(
         locked, in_flight = _settleable(order, verb)
         if in_flight:
             return in_flight
+        if locked.chain_order_id is None:  # confirmed orders have one: only vanishing clears it
+            raise OrderVanished(VANISHED_TEXT.format(why="it has no on-chain order id"))
         datatoken = Datatoken(client.web3(), locked.listing.datatoken_address)
         return transaction_enqueue(
             purpose=purpose,
             sender=client.operator_account().address,
             to=datatoken.address,
-            data=call_data(datatoken, locked),
+            data=call_data(datatoken, locked.chain_order_id),
             order=locked,
             dataset=locked.dataset,
             context=context,
@@ -175,8 +178,8 @@ def order_receipt_record(
         order,
         ChainTransaction.Purpose.RECEIPT,
         "settled",
-        lambda datatoken, locked: datatoken.record_receipt_data(
-            order_id=locked.chain_order_id,
+        lambda datatoken, order_id: datatoken.record_receipt_data(
+            order_id=order_id,
             dataset_hash=raw["dataset_hash"],
             algorithm_hash=raw["algorithm_hash"],
             params_hash=raw["params_hash"],
@@ -193,7 +196,7 @@ def order_refund(*, order: Order) -> ChainTransaction:
         order,
         ChainTransaction.Purpose.REFUND,
         "refunded",
-        lambda datatoken, locked: datatoken.refund_data(locked.chain_order_id),
+        lambda datatoken, order_id: datatoken.refund_data(order_id),
     )
 
 
@@ -202,6 +205,8 @@ def settlement_tx_prepare(tx: ChainTransaction, signer: Any, ahead: list[ChainTr
     dropped the one sent), the order is read back from the chain once more: the chain may have rolled
     back since it was queued, and a reused id would pay or refund someone else's order. Its call data
     is kept as queued."""
+    if tx.order_id is None:  # the order is gone (only deleting it clears the link)
+        raise SendRefused("The order this transaction settles no longer exists.")
     order = Order.objects.select_related("listing").get(pk=tx.order_id)
     if order.status != Order.Status.CONFIRMED:
         raise SendRefused(f"The order is {order.get_status_display().lower()}; there is nothing to settle.")
@@ -211,6 +216,8 @@ def settlement_tx_prepare(tx: ChainTransaction, signer: Any, ahead: list[ChainTr
 
 
 def receipt_settled(tx: ChainTransaction, receipt: Any) -> None:
+    if tx.order_id is None:  # the order is gone (only deleting it clears the link): nothing to settle
+        return
     if receipt is None:
         # An order that vanished keeps the sentence saying so.
         Order.objects.filter(pk=tx.order_id, status=Order.Status.CONFIRMED).update(
@@ -239,6 +246,8 @@ def receipt_settled(tx: ChainTransaction, receipt: Any) -> None:
 
 
 def refund_settled(tx: ChainTransaction, receipt: Any) -> None:
+    if tx.order_id is None:  # the order is gone (only deleting it clears the link): nothing to settle
+        return
     if receipt is None:
         Order.objects.filter(pk=tx.order_id, status=Order.Status.CONFIRMED).update(
             error=f"The refund failed: {tx.error}"[:2000]
