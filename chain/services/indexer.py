@@ -56,9 +56,11 @@ from django.db.models import Q
 from django.db.models.constants import OnConflict
 from django.utils import timezone
 from eth_abi import decode as abi_decode
+from eth_typing import ChecksumAddress
 from eth_utils import collapse_if_tuple, event_abi_to_log_topic
 from web3 import Web3
 from web3.exceptions import BlockNotFound
+from web3.types import RPCEndpoint
 
 from chain.artifacts import load_artifact
 from chain.client import ChainUnavailable, Deployment, chain_id, deployment, web3
@@ -174,7 +176,7 @@ def _event_specs() -> dict[str, _EventSpec]:
 
 
 @lru_cache(maxsize=4096)
-def _checksum(address: str) -> str:
+def _checksum(address: str) -> ChecksumAddress:
     return Web3.to_checksum_address(address)
 
 
@@ -256,7 +258,7 @@ def _get_logs(run: _Run, start: int, end: int) -> list[dict[str, Any]]:
     web3's per-log result formatting, which costs more than decoding; a node refusing a range (too
     many results) gets it in halves."""
     params = {"fromBlock": hex(start), "toBlock": hex(end), "topics": [sorted(run.specs)]}
-    response = run.w3.provider.make_request("eth_getLogs", [params])
+    response = run.w3.provider.make_request(RPCEndpoint("eth_getLogs"), [params])
     if "error" in response or response.get("result") is None:
         if end > start:
             middle = (start + end) // 2
@@ -407,7 +409,7 @@ def _bulk_insert(objs: Sequence[models.Model], *, ignore_conflicts: bool = False
     head = "{} {} ({}) VALUES ".format(
         connection.ops.insert_statement(on_conflict=on_conflict),
         connection.ops.quote_name(model._meta.db_table),
-        ", ".join(connection.ops.quote_name(f.column) for f in fields),
+        ", ".join(connection.ops.quote_name(_column(f)) for f in fields),
     )
     suffix = connection.ops.on_conflict_suffix_sql(fields, on_conflict, None, None) or ""
     placeholders = "(" + ", ".join(["%s"] * len(fields)) + ")"
@@ -419,6 +421,13 @@ def _bulk_insert(objs: Sequence[models.Model], *, ignore_conflicts: bool = False
                 head + ", ".join([placeholders] * len(chunk)) + (" " + suffix if suffix else ""),
                 [value for row in chunk for value in row],
             )
+
+
+def _column(f: models.Field[Any, Any]) -> str:
+    """The column of a concrete field (Django calls a field concrete because it has one)."""
+    if f.column is None:
+        raise TypeError(f"{f} has no column of its own")
+    return f.column
 
 
 # --- the cursor ------------------------------------------------------------------------------------
@@ -542,10 +551,10 @@ def _undo(run: _Run, dropped: Sequence[ChainEvent]) -> None:
         str(e.args.get("datatoken")) for e in dropped if e.name == "DatasetPublished"
     }
     listings: dict[str, ChainListing] = {}
-    for listing in ChainListing.objects.filter(chain_id=run.chain_id, datatoken_address__in=addresses):
-        listings[listing.datatoken_address.lower()] = listing
-    for listing in ChainListing.objects.filter(chain_id=run.chain_id, nft_address__in=addresses):
-        listings.setdefault(listing.datatoken_address.lower(), listing)
+    for row in ChainListing.objects.filter(chain_id=run.chain_id, datatoken_address__in=addresses):
+        listings[row.datatoken_address.lower()] = row
+    for row in ChainListing.objects.filter(chain_id=run.chain_id, nft_address__in=addresses):
+        listings.setdefault(row.datatoken_address.lower(), row)
 
     started = {(e.address.lower(), int(e.args["orderId"])) for e in dropped if e.name == "OrderStarted"}
     settled = {
@@ -574,18 +583,18 @@ def _undo(run: _Run, dropped: Sequence[ChainEvent]) -> None:
             continue
         order_settlement_undo(order=order)
 
-    for listing in {listing.pk: listing for listing in listings.values()}.values():
-        if not listing.datatoken_address:
+    for row in {row.pk: row for row in listings.values()}.values():
+        if not row.datatoken_address:
             continue
-        if not run.w3.eth.get_code(listing.datatoken_address):
-            listing.refresh_from_db(fields=["state"])
-            listing_transition(listing, ChainListing.State.FAILED, error=DROPPED_PUBLISH)
+        if not run.w3.eth.get_code(_checksum(row.datatoken_address)):
+            row.refresh_from_db(fields=["state"])
+            listing_transition(row, ChainListing.State.FAILED, error=DROPPED_PUBLISH)
             continue
-        token = Datatoken(run.w3, listing.datatoken_address)
-        ChainListing.objects.filter(pk=listing.pk).update(
-            epsilon_ordered_units=token.epsilon_ordered(),
-            price_units=Decimal(token.price()),
-            operator_ordering_disabled=token.operator_ordering_disabled(),
+        datatoken = Datatoken(run.w3, row.datatoken_address)
+        ChainListing.objects.filter(pk=row.pk).update(
+            epsilon_ordered_units=datatoken.epsilon_ordered(),
+            price_units=Decimal(datatoken.price()),
+            operator_ordering_disabled=datatoken.operator_ordering_disabled(),
         )
 
 
@@ -601,10 +610,11 @@ def _apply_published(run: _Run, events: Sequence[_Event], now: datetime) -> None
     the still-publishing listing of that owner and metadata hash."""
     by_tx: dict[str, ChainListing] = {}
     for chunk in _chunks({e.tx_hash for e in events}):
-        for listing in ChainListing.objects.filter(chain_id=run.chain_id, publish_tx__tx_hash__in=chunk).select_related(
+        for row in ChainListing.objects.filter(chain_id=run.chain_id, publish_tx__tx_hash__in=chunk).select_related(
             "publish_tx"
         ):
-            by_tx[listing.publish_tx.tx_hash.lower()] = listing
+            assert row.publish_tx is not None  # the filter is on its hash
+            by_tx[row.publish_tx.tx_hash.lower()] = row
     for e in events:
         a = e.args
         listing = by_tx.get(e.tx_hash)
@@ -652,8 +662,8 @@ def _apply_datatoken_events(
     listings: dict[str, ChainListing] = {}
     for chunk in _chunks({e.address for e in events}):
         # Ordered by id: were two rows ever to name one datatoken, the newest wins.
-        for listing in ChainListing.objects.filter(chain_id=run.chain_id, datatoken_address__in=chunk).order_by("id"):
-            listings[listing.datatoken_address.lower()] = listing
+        for row in ChainListing.objects.filter(chain_id=run.chain_id, datatoken_address__in=chunk).order_by("id"):
+            listings[row.datatoken_address.lower()] = row
     if not listings:
         return
     order_events = [e for e in events if e.name in _BUDGET_EVENTS and e.address.lower() in listings]
@@ -667,14 +677,15 @@ def _apply_datatoken_events(
         query = Q()
         for listing_id, ids in ids_per_listing.items():
             query |= Q(listing_id=listing_id, chain_order_id__gte=min(ids), chain_order_id__lte=max(ids))
-        for order in Order.objects.filter(query):
-            by_key[(order.listing_id, order.chain_order_id)] = order
+        for known in Order.objects.filter(query):
+            assert known.chain_order_id is not None  # the query asks for a range of on-chain ids
+            by_key[(known.listing_id, known.chain_order_id)] = known
     started = [e for e in order_events if e.name == "OrderStarted"]
     by_tx: dict[str, Order] = {}
     wallets: dict[str, int] = {}
     for chunk in _chunks({e.tx_hash for e in started}):
-        for order in Order.objects.filter(tx_hash__in=chunk).exclude(tx_hash=""):
-            by_tx[order.tx_hash.lower()] = order
+        for known in Order.objects.filter(tx_hash__in=chunk).exclude(tx_hash=""):
+            by_tx[known.tx_hash.lower()] = known
         # The marketplace's own order whose transaction the follow task has not settled yet.
         sent = dict(
             ChainTransaction.objects.filter(
@@ -740,8 +751,8 @@ def _apply_datatoken_events(
             by_key[key] = order
             new_orders.append(order)
         elif e.name in ("ReceiptRecorded", "OrderRefunded"):
-            order = by_key.get((listing.pk, int(a["orderId"])))
-            if order is None or order.status not in _SETTLEABLE:
+            settled = by_key.get((listing.pk, int(a["orderId"])))
+            if settled is None or settled.status not in _SETTLEABLE:
                 continue
             # An order new in this batch is inserted with its settlement (nothing listens to it
             # yet); one the marketplace had is written by the bulk update below and announced.
@@ -762,13 +773,13 @@ def _apply_datatoken_events(
                 }
             else:
                 to = Order.Status.REFUNDED
-            if order.pk is not None:
-                order_transition(order, to, save=False, **fields)
-                dirty_orders[order.pk] = order
+            if settled.pk is not None:
+                order_transition(settled, to, save=False, **fields)
+                dirty_orders[settled.pk] = settled
             else:
-                order.status = to
+                settled.status = to
                 for name, value in fields.items():
-                    setattr(order, name, value)
+                    setattr(settled, name, value)
         elif e.name == "OperatorOrderingDisabled":
             listing.operator_ordering_disabled = bool(a["disabled"])
             dirty_listings.setdefault(listing.pk, set()).add("operator_ordering_disabled")
@@ -800,8 +811,8 @@ def _apply_datatoken_events(
             batch_size=200,
         )
     by_pk = {listing.pk: listing for listing in listings.values()}
-    for pk, fields in dirty_listings.items():
-        by_pk[pk].save(update_fields=sorted(fields))
+    for pk, changed in dirty_listings.items():
+        by_pk[pk].save(update_fields=sorted(changed))
 
 
 def _same_order(order: Order, args: dict[str, Any]) -> bool:
