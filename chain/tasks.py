@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import TypedDict
 
 from celery import shared_task
 from django.db import OperationalError
@@ -16,7 +17,16 @@ from chain.services.transactions import TransientChainError
 
 logger = logging.getLogger(__name__)
 
-_RETRY = {
+
+class _RetryOptions(TypedDict):
+    """The retry keywords of ``shared_task`` every chain task shares."""
+
+    autoretry_for: tuple[type[Exception], ...]
+    retry_backoff: int
+    retry_backoff_max: int
+
+
+_RETRY: _RetryOptions = {
     "autoretry_for": (TransientChainError, ChainUnavailable, OperationalError),
     "retry_backoff": 2,
     "retry_backoff_max": 60,

@@ -19,7 +19,8 @@ def price_to_units(price: Decimal, decimals: int = PRICE_DECIMALS) -> int:
     return int(units)
 
 
-def units_to_price(units: int, decimals: int = PRICE_DECIMALS) -> Decimal:
+def units_to_price(units: int | Decimal, decimals: int = PRICE_DECIMALS) -> Decimal:
+    # A Decimal too: the models keep uint256 amounts (price, order amount) as whole DecimalFields.
     return (Decimal(int(units)) / (Decimal(10) ** decimals)).quantize(Decimal(1).scaleb(-decimals))
 
 

@@ -6,10 +6,12 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TypedDict
 from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -36,7 +38,7 @@ def _seal(private_key: bytes, address: str) -> bytes:
     return _KEY_VERSION + nonce + _wallet_cipher().encrypt(nonce, private_key, address.encode())
 
 
-def _open(sealed: bytes, address: str) -> bytes:
+def _open(sealed: bytes | memoryview, address: str) -> bytes:
     sealed = bytes(sealed)
     if sealed[:1] != _KEY_VERSION:
         raise ImproperlyConfigured("Unknown wallet key format.")
@@ -200,7 +202,21 @@ def siwe_site() -> tuple[str, str, str]:
     return site.scheme, site.netloc, f"{site.scheme}://{site.netloc}/"
 
 
-def siwe_nonce_issue(*, user: User | None, chain_id: int, address: str | None) -> dict:
+class SiweNonceOffer(TypedDict):
+    """What a client needs to sign in: the nonce, the fields the message must name and, when the
+    address is known, the message itself (else None)."""
+
+    nonce: str
+    domain: str
+    uri: str
+    chain_id: int
+    statement: str
+    issued_at: str
+    expiration_time: str
+    message: str | None
+
+
+def siwe_nonce_issue(*, user: User | AnonymousUser | None, chain_id: int, address: str | None) -> SiweNonceOffer:
     """A fresh single-use nonce and, when the address is known, the exact message to sign."""
     _scheme, domain, uri = siwe_site()
     now = timezone.now().replace(microsecond=0)
@@ -209,7 +225,7 @@ def siwe_nonce_issue(*, user: User | None, chain_id: int, address: str | None) -
         user=user if user and user.is_authenticated else None,
         expires_at=now + timedelta(seconds=settings.SIWE_NONCE_TTL_SECONDS),
     )
-    out = {
+    out: SiweNonceOffer = {
         "nonce": nonce.nonce,
         "domain": domain,
         "uri": uri,
