@@ -1,6 +1,13 @@
+from collections.abc import Sequence
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
 from django.core.paginator import Page, Paginator
+from django.db.models import QuerySet
 from django.utils.functional import cached_property
 from rest_framework.exceptions import NotFound
+from rest_framework.request import Request
+from rest_framework.views import APIView
 
 from common.pagination import StandardPagination
 from marketplace.selectors.catalog import CatalogueSearch
@@ -15,15 +22,18 @@ class CataloguePaginator(Paginator):
     live and never trimmed to that total. ``plain``: rows as ``listing_rows`` gives them (the API's
     DatasetListSerializer reads those), else ``Dataset`` instances (the web catalogue)."""
 
-    def __init__(self, search: CatalogueSearch, per_page: int, *, plain: bool = False, total: int | None = None):
-        super().__init__(search, per_page)
+    def __init__(
+        self, search: CatalogueSearch, per_page: int, *, plain: bool = False, total: int | None = None
+    ) -> None:
+        # The object list is the matches' queryset; count and page read the search instead.
+        super().__init__(search.queryset, per_page)
         self.search, self.plain, self._total = search, plain, total
 
     @cached_property
     def count(self) -> int:
         return self._total if self._total is not None else self.search.total()
 
-    def page(self, number):
+    def page(self, number: int | str) -> Page[Any]:
         number = self.validate_number(number)
         rows = self.search.page(offset=(number - 1) * self.per_page, limit=self.per_page, plain=self.plain).rows
         return Page(rows, number, self)
@@ -32,7 +42,7 @@ class CataloguePaginator(Paginator):
 class CatalogueRowsPaginator(CataloguePaginator):
     """The API's: catalogue pages as plain rows where the database allows it."""
 
-    def __init__(self, search: CatalogueSearch, per_page: int):
+    def __init__(self, search: CatalogueSearch, per_page: int) -> None:
         super().__init__(search, per_page, plain=True)
 
 
@@ -45,11 +55,21 @@ class CataloguePagination(StandardPagination):
 
     django_paginator_class = CatalogueRowsPaginator
 
-    def paginate_queryset(self, queryset, request, view=None):
-        search: CatalogueSearch = queryset
+    def paginate_queryset(
+        self,
+        queryset: QuerySet[Any] | Sequence[Any] | CatalogueSearch,
+        request: Request,
+        view: APIView | None = None,
+    ) -> list[Any] | None:
+        if not isinstance(queryset, CatalogueSearch):
+            raise TypeError(f"CataloguePagination pages a CatalogueSearch, not a {type(queryset).__name__}")
+        search = queryset
         if search.full_text is None:
-            return super().paginate_queryset(search, request, view)
+            # PageNumberPagination hands the search to its django_paginator_class, which pages it.
+            return super().paginate_queryset(search, request, view)  # type: ignore[arg-type]  # CatalogueRowsPaginator
         page_size = self.get_page_size(request)
+        if page_size is None:  # StandardPagination always has one
+            raise ImproperlyConfigured("CataloguePagination needs a page_size")
         raw_number = request.query_params.get(self.page_query_param) or 1
         try:
             number = int(raw_number)

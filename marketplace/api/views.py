@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from django.contrib.auth import authenticate
 from django.contrib.auth.validators import UnicodeUsernameValidator
+from django.db.models import QuerySet
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.authtoken.models import Token
+from rest_framework.pagination import BasePagination
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.serializers import BaseSerializer
 from rest_framework.views import APIView
 
 from common.api.errors import PAGE_NOT_FOUND, ErrorSerializer
@@ -43,7 +48,19 @@ from marketplace.services.datasets import ListingFields
 from marketplace.services.mock import MOCK_DEFAULT_ROWS, dataset_mock_csv
 
 
-def _paginate(view: APIView, request, queryset, serializer_class, **kwargs):
+class _PagedListView(APIView):
+    """A view whose GET answers one page of a queryset (``_paginate``), paged by its own class."""
+
+    pagination_class: type[BasePagination]
+
+
+def _paginate(
+    view: _PagedListView,
+    request: Request,
+    queryset: QuerySet[Any],
+    serializer_class: type[BaseSerializer[Any]],
+    **kwargs: Any,
+) -> Response:
     paginator = view.pagination_class()
     page = paginator.paginate_queryset(queryset, request, view=view)
     return paginator.get_paginated_response(
@@ -295,7 +312,11 @@ class DatasetListCreateView(APIView):
         if self._page_generation is not None:
             # The stored page carries its total: count it at this generation.
             search = dataclasses.replace(search, count_cache_seconds=0)
-        return _paginate(self, request, search, DatasetListSerializer)
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(search, request, view=self)
+        return paginator.get_paginated_response(
+            DatasetListSerializer(page, many=True, context={"request": request}).data
+        )
 
     # Catalogue pages from memory while the catalogue is unchanged (marketplace/api/catalogue_cache.py).
     _page_generation: int | None = None
@@ -683,7 +704,7 @@ DatasetEditRejectView = _edit_decision_view(
 )
 
 
-class DatasetReportsView(APIView):
+class DatasetReportsView(_PagedListView):
     permission_classes = [IsAuthenticated]
     parser_classes = [JSONParser, FormParser, MultiPartParser]
     pagination_class = StandardPagination
@@ -757,7 +778,7 @@ class ReportResolveView(APIView):
         return Response(ReportSerializer(report).data)
 
 
-class ModerationQueueView(APIView):
+class ModerationQueueView(_PagedListView):
     permission_classes = [IsAuthenticated]
     pagination_class = StandardPagination
 
@@ -787,7 +808,7 @@ class ModerationQueueView(APIView):
         return _paginate(self, request, qs, QueueItemSerializer)
 
 
-class ModerationLogView(APIView):
+class ModerationLogView(_PagedListView):
     permission_classes = [IsAuthenticated]
     pagination_class = StandardPagination
 
@@ -805,7 +826,7 @@ class ModerationLogView(APIView):
         return _paginate(self, request, qs, ModerationLogEntrySerializer)
 
 
-class MyDatasetsView(APIView):
+class MyDatasetsView(_PagedListView):
     permission_classes = [IsAuthenticated]
     pagination_class = StandardPagination
 
