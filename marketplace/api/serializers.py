@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, ClassVar
+
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -41,7 +44,7 @@ class DatasetSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Dataset
-        fields = (
+        fields: tuple[str, ...] = (
             "id",
             "title",
             "description",
@@ -86,6 +89,11 @@ class DatasetSerializer(serializers.ModelSerializer):
         return bool(obj.mock_storage_name)
 
 
+# One field of DatasetListSerializer's output: (name, attribute path, to_representation, the plain
+# row's key), or for a SerializerMethodField (name, (), the method's name, the row's key).
+_PlanStep = tuple[str, tuple[str, ...], Callable[[Any], Any] | str, str]
+
+
 class DatasetListSerializer(DatasetSerializer):
     """Catalogue rows: no rendered HTML and no schema, to keep search pages fast; the detail
     endpoint has everything.
@@ -98,20 +106,23 @@ class DatasetListSerializer(DatasetSerializer):
     on a ``Dataset`` (no callables, no dicts), which is what DRF's ``get_attribute`` reduces to."""
 
     # Where a plain row keeps what a Dataset's attribute path or method gives.
-    ROW_KEYS = {"owner": "owner_username", "tags": "tag_names"}
+    ROW_KEYS: ClassVar[dict[str, str]] = {"owner": "owner_username", "tags": "tag_names"}
+    # Built once per class (read from the class's own __dict__, so a subclass builds its own).
+    _plan: ClassVar[list[_PlanStep]]
 
     class Meta(DatasetSerializer.Meta):
         fields = tuple(f for f in DatasetSerializer.Meta.fields if f not in ("description_html", "declared_schema"))
 
     @classmethod
-    def _representation_plan(cls) -> list[tuple[str, tuple[str, ...], object, str]]:
+    def _representation_plan(cls) -> list[_PlanStep]:
         """(field name, attribute path or () for a method field, its to_representation or method
         name, the plain row's key), built once per class."""
-        plan = cls.__dict__.get("_plan")
+        plan: list[_PlanStep] | None = cls.__dict__.get("_plan")
         if plan is None:
             plan = []
             for field in cls()._readable_fields:
                 name = field.field_name
+                assert name is not None  # the serializer's fields are bound to their names
                 if isinstance(field, serializers.SerializerMethodField):
                     plan.append((name, (), field.method_name, cls.ROW_KEYS.get(name, name)))
                 else:
@@ -121,18 +132,18 @@ class DatasetListSerializer(DatasetSerializer):
             cls._plan = plan
         return plan
 
-    def to_representation(self, instance: Dataset | dict) -> dict:
-        ret = {}
+    def to_representation(self, instance: Dataset | dict[str, Any]) -> dict[str, Any]:
+        ret: dict[str, Any] = {}
         if isinstance(instance, dict):
-            for name, attrs, represent, key in self._representation_plan():
+            for name, _, represent, key in self._representation_plan():
                 value = instance[key]
-                if not attrs:
+                if isinstance(represent, str):  # a method field: the row holds its value
                     ret[name] = sorted(value) if name == "tags" else value
                 else:
                     ret[name] = None if value is None else represent(value)
             return ret
         for name, attrs, represent, _ in self._representation_plan():
-            if not attrs:  # a SerializerMethodField: represent is the method's name
+            if isinstance(represent, str):  # a SerializerMethodField: represent is the method's name
                 ret[name] = getattr(self, represent)(instance)
                 continue
             value = instance
@@ -165,11 +176,12 @@ class OwnerDatasetSerializer(DatasetSerializer):
     exact size and SHA-256 of the file, the report of cells that do not fit the schema, and the
     commitment's salt (hex) with its formula, so the owner can re-derive the commitment."""
 
-    commitment_salt = serializers.SerializerMethodField(
+    # Typed as any Field: DatasetDetailSerializer describes the same answers with plain fields.
+    commitment_salt: serializers.Field = serializers.SerializerMethodField(
         help_text="Owner only: the 32-byte salt of the commitment, hex (null if unavailable)."
     )
-    commitment_formula = serializers.SerializerMethodField()
-    pending_edit = serializers.SerializerMethodField(
+    commitment_formula: serializers.Field = serializers.SerializerMethodField()
+    pending_edit: serializers.Field = serializers.SerializerMethodField(
         help_text="Owner and staff: an edit of the public text waiting for a moderator (null if none)."
     )
 
