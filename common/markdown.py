@@ -15,7 +15,7 @@ from markdown_it import MarkdownIt
 from common.errors import InvalidInput
 
 # The model's own max_length; a description of this size at the nesting cap renders in well under
-# a second (tests/marketplace/test_markdown_moderation.py times the worst shapes).
+# a second (tests/common/test_markdown.py times the worst shapes).
 MAX_MARKDOWN_CHARS = 20_000
 # Blockquotes and lists inside each other, and brackets inside brackets. Real descriptions nest
 # two or three deep; each level multiplies the parser's work.

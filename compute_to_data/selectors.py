@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.contrib.auth.models import AnonymousUser
 from django.db.models import QuerySet
 
 from chain.models import Order
@@ -9,10 +10,10 @@ from compute_to_data.models import ComputeJob
 from marketplace.models import Dataset, User
 
 
-def jobs_on_dataset_visible(*, dataset: Dataset, user: User) -> QuerySet[ComputeJob]:
+def jobs_on_dataset_visible(*, dataset: Dataset, user: User | AnonymousUser | None) -> QuerySet[ComputeJob]:
     """The jobs run on ``dataset`` that ``user`` may see: every one for the provider and staff,
-    their own for a buyer, none for an anonymous visitor."""
-    if not user.is_authenticated:
+    their own for a buyer, none for an anonymous visitor (``None`` or ``AnonymousUser``)."""
+    if not isinstance(user, User):
         return ComputeJob.objects.none()
     jobs = ComputeJob.objects.filter(dataset=dataset).select_related("buyer", "order")
     if user.is_staff or dataset.owner_id == user.pk:
@@ -20,7 +21,7 @@ def jobs_on_dataset_visible(*, dataset: Dataset, user: User) -> QuerySet[Compute
     return jobs.filter(buyer=user)
 
 
-def job_ids_named_for(*, dataset: Dataset, user: User, job_ids: list[int]) -> set[int]:
+def job_ids_named_for(*, dataset: Dataset, user: User | AnonymousUser | None, job_ids: list[int]) -> set[int]:
     """Which of ``job_ids`` (jobs on ``dataset``) public lists may name for ``user``: every one for
     the provider and staff, a buyer's own, none for anyone else (one query)."""
     return set(jobs_on_dataset_visible(dataset=dataset, user=user).filter(pk__in=job_ids).values_list("pk", flat=True))

@@ -94,7 +94,7 @@ QUERY_TIMEOUT_DETAIL = (
 
 def _is_query_timeout(exception: BaseException) -> bool:
     from django.db import OperationalError
-    from psycopg2 import errors as pg_errors  # type: ignore[import-untyped]  # types-psycopg2 is not a dev requirement
+    from psycopg2 import errors as pg_errors
 
     return isinstance(exception, OperationalError) and isinstance(exception.__cause__, pg_errors.QueryCanceled)
 

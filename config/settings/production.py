@@ -1,7 +1,7 @@
 """Production: every secret from the environment, https only, PostgreSQL expected.
 
 ``DJANGO_SETTINGS_MODULE=config.settings.production manage.py check --deploy`` passes with no
-warning once the environment below is set (tests/test_deploy_settings.py runs it)."""
+warning once the environment below is set (tests/config/settings/test_production_deploy.py runs it)."""
 
 from django.core.exceptions import ImproperlyConfigured
 

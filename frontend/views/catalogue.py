@@ -131,7 +131,7 @@ def _chain_context(
     if can_buy and job_form is None:
         job_form = JobForm(algorithm=algorithm, dataset=dataset, epsilon_left=budget.epsilon_left)
     # The selector takes a signed-in user; it shows no job to a visitor either.
-    jobs = list(jobs_on_dataset_visible(dataset=dataset, user=user)[:DATASET_JOBS_SHOWN]) if user is not None else []
+    jobs = list(jobs_on_dataset_visible(dataset=dataset, user=user)[:DATASET_JOBS_SHOWN])
     return {
         "listing": listing,
         "chain_configured": configured,

@@ -18,7 +18,7 @@ def dataset_ledger(request: HttpRequest, dataset_id: int) -> HttpResponse:
     user = user_or_none(request)
     # The selector takes a signed-in user; it names no job to a visitor either.
     job_ids = [e.job_id for e in ledger.entries]
-    named = job_ids_named_for(dataset=dataset, user=user, job_ids=job_ids) if user is not None else set()
+    named = job_ids_named_for(dataset=dataset, user=user, job_ids=job_ids)
     rows = []
     for entry in ledger.entries:
         rows.append(
