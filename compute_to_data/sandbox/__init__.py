@@ -21,7 +21,7 @@ module per concern, in the manner of nsjail's config (a declarative policy hande
 Paths in the spec: take them from ``backend.paths(workspace)`` (/data, /out and /tmp in the sandbox)."""
 
 from .backends import BACKENDS, BubblewrapBackend, SandboxBackend, UnsandboxedBackend, backend_named
-from .cleanup import rmtree_fixing_permissions
+from .cleanup import CleanupFailed, rmtree_fixing_permissions
 from .host import SandboxConfig, SandboxUnavailable
 from .launcher import sandbox_preflight
 from .limits import Limits, human_bytes
@@ -39,6 +39,7 @@ __all__ = [
     "RUNNER_MOUNT",
     "TMP_MOUNT",
     "BubblewrapBackend",
+    "CleanupFailed",
     "Limits",
     "Outcome",
     "SandboxBackend",

@@ -11,6 +11,7 @@ Both run ``argv`` the same way (``SandboxBackend.run``): start it, watch it (``m
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -19,9 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
-from . import launcher, monitor
-from .cleanup import stop_run
-from .host import Resolved, SandboxConfig, resolve
+from . import cgroup, launcher, monitor, seccomp
+from .cleanup import CleanupFailed, stop_run
+from .host import SandboxConfig, SandboxUnavailable, resolve, running_as_root
 from .limits import Limits
 from .monitor import Outcome
 from .policy import DATA_MOUNT, OUT_MOUNT, TMP_MOUNT, Folders, base_env, check_extra_env, policy_for
@@ -37,10 +38,11 @@ class _Launch:
     command: list[str]
     env: dict[str, str]
     cwd: str
-    resolved: Resolved
     status_fds: tuple[int, int] | None = None  # bwrap's --json-status-fd pipe (read, write)
     # bwrap reports a program killed by signal N as exit status 128 + N.
     signal_in_exit_status: bool = False
+    # Descriptors the program's start needs (the seccomp filter), closed once it ended.
+    close_after: tuple[int, ...] = ()
 
 
 class SandboxBackend:
@@ -83,18 +85,46 @@ class SandboxBackend:
         Raises SandboxUnavailable when the sandbox cannot start, ValueError for a refused ``extra_env``."""
         extra = dict(extra_env or {})
         check_extra_env(extra)
-        launch = self._launch(config, workspace, argv, limits, extra)
+        workspace.prepare(limits)
+        group = None
+        if running_as_root():
+            try:
+                group = cgroup.job_cgroup(
+                    memory_bytes=limits.memory_bytes, processes=limits.processes, label=workspace.root.name
+                )
+            except cgroup.CgroupError as exc:
+                raise SandboxUnavailable(str(exc)) from exc
+        try:
+            launch = self._launch(config, workspace, argv, limits, extra)
+            try:
+                return self._run(launch, workspace, group, limits, on_event, should_cancel)
+            finally:
+                for fd in launch.close_after:
+                    os.close(fd)
+        finally:
+            if group is not None:
+                try:
+                    group.remove()
+                except cgroup.CgroupError as exc:
+                    logger.critical("The run's processes could not be killed or its cgroup removed: %s", exc)
+                    raise CleanupFailed(f"the run's cgroup could not be removed: {exc}") from exc
+
+    def _run(
+        self,
+        launch: _Launch,
+        workspace: Workspace,
+        group: cgroup.JobCgroup | None,
+        limits: Limits,
+        on_event: Callable[[dict], None],
+        should_cancel: Callable[[], bool],
+    ) -> Outcome:
         status_read, status_write = launch.status_fds or (-1, -1)
+        ids = (workspace.uid, workspace.gid) if running_as_root() else None
+        setup = launcher.child_setup(limits, ids=ids, procs_files=group.procs_files if group is not None else ())
+        pass_fds = tuple(fd for fd in (status_write, *launch.close_after) if fd >= 0)
         started = time.monotonic()
         try:
-            proc = launcher.start(
-                launch.command,
-                resolved=launch.resolved,
-                limits=limits,
-                env=launch.env,
-                cwd=launch.cwd,
-                pass_fds=(status_write,) if status_write >= 0 else (),
-            )
+            proc = launcher.start(launch.command, setup=setup, env=launch.env, cwd=launch.cwd, pass_fds=pass_fds)
         except BaseException:
             for fd in (status_read, status_write):
                 if fd >= 0:
@@ -119,7 +149,6 @@ class SandboxBackend:
         except (AttributeError, OSError):
             pidfd = None
 
-        folders = (workspace.output_dir, workspace.tmp_dir)
         killed_for: str | None = None
         status = 0
         try:
@@ -128,7 +157,9 @@ class SandboxBackend:
                 pidfd=pidfd,
                 gate=gate,
                 status=status_info,
-                folders=folders,
+                cpu_seconds=group.cpu_seconds if group is not None else None,
+                over_disk=lambda: workspace.over_disk(limits),
+                disk_is_cheap=workspace.mounted,
                 limits=limits,
                 started=started,
                 on_event=on_event,
@@ -136,8 +167,9 @@ class SandboxBackend:
             )
         finally:
             stop_run(proc.pid, pidfd, status_info if launch.status_fds else None)
+            if group is not None:
+                group.kill()  # whatever left the process group or the pid namespace's reach
             _, status, usage = os.wait4(proc.pid, 0)
-            cpu_used = usage.ru_utime + usage.ru_stime
             proc.returncode = os.waitstatus_to_exitcode(status)
             if pidfd is not None:
                 os.close(pidfd)
@@ -150,7 +182,7 @@ class SandboxBackend:
             on_event(event)
         elapsed = time.monotonic() - started
 
-        if killed_for is None and monitor.over_disk(folders, limits):
+        if killed_for is None and workspace.over_disk(limits):
             killed_for = "disk"
 
         exit_code: int | None = None
@@ -164,15 +196,24 @@ class SandboxBackend:
         stderr_tail = tail.text()
         if killed_for is None and exit_code == 0:
             return Outcome(True, 0, None, None, "", elapsed, stderr_tail)
-        limit, reason = monitor.classify(
+        facts = group.facts() if group is not None else None
+        last_error = gate.last_error
+        code = last_error.get("code") if last_error is not None else None
+        if last_error is not None:
+            logger.info("The runner's last error event: %r", str(last_error.get("message", ""))[:500])
+        file_limit = min(limits.file_size_bytes, limits.disk_bytes)
+        evidence = monitor.Evidence(
             killed_for=killed_for,
             exit_code=exit_code,
             sig=sig,
-            cpu_used=cpu_used,
-            stderr_tail=stderr_tail,
-            last_error=gate.last_error,
-            limits=limits,
+            cpu_used=facts.cpu_seconds if facts is not None else usage.ru_utime + usage.ru_stime,
+            oom_killed=facts.oom_killed if facts is not None else False,
+            pids_refused=facts.pids_refused if facts is not None else False,
+            file_at_limit=monitor.largest_file((workspace.output_dir, workspace.tmp_dir), limits.files) >= file_limit,
+            runner_error_code=None if last_error is None else code if isinstance(code, str) else "",
+            sandbox_started=status_info.child_pid is not None or not launch.status_fds,
         )
+        limit, reason = monitor.classify(evidence, limits)
         return Outcome(False, exit_code, sig, limit, reason, elapsed, stderr_tail)
 
 
@@ -194,16 +235,18 @@ class BubblewrapBackend(SandboxBackend):
         resolved = resolve(config)
         program = launcher.program_argv(argv, resolved.python)
         folders = Folders(data=str(ws.input_dir), out=str(ws.output_dir), tmp=str(ws.tmp_dir))
+        resolved = dataclasses.replace(resolved, uid=ws.uid, gid=ws.gid)
         policy = policy_for(resolved, folders, limits, config.threads, extra_env)
+        filter_fd = seccomp.program_fd()
         status_read, status_write = os.pipe()
-        command = launcher.bwrap_argv(resolved.bwrap, policy, status_write) + program
+        command = launcher.bwrap_argv(resolved.bwrap, policy, status_write, filter_fd) + program
         return _Launch(
             command,
             {"PATH": "/usr/bin:/bin"},
             "/",
-            resolved,
             status_fds=(status_read, status_write),
             signal_in_exit_status=True,
+            close_after=(filter_fd,),
         )
 
 
@@ -235,7 +278,7 @@ class UnsandboxedBackend(SandboxBackend):
             "PYTHONPATH": ":".join([str(runner_parent), *resolved.site_packages]),
         }
         env |= {name: _to_host_path(value, ws) for name, value in extra_env.items()}
-        return _Launch(command, env, str(ws.tmp_dir), resolved)
+        return _Launch(command, env, str(ws.tmp_dir))
 
 
 def _to_host_path(value: str, ws: Workspace) -> str:

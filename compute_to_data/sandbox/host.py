@@ -26,7 +26,21 @@ class SandboxConfig:
     site_packages: tuple[str, ...] = ()
     # The runner package itself (the folder holding its __main__.py), bound as /opt/runner/dp_runner.
     runner_dir: str = field(default_factory=_default_runner_dir)
-    sandbox_uid: int = 65534  # used only when the worker is root
+    # Root mode: each job runs as a uid (and gid) of its own, leased host-wide from uid_base .. uid_base+uid_count-1
+    # (a range no account uses: never 65534) with a lock file per uid in lease_dir.
+    uid_base: int = 620_000
+    uid_count: int = 64
+    lease_dir: str = "/run/lock/marketplace-sandbox"
+    # Where a workspace that could not be removed is moved (root-only); "" = ".quarantine" in the work dir.
+    quarantine_dir: str = ""
+    # Root mode: size of the tmpfs holding a job's decrypted inputs (its writable space is a tmpfs of its own,
+    # sized by the run's Limits).
+    input_bytes: int = 16 << 30
+    # Refuse to run (SandboxUnavailable) unless in root mode with per-job cgroups: production sets it.
+    require_root_mode: bool = False
+    # Obsolete, ignored: the uid pool replaced the one sandbox uid. Still accepted until every caller stops
+    # passing them (compute_to_data.services.execution.sandbox_config).
+    sandbox_uid: int = 65534
     sandbox_gid: int = 65534
     threads: int = 2  # OMP/MKL/OPENBLAS/NUMEXPR_NUM_THREADS inside
 
@@ -40,9 +54,10 @@ def running_as_root() -> bool:
 
 
 def sandbox_ids(config: SandboxConfig) -> tuple[int, int]:
-    """The host uid/gid the sandboxed program runs as."""
+    """A host uid/gid of the kind the sandboxed program runs as, to check what it can read: in root mode the pool's
+    first (every pool uid is alike: no account, no group, owner of nothing on the host), else our own."""
     if running_as_root():
-        return config.sandbox_uid, config.sandbox_gid
+        return config.uid_base, config.uid_base
     return os.getuid(), os.getgid()
 
 

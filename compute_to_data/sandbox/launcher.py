@@ -1,25 +1,38 @@
 """Starting a program: a ``SandboxPolicy`` rendered as a bubblewrap command line, the switch to the sandbox uid
 (in the child, before exec) and the rlimits, plus the preflight that proves a trivial sandbox starts here.
 
-When the worker is root it drops to ``SandboxConfig.sandbox_uid`` before starting bwrap (RLIMIT_NPROC is not
-enforced for root, and root-owned files bound in would stay readable); an unprivileged worker runs the sandbox
-under its own uid."""
+When the worker is root (root mode) the child joins the run's cgroup, then drops to the job's leased uid before
+it execs bwrap (RLIMIT_NPROC is not enforced for root, and root-owned files bound in would stay readable); an
+unprivileged worker runs the sandbox under its own uid with rlimits only, which preflight says once in the log.
+In every mode bwrap loads the seccomp filter (``seccomp``) right before it execs the program."""
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+import os
+import resource
 import subprocess
 import sys
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable
+from pathlib import Path
 
-from .host import Resolved, SandboxConfig, SandboxUnavailable, resolve, running_as_root
+from . import seccomp
+from .cgroup import cgroups_available
+from .host import SandboxConfig, SandboxUnavailable, resolve, running_as_root
 from .limits import Limits, rlimit_setter
 from .policy import ALL_NAMESPACES, SandboxPolicy, policy_for
+from .uids import check_pool, lease_uid
+
+logger = logging.getLogger(__name__)
 
 _PYTHON_NAMES = ("python", "python3", f"python{sys.version_info.major}.{sys.version_info.minor}")
 
 
-def bwrap_argv(bwrap: str, policy: SandboxPolicy, status_fd: int | None = None) -> list[str]:
+def bwrap_argv(
+    bwrap: str, policy: SandboxPolicy, status_fd: int | None = None, seccomp_fd: int | None = None
+) -> list[str]:
     """The bwrap command line of ``policy`` up to its ``--``; the program's argv follows it."""
     if policy.namespaces == ALL_NAMESPACES:
         argv = [bwrap, "--unshare-all", "--unshare-user"]  # --unshare-all alone only tries the user namespace
@@ -62,24 +75,41 @@ def bwrap_argv(bwrap: str, policy: SandboxPolicy, status_fd: int | None = None) 
         argv += ["--setenv", name, value]
     if status_fd is not None:
         argv += ["--json-status-fd", str(status_fd)]
+    if seccomp_fd is not None:
+        argv += ["--seccomp", str(seccomp_fd)]
     argv.append("--")
     return argv
 
 
-@dataclass(frozen=True)
-class _Drop:
-    """Popen's user, group and extra_groups: the switch to the sandbox uid in the child (in C, before
-    preexec_fn) when we are root; all None (no switch) otherwise."""
+def child_setup(
+    limits: Limits, *, ids: tuple[int, int] | None, procs_files: tuple[str, ...] = ()
+) -> Callable[[], None]:
+    """The preexec_fn of a run, in this order: join the run's cgroup (``procs_files``: "0" is the writer itself),
+    set the rlimits, and drop to ``ids`` (uid, gid; no supplementary groups) when given. Only system calls run
+    between fork and exec (safe enough, unlike arbitrary Python).
 
-    user: int | None = None
-    group: int | None = None
-    extra_groups: list[int] | None = None
+    With a cgroup, memory and the process count are the cgroup's (over the whole tree, with the kernel's own
+    account of why a run ended): RLIMIT_AS is lifted (libraries reserve address space they never touch), and
+    RLIMIT_NPROC sits one above pids.max, so the cgroup is the one that refuses and counts the refusal."""
+    if procs_files:
+        limits = dataclasses.replace(limits, memory_bytes=resource.RLIM_INFINITY, processes=limits.processes + 1)
+    set_rlimits = rlimit_setter(limits)
 
+    def setup() -> None:
+        for path in procs_files:
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, b"0")
+            finally:
+                os.close(fd)
+        set_rlimits()
+        if ids is not None:
+            uid, gid = ids
+            os.setgroups([])
+            os.setresgid(gid, gid, gid)
+            os.setresuid(uid, uid, uid)
 
-def drop_to(resolved: Resolved) -> _Drop:
-    if not running_as_root():
-        return _Drop()
-    return _Drop(resolved.uid, resolved.gid, [])
+    return setup
 
 
 def program_argv(argv: list[str], python: str) -> list[str]:
@@ -94,15 +124,13 @@ def program_argv(argv: list[str], python: str) -> list[str]:
 def start(
     command: list[str],
     *,
-    resolved: Resolved,
-    limits: Limits,
+    setup: Callable[[], None],
     env: dict[str, str],
     cwd: str,
     pass_fds: tuple[int, ...] = (),
 ) -> subprocess.Popen:
-    """Starts ``command`` in a new session (so its group can be killed), as the sandbox uid, under ``limits``'
-    rlimits, with stdout and stderr piped and nothing on stdin."""
-    drop = drop_to(resolved)
+    """Starts ``command`` in a new session (so its group can be killed) after ``setup`` (``child_setup``), with
+    stdout and stderr piped and nothing on stdin."""
     return subprocess.Popen(
         command,
         stdin=subprocess.DEVNULL,
@@ -114,15 +142,13 @@ def start(
         start_new_session=True,
         umask=0o077,
         pass_fds=pass_fds,
-        user=drop.user,
-        group=drop.group,
-        extra_groups=drop.extra_groups,
-        preexec_fn=rlimit_setter(limits),
+        preexec_fn=setup,
     )
 
 
 _preflight_ok: set[SandboxConfig] = set()
 _preflight_lock = threading.Lock()
+_unprivileged_logged = False
 
 _USERNS_HINTS = (
     "No permission to create new namespace",
@@ -133,17 +159,51 @@ _USERNS_HINTS = (
 )
 
 
+def root_mode_missing(config: SandboxConfig) -> str | None:
+    """Why this worker cannot run jobs in root mode (per-job cgroup, uid pool, tmpfs workspaces), or None."""
+    why = cgroups_available()
+    if why is None:
+        try:
+            check_pool(config.uid_base, config.uid_count)
+        except SandboxUnavailable as exc:
+            why = str(exc)
+    return why
+
+
+def _check_mode(config: SandboxConfig) -> None:
+    why = root_mode_missing(config)
+    if why is None:
+        return
+    if config.require_root_mode:
+        raise SandboxUnavailable(
+            f"The sandbox must run in root mode here (per-job cgroup and uid), but {why}: run the worker as root "
+            "on a host with cgroup v1 memory/pids/cpuacct or a delegated cgroup v2."
+        )
+    global _unprivileged_logged
+    if not _unprivileged_logged:
+        _unprivileged_logged = True
+        logger.warning(
+            "Sandbox in unprivileged mode (%s): jobs run under per-process rlimits only, as this worker's uid, "
+            "in plain folders (no per-job cgroup, uid or tmpfs). Fine for development, never for hostile code.",
+            why,
+        )
+
+
 def sandbox_preflight(config: SandboxConfig) -> None:
-    """Starts one trivial Python in a sandbox; raises SandboxUnavailable with what to fix. Cached per config."""
+    """Starts one trivial Python in a sandbox (seccomp filter included); raises SandboxUnavailable with what to
+    fix. Cached per config."""
     with _preflight_lock:
         if config in _preflight_ok:
             return
+    _check_mode(config)
     resolved = resolve(config)
     code = "import sys; print('%d.%d' % sys.version_info[:2])"
     policy = policy_for(resolved, None, Limits(), config.threads)
-    argv = [*bwrap_argv(resolved.bwrap, policy), resolved.python, "-c", code]
-    drop = drop_to(resolved)
+    lease = lease_uid(Path(config.lease_dir), config.uid_base, config.uid_count) if running_as_root() else None
+    filter_fd = seccomp.program_fd()
     try:
+        argv = [*bwrap_argv(resolved.bwrap, policy, seccomp_fd=filter_fd), resolved.python, "-c", code]
+        ids = (lease.uid, lease.gid) if lease is not None else None
         done = subprocess.run(
             argv,
             stdin=subprocess.DEVNULL,
@@ -151,13 +211,15 @@ def sandbox_preflight(config: SandboxConfig) -> None:
             timeout=60,
             env={"PATH": "/usr/bin:/bin"},
             cwd="/",
-            user=drop.user,
-            group=drop.group,
-            extra_groups=drop.extra_groups,
-            preexec_fn=rlimit_setter(Limits()),
+            pass_fds=(filter_fd,),
+            preexec_fn=child_setup(Limits(), ids=ids),
         )
     except subprocess.TimeoutExpired:
         raise SandboxUnavailable("A trivial Python in the sandbox did not finish within 60 s.")
+    finally:
+        os.close(filter_fd)
+        if lease is not None:
+            lease.release()
     stderr = done.stderr.decode("utf-8", "replace").strip()
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
     if done.returncode != 0:

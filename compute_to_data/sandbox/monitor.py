@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import math
 import os
+import re
 import select
 import signal
 import stat
@@ -18,7 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from . import tree
 from .limits import Limits, human_bytes
+
+logger = logging.getLogger(__name__)
 
 MAX_EVENT_LINE = 64 << 10
 STDERR_TAIL_BYTES = 2048
@@ -104,38 +110,87 @@ class EventGate:
             return out
 
 
-def _parse_event(line: bytes) -> dict | None:
-    try:
-        event = json.loads(line)
-    except (ValueError, UnicodeDecodeError, RecursionError):  # deep nesting within 64 KiB overflows the parser
-        return None
-    if isinstance(event, dict) and isinstance(event.get("event"), str):
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number an event may carry")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400 reads as infinity
+        raise ValueError(f"{text[:20]} is not finite")
+    return value
+
+
+class EventParser:
+    """Runner events from stdout lines, strictly: UTF-8 JSON objects with a string "event", finite numbers only
+    (NaN, Infinity and numbers that overflow to them are refused), at most ``MAX_EVENT_LINE`` bytes. Anything else
+    is dropped and counted by why; nothing a line holds can raise out of ``parse``."""
+
+    def __init__(self) -> None:
+        self.dropped: dict[str, int] = {}
+
+    def drop(self, why: str) -> None:
+        self.dropped[why] = self.dropped.get(why, 0) + 1
+
+    def parse(self, line: bytes) -> dict | None:
+        if not line.strip():
+            return None
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            self.drop("invalid UTF-8")
+            return None
+        try:
+            event = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+        except RecursionError:  # deep nesting within 64 KiB overflows the parser
+            self.drop("nested too deep")
+            return None
+        except ValueError:
+            self.drop("not JSON or not finite")
+            return None
+        except Exception:  # a parser bug must not end the reader: the watchdogs rely on the pipes being drained
+            logger.exception("Unexpected failure parsing a runner event")
+            self.drop("parser failure")
+            return None
+        if not isinstance(event, dict) or not isinstance(event.get("event"), str):
+            self.drop("not an event object")
+            return None
         return event
-    return None
 
 
-def read_events(stream: BinaryIO, gate: EventGate) -> None:
-    """Splits stdout into lines without ever buffering more than one line of MAX_EVENT_LINE bytes."""
+def read_events(stream: BinaryIO, gate: EventGate, parser: EventParser | None = None) -> None:
+    """Splits stdout into lines without ever buffering more than one line of MAX_EVENT_LINE bytes, and offers
+    each event to ``gate``; dropped lines are counted in ``parser.dropped`` (and logged once the stream ends)."""
+    parser = parser or EventParser()
     line = bytearray()
     overlong = False
-    while chunk := stream.read(65536):
-        start = 0
-        while True:
-            newline = chunk.find(b"\n", start)
-            piece = chunk[start:] if newline < 0 else chunk[start:newline]
-            if not overlong:
-                line += piece
-                if len(line) > MAX_EVENT_LINE:
-                    overlong = True
-                    line.clear()
-            if newline < 0:
-                break
-            if not overlong and (event := _parse_event(bytes(line))) is not None:
-                gate.offer(event, len(line))
-            line.clear()
-            overlong = False
-            start = newline + 1
-    stream.close()
+    try:
+        while chunk := stream.read(65536):
+            start = 0
+            while True:
+                newline = chunk.find(b"\n", start)
+                piece = chunk[start:] if newline < 0 else chunk[start:newline]
+                if not overlong:
+                    line += piece
+                    if len(line) > MAX_EVENT_LINE:
+                        overlong = True
+                        line.clear()
+                if newline < 0:
+                    break
+                if overlong:
+                    parser.drop("longer than 64 KiB")
+                elif (event := parser.parse(bytes(line))) is not None:
+                    gate.offer(event, len(line))
+                line.clear()
+                overlong = False
+                start = newline + 1
+    finally:
+        stream.close()
+        if parser.dropped:
+            logger.warning("Runner output lines dropped: %s", parser.dropped)
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 class Tail:
@@ -154,8 +209,10 @@ class Tail:
         stream.close()
 
     def text(self) -> str:
+        """The tail as text for a log line: control characters (terminal escapes among them) become "?"."""
         with self._lock:
-            return bytes(self._buf).decode("utf-8", "replace")
+            text = bytes(self._buf).decode("utf-8", "replace")
+        return _CONTROL.sub("?", text)
 
 
 class Status:
@@ -218,33 +275,35 @@ def cpu_seconds_of(pid: int, parent: int) -> float:
 
 
 def disk_usage(folders: Iterable[Path], max_bytes: int, max_entries: int) -> tuple[int, int]:
-    """Allocated bytes and entries under ``folders`` without following symlinks; stops early once over a limit."""
+    """Allocated bytes and entries under ``folders`` without following symlinks, at any depth or path length;
+    stops early once over a limit. For the unprivileged mode, where the folders are not a mount of their own."""
     total = entries = 0
-    stack = [str(f) for f in folders]
-    while stack:
+    for folder in folders:
         try:
-            iterator = os.scandir(stack.pop())
-        except OSError:
-            continue
-        with iterator:
-            for entry in iterator:
-                try:
-                    st = entry.stat(follow_symlinks=False)
-                except OSError:
-                    continue
+            stats = tree.walk_stats(folder)
+            for st in stats:
                 entries += 1
                 # Sparse files count at their apparent size: the caller may copy them out.
                 total += max(st.st_blocks * 512, st.st_size if stat.S_ISREG(st.st_mode) else 0)
-                if stat.S_ISDIR(st.st_mode):
-                    stack.append(entry.path)
                 if total > max_bytes or entries > max_entries:
                     return total, entries
+        except OSError:
+            continue
     return total, entries
 
 
-def over_disk(folders: Iterable[Path], limits: Limits) -> bool:
-    used, entries = disk_usage(folders, limits.disk_bytes, limits.files)
-    return used > limits.disk_bytes or entries > limits.files
+def largest_file(folders: Iterable[Path], max_entries: int) -> int:
+    """The apparent size of the largest regular file under ``folders`` (looking at most ``max_entries`` entries)."""
+    largest = seen = 0
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            for st in tree.walk_stats(folder):
+                seen += 1
+                if stat.S_ISREG(st.st_mode):
+                    largest = max(largest, st.st_size)
+                if seen > max_entries:
+                    return largest
+    return largest
 
 
 # ------------------------------------------------------------------------------------------------ the watch
@@ -256,14 +315,17 @@ def watch(
     pidfd: int | None,
     gate: EventGate,
     status: Status,
-    folders: tuple[Path, ...],
+    cpu_seconds: Callable[[], float] | None,
+    over_disk: Callable[[], bool],
+    disk_is_cheap: bool,
     limits: Limits,
     started: float,
     on_event: Callable[[dict], None],
     should_cancel: Callable[[], bool],
 ) -> str | None:
     """Delivers events and polls the watchdogs until the run's leader exits or must be stopped; returns why it
-    must be stopped (wall_clock, cancelled, cpu, disk) or None once it exited. Exceptions of ``on_event`` and
+    must be stopped (wall_clock, cancelled, cpu, disk) or None once it exited. CPU time is ``cpu_seconds`` (the
+    run's cgroup: the whole tree), else the sandboxed program's own. Exceptions of ``on_event`` and
     ``should_cancel`` propagate (the caller kills the run in any case)."""
     deadline = started + limits.wall_seconds
     next_cancel = next_disk = started
@@ -277,13 +339,17 @@ def watch(
             next_cancel = now + CANCEL_POLL_SECONDS
             if should_cancel():
                 return "cancelled"
-        child = status.child_pid
-        if child is not None and cpu_seconds_of(child, pid) >= limits.cpu_seconds:
+        if cpu_seconds is not None:
+            used = cpu_seconds()
+        else:
+            child = status.child_pid
+            used = cpu_seconds_of(child, pid) if child is not None else 0.0
+        if used >= limits.cpu_seconds:
             return "cpu"
         if now >= next_disk:
-            over = over_disk(folders, limits)
-            # A big tree takes a while to scan: keep the watchdog under ~20% of a core.
-            next_disk = now + 4 * (time.monotonic() - now)
+            over = over_disk()
+            # A big tree takes a while to scan: keep the watchdog under ~20% of a core (a statfs is free).
+            next_disk = now if disk_is_cheap else now + 4 * (time.monotonic() - now)
             if over:
                 return "disk"
     return None
@@ -299,49 +365,63 @@ def _signal_name(sig: int) -> str:
         return f"signal {sig}"
 
 
-_MEMORY_MARKERS = ("MemoryError", "Cannot allocate memory", "std::bad_alloc", "out of memory")
-_PROCESS_MARKERS = ("Resource temporarily unavailable", "BlockingIOError", "can't start new thread")
-_FILE_SIZE_MARKERS = ("File too large", "[Errno 27]")
+# A runner "error" event's code selects one of these sentences; its message goes to the operators' log only.
+RUNNER_ERROR_TEXT = {
+    "invalid_parameters": "The runner refused the job's parameters.",
+    "invalid_data": "The runner could not read the dataset as the algorithm needs it.",
+    "internal": "The runner failed with an internal error.",
+}
+RUNNER_ERROR_DEFAULT = "The runner reported an error."
 
 
-def classify(
-    *,
-    killed_for: str | None,
-    exit_code: int | None,
-    sig: int | None,
-    cpu_used: float,
-    stderr_tail: str,
-    last_error: dict | None,
-    limits: Limits,
-) -> tuple[str | None, str]:
-    """Maps how the process ended to (limit, reason)."""
-    code = str(last_error.get("code", "")) if last_error else ""
-    if killed_for == "wall_clock":
-        return killed_for, f"The job exceeded its wall-clock limit of {limits.wall_seconds:g} s and was stopped."
-    if killed_for == "cancelled":
-        return killed_for, "The job was cancelled."
-    if killed_for == "cpu":
-        return killed_for, f"The job exceeded its CPU-time limit of {limits.cpu_seconds} s and was stopped."
-    if killed_for == "disk":
-        return killed_for, (
+@dataclass(frozen=True)
+class Evidence:
+    """The facts a run's end is explained from, all measured by the worker or the kernel, none said by the
+    program: the cgroup's OOM kills and refused forks (None without a cgroup), the CPU seconds of the tree (or
+    of the leader's children), whether a written file reached the file-size limit, and the code of the runner's
+    last error event (only to choose a fixed sentence)."""
+
+    killed_for: str | None
+    exit_code: int | None
+    sig: int | None
+    cpu_used: float
+    oom_killed: bool = False
+    pids_refused: bool = False
+    file_at_limit: bool = False
+    runner_error_code: str | None = None
+    # bwrap reported the program's pid (its status pipe, which the program cannot write): the sandbox was up.
+    sandbox_started: bool = True
+
+
+def classify(evidence: Evidence, limits: Limits) -> tuple[str | None, str]:
+    """Maps how the run ended to (limit, reason): a sentence of a fixed list, never the program's words."""
+    e = evidence
+    if not e.sandbox_started and e.killed_for is None:
+        return None, "The sandbox could not be started."
+    if e.killed_for == "wall_clock":
+        return e.killed_for, f"The job exceeded its wall-clock limit of {limits.wall_seconds:g} s and was stopped."
+    if e.killed_for == "cancelled":
+        return e.killed_for, "The job was cancelled."
+    cpu = f"The job exceeded its CPU-time limit of {limits.cpu_seconds} s and was stopped."
+    if e.killed_for == "cpu":
+        return "cpu", cpu
+    if e.killed_for == "disk":
+        return "disk", (
             f"The job wrote more than {human_bytes(limits.disk_bytes)} (or more than {limits.files} files) to its "
             "output and temporary folders and was stopped."
         )
-    if sig == signal.SIGXCPU or (sig == signal.SIGKILL and cpu_used >= limits.cpu_seconds) or code == "cpu":
-        return "cpu", f"The job exceeded its CPU-time limit of {limits.cpu_seconds} s and was stopped."
-    if sig == signal.SIGXFSZ or code == "file_size" or any(m in stderr_tail for m in _FILE_SIZE_MARKERS):
+    if e.oom_killed:
+        return "memory", f"The job ran out of memory (limit {human_bytes(limits.memory_bytes)})."
+    if e.sig == signal.SIGXCPU or (e.sig == signal.SIGKILL and e.cpu_used >= limits.cpu_seconds):
+        return "cpu", cpu
+    if e.pids_refused:
+        return "processes", f"The job tried to run more than {limits.processes} processes or threads."
+    if e.sig == signal.SIGXFSZ or e.file_at_limit:
         return "file_size", (
             f"The job tried to write a file larger than {human_bytes(min(limits.file_size_bytes, limits.disk_bytes))}."
         )
-    if code == "memory" or any(m in stderr_tail for m in _MEMORY_MARKERS):
-        return "memory", f"The job ran out of memory (limit {human_bytes(limits.memory_bytes)})."
-    if code == "processes" or any(m in stderr_tail for m in _PROCESS_MARKERS):
-        return "processes", f"The job tried to run more than {limits.processes} processes or threads."
-    if last_error is not None and isinstance(last_error.get("message"), str) and last_error["message"].strip():
-        message = " ".join(last_error["message"].split())
-        return None, message[:300]
-    if sig is not None:
-        return None, f"The runner was killed by {_signal_name(sig)}."
-    if stderr_tail.startswith("bwrap:"):
-        return None, "The sandbox could not be started."
-    return None, f"The runner stopped with exit status {exit_code}."
+    if e.runner_error_code is not None:
+        return None, RUNNER_ERROR_TEXT.get(e.runner_error_code, RUNNER_ERROR_DEFAULT)
+    if e.sig is not None:
+        return None, f"The runner was killed by {_signal_name(e.sig)}."
+    return None, f"The runner stopped with exit status {e.exit_code}."
