@@ -229,14 +229,14 @@ def job_cgroup(*, memory_bytes: int, processes: int, label: str = "run") -> JobC
                 _V1(made).remove()
                 raise
             return _V1(made)
-        parent = _v2_parent()
-        assert parent is not None
-        parent.mkdir(exist_ok=True)
+        v2 = _v2_parent()
+        assert v2 is not None  # cgroups_available said one of the two is there
+        v2.mkdir(exist_ok=True)
         wanted = " ".join(f"+{c}" for c in _V2_CONTROLLERS)
-        if not set(_V2_CONTROLLERS) <= set(_read(parent / "cgroup.subtree_control").split()):
-            _write(parent.parent / "cgroup.subtree_control", wanted)
-            _write(parent / "cgroup.subtree_control", wanted)
-        group = _V2(parent / name)
+        if not set(_V2_CONTROLLERS) <= set(_read(v2 / "cgroup.subtree_control").split()):
+            _write(v2.parent / "cgroup.subtree_control", wanted)
+            _write(v2 / "cgroup.subtree_control", wanted)
+        group = _V2(v2 / name)
         group.paths[0].mkdir()
         try:
             _write(group.paths[0] / "memory.max", str(memory_bytes))

@@ -15,7 +15,7 @@ import functools
 import os
 import tempfile
 
-import pyseccomp as seccomp
+import pyseccomp as seccomp  # type: ignore[import-untyped]  # ctypes over libseccomp, no stubs
 
 DENIED = (
     "add_key",

@@ -376,6 +376,15 @@ COMPUTE_SANDBOX_PYTHON = env("COMPUTE_SANDBOX_PYTHON", "")
 # Unprivileged uid/gid the sandbox runs as when the worker is root.
 COMPUTE_SANDBOX_UID = env_int("COMPUTE_SANDBOX_UID", 65534)
 COMPUTE_SANDBOX_GID = env_int("COMPUTE_SANDBOX_GID", 65534)
+# Root mode (the worker as root): each running job gets a uid/gid of its own from this pool (no account may use
+# it, nor 65534), leased host-wide with a lock file per uid in the lease folder.
+COMPUTE_SANDBOX_UID_BASE = env_int("COMPUTE_SANDBOX_UID_BASE", 620_000)
+COMPUTE_SANDBOX_UID_COUNT = env_int("COMPUTE_SANDBOX_UID_COUNT", 64)
+COMPUTE_SANDBOX_LEASE_DIR = env("COMPUTE_SANDBOX_LEASE_DIR", "/run/lock/marketplace-sandbox")
+# Root-only folder a workspace that could not be removed is moved to; empty: .quarantine in COMPUTE_WORK_DIR.
+COMPUTE_SANDBOX_QUARANTINE_DIR = env("COMPUTE_SANDBOX_QUARANTINE_DIR", "")
+# Refuse jobs unless the worker runs in root mode (per-job cgroup, uid pool, tmpfs workspaces).
+COMPUTE_SANDBOX_REQUIRE_ROOT_MODE = env_bool("COMPUTE_SANDBOX_REQUIRE_ROOT_MODE", False)
 COMPUTE_THREADS = env_int("COMPUTE_THREADS", 2)
 # Limits of one job's sandbox.
 COMPUTE_MEMORY_MB = env_int("COMPUTE_MEMORY_MB", 4096)

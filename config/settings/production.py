@@ -24,6 +24,8 @@ if COMPUTE_SANDBOX_BACKEND != "bubblewrap":
     raise ImproperlyConfigured(
         f"COMPUTE_SANDBOX_BACKEND={COMPUTE_SANDBOX_BACKEND!r}: production runs compute jobs in bubblewrap only."
     )
+# Hostile code needs the kernel's limits (per-job cgroup and uid, tmpfs workspaces): no rlimits-only fallback.
+COMPUTE_SANDBOX_REQUIRE_ROOT_MODE = True
 
 # --- https: cookies, redirect, HSTS ---
 # DJANGO_SECURE_COOKIES=false and DJANGO_SSL_REDIRECT=false only to try the stack over plain http.
