@@ -81,8 +81,13 @@ def _filter() -> seccomp.SyscallFilter:
     for flag in CLONE_NEW_FLAGS.values():
         flt.add_rule(deny, "unshare", seccomp.Arg(0, seccomp.MASKED_EQ, flag, flag))
         flt.add_rule(deny, "clone", seccomp.Arg(0, seccomp.MASKED_EQ, flag, flag))
+    # personality(0xffffffff) only reads the persona (Python's platform module does): deny a flag being set by
+    # any other value, i.e. the flag set and at least one other bit clear (one rule per bit: a rule compares an
+    # argument once).
     for flag in PERSONALITY_FLAGS:
-        flt.add_rule(deny, "personality", seccomp.Arg(0, seccomp.MASKED_EQ, flag, flag))
+        for bit in range(32):
+            if 1 << bit != flag:
+                flt.add_rule(deny, "personality", seccomp.Arg(0, seccomp.MASKED_EQ, flag | 1 << bit, flag))
     flt.add_rule(seccomp.ERRNO(errno.ENOSYS), "clone3")
     return flt
 

@@ -94,7 +94,8 @@ class Workspace:
         mode (every byte and inode, however deep or hidden, unlinked open files included), a walk otherwise."""
         if self.mounted:
             used, inodes = mounts.usage(self.rw_dir)
-            return used > limits.disk_bytes or inodes - _RW_OWN_INODES > limits.files
+            # At the byte limit counts: RLIMIT_FSIZE may stop a hidden (unlinked) file right there.
+            return used >= limits.disk_bytes or inodes - _RW_OWN_INODES > limits.files
         used, entries = disk_usage((self.output_dir, self.tmp_dir), limits.disk_bytes, limits.files)
         return used > limits.disk_bytes or entries > limits.files
 

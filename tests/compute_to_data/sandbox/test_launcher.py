@@ -20,154 +20,22 @@ import statistics
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from compute_to_data.sandbox import (
     BubblewrapBackend,
-    Limits,
-    Outcome,
     SandboxConfig,
     SandboxUnavailable,
     UnsandboxedBackend,
     Workspace,
     sandbox_preflight,
-    sandbox_run,
     workspace,
 )
-from tests.compute_to_data.support import HOSTILE
+from tests.compute_to_data.sandbox.support import SMALL, run_code, uid_processes, wait_no_processes
 
 pytestmark = pytest.mark.integration
-
-SMALL = Limits(wall_seconds=10, memory_bytes=1 << 30, processes=32, disk_bytes=64 << 20, cpu_seconds=20)
-
-
-def _uid_processes(uid: int) -> list[int]:
-    pids = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/status") as fh:
-                for line in fh:
-                    if line.startswith("Uid:"):
-                        if int(line.split()[1]) == uid:
-                            pids.append(int(name))
-                        break
-        except OSError:
-            continue
-    return pids
-
-
-def _wait_no_processes(uid: int, seconds: float = 3.0) -> list[int]:
-    deadline = time.monotonic() + seconds
-    while (left := _uid_processes(uid)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return left
-
-
-@pytest.fixture(scope="module")
-def base() -> Path:
-    """A world-traversable folder for workspaces, runners and host-side targets."""
-    path = Path(tempfile.mkdtemp(prefix="sandbox-tests-", dir="/tmp"))
-    os.chmod(path, 0o711)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def make_config(base: Path) -> Callable[[str], SandboxConfig]:
-    """Builds a config whose runner package (``dp_runner/__main__.py``) has the given body."""
-
-    def make(main_body: str) -> SandboxConfig:
-        runner = Path(tempfile.mkdtemp(prefix="runner-", dir=base)) / "dp_runner"
-        runner.mkdir()
-        (runner / "__init__.py").write_text("")
-        (runner / "__main__.py").write_text(main_body)
-        for path in (runner.parent, runner):
-            os.chmod(path, 0o755)
-        for path in runner.iterdir():
-            os.chmod(path, 0o644)
-        return SandboxConfig(runner_dir=str(runner))
-
-    return make
-
-
-@pytest.fixture(scope="module")
-def config(make_config: Callable[[str], SandboxConfig]) -> SandboxConfig:
-    cfg = make_config("print('runner')\n")
-    try:
-        sandbox_preflight(cfg)
-    except SandboxUnavailable as exc:
-        pytest.fail(f"The sandbox cannot start on this machine: {exc}")
-    return cfg
-
-
-@dataclasses.dataclass
-class Run:
-    outcome: Outcome
-    events: list[dict]
-    uid: int = -1  # the uid the job ran as
-
-    def messages(self) -> str:
-        return "\n".join(str(e.get("message", "")) for e in self.events)
-
-    def assert_contained(self) -> None:
-        assert "ESCAPED" not in self.messages(), self.messages()
-        assert not self.outcome.ok, self.outcome
-
-
-def run_code(
-    config: SandboxConfig, ws: Workspace, code: str, limits: Limits = SMALL, *, run=sandbox_run, **kwargs: object
-) -> Run:
-    events: list[dict] = []
-    outcome = run(
-        config=config, workspace=ws, argv=["python3", "-c", code], limits=limits, on_event=events.append, **kwargs
-    )
-    return Run(outcome, events)
-
-
-@pytest.fixture
-def run_hostile(base: Path, make_config: Callable[[str], SandboxConfig]):
-    """Runs ``hostile/<attack>.py`` as the runner (``python -m dp_runner /data/spec.json``) in a fresh workspace.
-
-    ``before(ws)`` runs before the program starts, ``check(ws)`` after it ended while the workspace still exists;
-    afterwards no process of the job's uid may remain (unless the test keeps ``others_running``)."""
-
-    def run(
-        attack: str,
-        *,
-        limits: Limits = SMALL,
-        args: dict | None = None,
-        before: Callable[[Workspace], None] | None = None,
-        check: Callable[[Workspace], None] | None = None,
-        others_running: bool = False,
-    ) -> Run:
-        cfg = make_config((HOSTILE / f"{attack}.py").read_text())
-        events: list[dict] = []
-        with workspace(base, attack, cfg) as ws:
-            ws.write_input("spec.json", [json.dumps({"algorithm": "hostile"}).encode()])
-            if before is not None:
-                before(ws)
-            outcome = sandbox_run(
-                config=cfg,
-                workspace=ws,
-                argv=["python3", "-m", "dp_runner", "/data/spec.json"],
-                limits=limits,
-                on_event=events.append,
-                extra_env={"HOSTILE_ARGS": json.dumps(args or {})},
-            )
-            if check is not None:
-                check(ws)
-        assert not ws.root.exists()
-        if not others_running:
-            assert _wait_no_processes(ws.uid) == []
-        return Run(outcome, events, ws.uid)
-
-    return run
-
 
 # ------------------------------------------------------------------------------------------------- normal runs
 
@@ -383,7 +251,7 @@ def test_cannot_read_another_dataset(base: Path, config: SandboxConfig, run_host
             done.set()
             background.join()
         assert other.uid != run.uid  # two jobs at once: two uids
-        assert _wait_no_processes(other.uid) == [] and _wait_no_processes(run.uid) == []
+        assert wait_no_processes(other.uid) == [] and wait_no_processes(run.uid) == []
     run.assert_contained()
     assert run.outcome.exit_code == 3
     assert "very private" not in run.outcome.stderr_tail + run.messages()
@@ -439,7 +307,7 @@ def test_fork_bomb_is_contained(run_hostile) -> None:
 
     def sample(uid: int) -> None:
         while not stop.is_set():
-            peak[0] = max(peak[0], len(_uid_processes(uid)))
+            peak[0] = max(peak[0], len(uid_processes(uid)))
             time.sleep(0.02)
 
     def before(ws: Workspace) -> None:
@@ -494,4 +362,4 @@ def test_nothing_outlives_the_timeout(run_hostile, attack: str) -> None:
     assert run.outcome.reason == "The job exceeded its wall-clock limit of 1.5 s and was stopped."
     assert 1.5 <= run.outcome.wall_seconds < 3.5
     assert [e["event"] for e in run.events] == ["progress"]
-    assert _uid_processes(run.uid) == []  # run_hostile already waited for them: nothing is left to wait for
+    assert uid_processes(run.uid) == []  # run_hostile already waited for them: nothing is left to wait for
