@@ -14,7 +14,11 @@ happens to the payment and the epsilon once the runner had read the data (``afte
 - ``refund``: the platform's own failure, whose occurrence does not depend on the data (the host's
   disk full, the sandbox not set up, the chain failing, the payment gone from a rolled-back chain, a
   moderator's decision): nothing was released to the buyer, so the payment is refunded on chain and
-  the epsilon released even after the runner read the data.
+  the epsilon released even after the runner read the data. ``output_rejected`` is here: the worker
+  refused what the runner wrote (an artifact its algorithm does not declare, a file not of its
+  format or shape, see ``services.outputs``); those shapes follow from the public parameters alone,
+  so the trusted runner's output passes whatever the data, and a refusal means the runner is broken
+  or not ours.
 - ``release``: the buyer stopped a running job. Nothing is released (the sandbox is killed, its
   outputs discarded), so the epsilon is released; the compute ran at the buyer's request, so the
   payment goes to the provider with a receipt that records epsilon 0 spent.
@@ -75,7 +79,15 @@ _FAILURES = [
     Failure("dataset_unreadable", "failed", "provider", "The dataset's file could not be read as declared."),
     Failure("buyer_input", "failed", "buyer", "The runner could not use the evaluation file or parameters given."),
     Failure("runner_error", "failed", "platform", "The runner stopped with an error (platform error)."),
+    # Kept for the jobs that ended with it: the worker's output checks now fail as ``output_rejected``.
     Failure("publish_failed", "failed", "platform", "Publishing the results failed (platform error)."),
+    Failure(
+        "output_rejected",
+        "failed",
+        "platform",
+        "The runner's results were not what its algorithm releases, so nothing was published (platform error).",
+        "refund",
+    ),
     Failure("platform", "failed", "platform", "The platform failed while running the job (platform error)."),
     Failure("worker_lost", "failed", "platform", "The worker running the job stopped (platform error)."),
 ]

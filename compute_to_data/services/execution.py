@@ -11,16 +11,18 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
+import re
 import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import psutil
 from django.conf import settings
@@ -38,6 +40,7 @@ from compute_to_data.failures import failure_for_run, is_disk_full
 from compute_to_data.models import ComputeJob, JobArtifact, JobLogEntry
 from compute_to_data.runner import params as runner_params
 from compute_to_data.services import budget as budget_services
+from compute_to_data.services import outputs
 from compute_to_data.services.jobs import (
     _locked,
     job_fail,
@@ -53,14 +56,44 @@ from marketplace.services.storage import encrypted_file_chunks
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-MANIFEST = "manifest.json"
-MAX_MANIFEST_BYTES = 2 * 1024 * 1024
-SAFE_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
-# Share of the progress bar for each phase before training reports steps.
+MANIFEST = outputs.MANIFEST
 RUNNER_ERROR_CODES = frozenset({"invalid_parameters", "invalid_data", "internal"})
 # Released durations are rounded up to this many seconds, so run time tells little about the data.
 TIME_BUCKET_SECONDS = 60
+# A job's phases in the order they come; a progress event may only move forward along them, and
+# only through the runner's own (the worker sets provisioning, publishing and finished).
+PHASES = ("provisioning", "loading", "training", "evaluating", "writing", "publishing", "finished")
+RUNNER_PHASES = frozenset({"loading", "training", "evaluating", "writing"})
+# Share of the progress bar for each phase before training reports steps.
 PHASE_PERCENT = {"provisioning": 2, "loading": 5, "training": 5, "evaluating": 92, "writing": 95, "publishing": 97}
+# Below 100 until the worker itself finishes the job.
+MAX_RUNNING_PERCENT = 99
+# Bounds of the counts a progress event may carry (the parameters allow at most 50 epochs).
+MAX_EPOCHS = 1_000
+MAX_STEPS = 10**9
+# The log lines the trusted runner writes (fixed templates over public values): only these reach
+# the job's log, which the buyer reads; anything else goes to the operators' log.
+_NUMBER = r"[0-9][0-9.e+-]{0,15}"
+RUNNER_LOG_LINES = tuple(
+    re.compile(pattern)
+    for pattern in (
+        r"Running (?:" + "|".join(re.escape(name) for name in runner_params.ALGORITHMS) + r")\.",
+        r"Data loaded\.",
+        r"Data loaded and preprocessed from the declared schema\.",
+        rf"Noise calibrated with the (?:RDP|PRV) accountant: noise multiplier {_NUMBER}, sample rate {_NUMBER}, "
+        r"[0-9]{1,12} steps\.",
+        r"Done; artifacts and manifest written\.",
+    )
+)
+# At most one operator log line per this many seconds about dropped events of one job.
+DROPPED_LOG_SECONDS = 10.0
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]")
+
+
+def operator_text(text: Any, limit: int = 500) -> str:
+    """Text of the runner or the program as the operators' log shows it: control characters and
+    bidirectional overrides (terminal escapes, forged lines) replaced, cut to ``limit``."""
+    return _CONTROL.sub("?", str(text)[:limit])
 
 
 # --- configuration ------------------------------------------------------------------------------
@@ -120,31 +153,64 @@ class _Monitor:
     # Set once the job is no longer held by ``worker`` (it looked dead and was taken over).
     lost: threading.Event = field(default_factory=threading.Event)
     error_code: str | None = None
+    # The job's reserved epsilon: no progress event may show more.
+    epsilon: float = math.inf
     _stop: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _dirty: bool = False
     _thread: threading.Thread | None = None
+    _dropped: int = 0
+    _dropped_logged_at: float = -math.inf
 
     def on_event(self, event: dict[str, Any]) -> None:
+        """Take one event of the runner. Never raises for what an event holds: anything that is not
+        what the trusted runner sends is dropped (and counted in the operators' log)."""
         kind = event.get("event")
         with self._lock:
             if kind == "progress":
-                self.progress = _progress_from(event)
-                self._dirty = True
-            elif kind == "log" and isinstance(event.get("message"), str):
-                self.logs.append(event["message"][:1000])
+                progress = _progress_from(event, previous=self.progress, epsilon_max=self.epsilon)
+                if progress is None:
+                    self._drop(event)
+                else:
+                    self.progress = progress
+                    self._dirty = True
+            elif kind == "log" and _runner_log_line(event.get("message")):
+                self.logs.append(event["message"])
                 self._dirty = True
             elif kind == "error":
                 # The buyer sees a fixed sentence for the failure, never the runner's own text.
                 code = event.get("code")
-                self.error_code = code if code in RUNNER_ERROR_CODES else "internal"
+                self.error_code = code if isinstance(code, str) and code in RUNNER_ERROR_CODES else "internal"
+                logger.info(
+                    "job %s: runner error %s: %s",
+                    self.job_id,
+                    operator_text(code, 40),
+                    operator_text(event.get("message")),
+                )
+            else:
+                self._drop(event)
+
+    def _drop(self, event: dict[str, Any]) -> None:
+        """Count an event that was not taken; say so in the operators' log at most every
+        ``DROPPED_LOG_SECONDS`` (a runner could send thousands). Call with the lock held."""
+        self._dropped += 1
+        now = time.monotonic()
+        if now - self._dropped_logged_at >= DROPPED_LOG_SECONDS:
+            self._dropped_logged_at = now
+            logger.warning(
+                "job %s: dropped %s event(s) of the runner that were not what it sends; the last: %s",
+                self.job_id,
+                self._dropped,
+                operator_text(event, 300),
+            )
+            self._dropped = 0
 
     def set_phase(self, phase: str) -> None:
         with self._lock:
             self.progress = {
                 **self.progress,
                 "phase": phase,
-                "percent": max(self.progress.get("percent", 0), PHASE_PERCENT.get(phase, 0)),
+                "percent": min(max(self.progress.get("percent", 0), PHASE_PERCENT.get(phase, 0)), MAX_RUNNING_PERCENT),
             }
             self._dirty = True
         self.flush()
@@ -198,17 +264,18 @@ class _Monitor:
             raise JobTakenOver(f"job {self.job_id} is no longer held by {self.worker}")
 
     def _write(self, progress: dict[str, Any], logs: list[str]) -> None:
-        fields: dict[str, Any] = {"heartbeat_at": timezone.now()}
-        if progress:
-            fields["progress"] = progress
         jobs = ComputeJob.objects.filter(pk=self.job_id)
         if self.worker:
             jobs = jobs.filter(worker=self.worker)
         with transaction.atomic():
-            held = jobs.update(**fields)
+            held = jobs.update(heartbeat_at=timezone.now())
             if self.worker and not held:
                 self.lost.set()
                 return
+            if progress:
+                # Only while the job runs: the last flush (``stop``) must not turn a job's final
+                # progress ("finished", or its failure) back into the phase the run was in.
+                jobs.filter(status__in=ComputeJob.ACTIVE).update(progress=progress)
             if logs:
                 JobLogEntry.objects.bulk_create(
                     [JobLogEntry(job_id=self.job_id, source=JobLogEntry.Source.RUNNER, message=m) for m in logs]
@@ -242,25 +309,50 @@ def db_retry(fn: Callable[[], T], *, what: str) -> T:
     raise AssertionError("unreachable")
 
 
-def _number(value: Any, default: float = 0) -> float:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else default
+def _count(value: Any, high: int) -> int | None:
+    """A count as the runner sends it: an int (not a bool, not a float) from 0 to ``high``."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= high else None
 
 
-def _progress_from(event: dict[str, Any]) -> dict[str, Any]:
-    phase = str(event.get("phase", "training"))[:20]
-    step, steps = int(_number(event.get("step"))), int(_number(event.get("steps")))
-    percent = PHASE_PERCENT.get(phase, 5)
+def _progress_from(event: dict[str, Any], *, previous: dict[str, Any], epsilon_max: float) -> dict[str, Any] | None:
+    """The job's progress after the runner's progress ``event``, or None when the event is not one
+    the trusted runner sends: a phase of the runner's that does not go back from ``previous``'s,
+    counts as ints within bounds (step <= steps, epoch <= epochs), and a finite epsilon within
+    [0, ``epsilon_max``] (the reservation). The percent never goes down and stays below 100."""
+    phase = event.get("phase")
+    if not isinstance(phase, str) or phase not in RUNNER_PHASES:
+        return None
+    current = previous.get("phase")
+    if current in PHASES and PHASES.index(phase) < PHASES.index(current):
+        return None
+    epoch, epochs = _count(event.get("epoch"), MAX_EPOCHS), _count(event.get("epochs"), MAX_EPOCHS)
+    step, steps = _count(event.get("step"), MAX_STEPS), _count(event.get("steps"), MAX_STEPS)
+    if epoch is None or epochs is None or step is None or steps is None or epoch > epochs or step > steps:
+        return None
+    epsilon = event.get("epsilon")
+    if not isinstance(epsilon, int | float) or isinstance(epsilon, bool) or not math.isfinite(epsilon):
+        return None
+    if not 0 <= epsilon <= epsilon_max + 1e-9:
+        return None
+    percent = PHASE_PERCENT[phase]
     if phase == "training" and steps > 0:
-        percent = 5 + int(87 * min(step, steps) / steps)
+        percent = 5 + int(87 * step / steps)
     return {
         "phase": phase,
-        "epoch": int(_number(event.get("epoch"))),
-        "epochs": int(_number(event.get("epochs"))),
+        "epoch": epoch,
+        "epochs": epochs,
         "step": step,
         "steps": steps,
-        "epsilon": round(_number(event.get("epsilon")), 6),
-        "percent": percent,
+        "epsilon": round(float(epsilon), 6),
+        "percent": min(max(percent, int(previous.get("percent", 0))), MAX_RUNNING_PERCENT),
     }
+
+
+def _runner_log_line(message: Any) -> bool:
+    """Whether ``message`` is one of the trusted runner's log lines (``RUNNER_LOG_LINES``)."""
+    if not isinstance(message, str) or len(message) > 300:
+        return False
+    return any(pattern.fullmatch(message) for pattern in RUNNER_LOG_LINES)
 
 
 # --- running a job ---------------------------------------------------------------------------------
@@ -424,7 +516,7 @@ def job_run(job_id: int) -> ComputeJob | None:
     if job is None:
         return None
     worker, attempt = job.worker, job.attempts
-    monitor = _Monitor(job_id, worker=worker)
+    monitor = _Monitor(job_id, worker=worker, epsilon=float(job.epsilon))
     monitor.start()
     try:
         return _run_claimed(job, monitor)
@@ -528,8 +620,8 @@ def _run_in(
             "job %s runner ended: limit=%s reason=%s stderr tail: %s",
             job.pk,
             outcome.limit,
-            outcome.reason,
-            outcome.stderr_tail,
+            operator_text(outcome.reason),
+            operator_text(outcome.stderr_tail, 4000),
         )
         # Measured by the worker, never read from the runner's words (which a buyer's evaluation
         # file could fill with "No space left on device").
@@ -592,57 +684,52 @@ def _finish_without_data(job_id: int, code: str) -> ComputeJob:
 # --- publishing ------------------------------------------------------------------------------------
 
 
-class _PublishError(Exception):
-    pass
+def _release_of(job: ComputeJob) -> outputs.Release:
+    """What the job's run may release, from its public inputs: the algorithm, the parameters the
+    order committed to, the declared schema, the public row count and the reservation."""
+    return outputs.release_expected(
+        algorithm=job.algorithm,
+        parameters=job.parameters,
+        schema=job.dataset.declared_schema,
+        public_rows=int(job.dataset.public_row_count or 0),
+        epsilon=float(job.epsilon),
+    )
 
 
-def _read_manifest(ws: sandbox.Workspace, job: ComputeJob) -> dict[str, Any]:
-    try:
-        with ws.open_output(MANIFEST) as fh:
-            raw = fh.read(MAX_MANIFEST_BYTES + 1)
-    except (OSError, ValueError):
-        raise _PublishError("The runner wrote no manifest.")
-    if len(raw) > MAX_MANIFEST_BYTES:
-        raise _PublishError("The runner's manifest is too large.")
-    try:
-        manifest = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise _PublishError("The runner's manifest is not valid JSON.")
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("artifacts"), list):
-        raise _PublishError("The runner's manifest has no artifact list.")
-    spent = manifest.get("epsilon_spent")
-    if not isinstance(spent, int | float) or isinstance(spent, bool) or not 0 <= spent <= float(job.epsilon) + 1e-9:
-        raise _PublishError("The runner reported an epsilon outside the job's reservation.")
-    return manifest
-
-
-def _store(job: ComputeJob, ws: sandbox.Workspace, name: str, kind: str, description: str) -> JobArtifact:
-    """Copy ``out/<name>`` into the results storage, hashing it. Opened without following links:
-    the sandbox wrote that folder, and a link there must not make the worker read a host file."""
-    digest = hashlib.sha256()
+@contextlib.contextmanager
+def _output(ws: sandbox.Workspace, name: str) -> Iterator[tuple[BinaryIO, int]]:
+    """``out/<name>`` opened without following links (the sandbox wrote that folder, and a link
+    there must not make the worker read a host file), with its size."""
     try:
         fh = ws.open_output(name)
     except (OSError, ValueError):
-        raise _PublishError(f"The runner listed an artifact it did not write properly ({name[:60]!r}).")
-    storage = results_storage()
+        raise outputs.OutputRejected(f"The runner did not write {name} as a plain file.") from None
     with fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-        size = fh.tell()
-        fh.seek(0)
-        target = storage.get_available_name(f"job-{job.pk}/{name}")
-        try:
-            stored = storage.save(target, File(fh, name=name))
-        except BaseException:
-            # A save that failed half-way (a full disk) leaves no partial file behind.
-            with contextlib.suppress(Exception):
-                if storage.exists(target):
-                    storage.delete(target)
-            raise
+        yield fh, os.fstat(fh.fileno()).st_size
+
+
+def _store(job: ComputeJob, fh: BinaryIO, name: str, kind: str, description: str) -> JobArtifact:
+    """Copy the open output ``fh`` (from its start) into the results storage, hashing it."""
+    digest = hashlib.sha256()
+    storage = results_storage()
+    fh.seek(0)
+    for chunk in iter(lambda: fh.read(1 << 20), b""):
+        digest.update(chunk)
+    size = fh.tell()
+    fh.seek(0)
+    target = storage.get_available_name(f"job-{job.pk}/{name}")
+    try:
+        stored = storage.save(target, File(fh, name=name))
+    except BaseException:
+        # A save that failed half-way (a full disk) leaves no partial file behind.
+        with contextlib.suppress(Exception):
+            if storage.exists(target):
+                storage.delete(target)
+        raise
     return JobArtifact.objects.create(
         job=job,
         name=name,
-        kind=kind[:20],
+        kind=kind,
         description=description[:500],
         size=size,
         sha256=digest.hexdigest(),
@@ -651,27 +738,31 @@ def _store(job: ComputeJob, ws: sandbox.Workspace, name: str, kind: str, descrip
 
 
 def _publish(job: ComputeJob, ws: sandbox.Workspace, monitor: _Monitor, attempt: int) -> ComputeJob:
-    """Store what the runner released and finish the job, charging its budget. A run whose job was
-    taken over meanwhile stores nothing more, removes what it stored and raises ``JobTakenOver``."""
+    """Check what the runner released against what its algorithm releases (``outputs``), store it
+    and finish the job, charging its budget: the reservation, whatever the runner's manifest says it
+    spent. Anything else in the output folder is left there (and removed with the workspace). A run
+    whose job was taken over meanwhile stores nothing more, removes what it stored and raises
+    ``JobTakenOver``."""
     stored: list[JobArtifact] = []
     try:
-        manifest = _read_manifest(ws, job)
-        entries = [a for a in manifest["artifacts"] if isinstance(a, dict)]
-        names = [str(a.get("name", "")) for a in entries]
-        if len(set(names)) != len(names):
-            raise _PublishError("The runner listed an artifact twice.")
-        for entry, name in zip(entries, names, strict=True):
-            if not name or set(name) - SAFE_NAME_CHARS or name == MANIFEST or name.startswith("."):
-                raise _PublishError(f"The runner listed an artifact with an unsafe name ({name[:60]!r}).")
+        release = _release_of(job)
+        checked = outputs.Checked()
+        # Each file is stored from the handle it was checked through.
+        with _output(ws, MANIFEST) as (manifest_fh, _size):
+            manifest = outputs.manifest_check(manifest_fh, release, checked)
+            for artifact in release.artifacts:
+                _raise_if_lost(monitor)
+                with _output(ws, artifact.name) as (fh, size):
+                    outputs.artifact_check(artifact, fh, size, release, checked)
+                    stored.append(_store(job, fh, artifact.name, artifact.kind, release.description(artifact)))
             _raise_if_lost(monitor)
-            stored.append(_store(job, ws, name, str(entry.get("kind", "file")), str(entry.get("description", ""))))
-        _raise_if_lost(monitor)
-        stored.append(_store(job, ws, MANIFEST, "manifest", "Accounting, metrics and curves (JSON)."))
-    except _PublishError as exc:
+            described = outputs.MANIFEST_ARTIFACT
+            stored.append(_store(job, manifest_fh, MANIFEST, described.kind, described.description))
+    except outputs.OutputRejected as exc:
         _delete_stored(stored)
-        logger.error("job %s: publishing failed: %s", job.pk, exc)
+        logger.error("job %s: the runner's outputs were refused: %s", job.pk, operator_text(exc))
         with transaction.atomic():
-            return job_fail(_held(job.pk, monitor, attempt), "publish_failed")
+            return job_fail(_held(job.pk, monitor, attempt), "output_rejected")
     except OSError as exc:
         _delete_stored(stored)
         if not is_disk_full(exc):
@@ -684,10 +775,11 @@ def _publish(job: ComputeJob, ws: sandbox.Workspace, monitor: _Monitor, attempt:
     except BaseException:
         _delete_stored(stored)
         raise
-    results = {
+    # The epsilon spent is the reservation, computed by the worker from the public parameters (the
+    # order's), never the runner's claim: a manifest saying 0 is charged the reservation all the same.
+    results = {"epsilon_spent": float(job.epsilon)} | {
         key: manifest.get(key)
         for key in (
-            "epsilon_spent",
             "epsilon_accounted",
             "delta",
             "accountant",

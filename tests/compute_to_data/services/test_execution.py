@@ -9,7 +9,6 @@ final transition."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import socket
@@ -28,6 +27,7 @@ from compute_to_data import sandbox, tasks
 from compute_to_data.models import ComputeJob, JobArtifact, JobLogEntry, PrivacyBudget
 from compute_to_data.services import execution
 from marketplace.models import Dataset
+from tests.compute_to_data.services.outputs_support import job_released
 from tests.factories import make_dataset, make_reserved_job
 
 
@@ -315,11 +315,9 @@ def test_a_settlement_hit_by_a_dropped_connection_is_retried(monkeypatch):
 ME = "this-host:101"
 
 
-def _released(ws: sandbox.Workspace) -> None:
-    """What a runner that finished leaves in out/: one artifact and its manifest."""
-    (ws.output_dir / "statistics.json").write_text('{"mean": 1.5}')
-    manifest = {"artifacts": [{"name": "statistics.json", "kind": "statistics"}], "epsilon_spent": 0.5}
-    (ws.output_dir / "manifest.json").write_text(json.dumps(manifest))
+def _released(ws: sandbox.Workspace, job: ComputeJob) -> None:
+    """What a runner that finished leaves in out/: the trusted runner's artifacts and manifest."""
+    job_released(job, ws.output_dir)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -332,7 +330,7 @@ def test_a_run_taken_over_while_publishing_leaves_the_new_attempt_alone(listed, 
         monitor.lost.set()
     storage = execution.results_storage()
     with sandbox.workspace(Path(compute_settings.COMPUTE_WORK_DIR), "takeover", execution.sandbox_config()) as ws:
-        _released(ws)
+        _released(ws, job)
         with pytest.raises(execution.JobTakenOver):
             execution._publish(job, ws, monitor, attempt=1)
     job.refresh_from_db()
@@ -349,10 +347,11 @@ def test_a_run_that_still_holds_its_job_publishes_it(listed, buyer, compute_sett
     job = _running_job(listed, buyer, worker=ME, attempts=1, status=ComputeJob.Status.PUBLISHING)
     monitor = execution._Monitor(job.pk, worker=ME)
     with sandbox.workspace(Path(compute_settings.COMPUTE_WORK_DIR), "held", execution.sandbox_config()) as ws:
-        _released(ws)
+        _released(ws, job)
         job = execution._publish(job, ws, monitor, attempt=1)
     assert job.status == ComputeJob.Status.FINISHED and job.budget_state == "charged"
     assert sorted(JobArtifact.objects.filter(job=job).values_list("name", flat=True)) == [
         "manifest.json",
         "statistics.json",
+        "statistics.md",
     ]
