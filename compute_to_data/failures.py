@@ -18,7 +18,8 @@ happens to the payment and the epsilon once the runner had read the data (``afte
   refused what the runner wrote (an artifact its algorithm does not declare, a file not of its
   format or shape, see ``services.outputs``); those shapes follow from the public parameters alone,
   so the trusted runner's output passes whatever the data, and a refusal means the runner is broken
-  or not ours.
+  or not ours. So is ``cleanup_failed``: the job's workspace (its decrypted dataset) could not be
+  removed and was quarantined for an operator; what the run stored is not published.
 - ``release``: the buyer stopped a running job. Nothing is released (the sandbox is killed, its
   outputs discarded), so the epsilon is released; the compute ran at the buyer's request, so the
   payment goes to the provider with a receipt that records epsilon 0 spent.
@@ -86,6 +87,13 @@ _FAILURES = [
         "failed",
         "platform",
         "The runner's results were not what its algorithm releases, so nothing was published (platform error).",
+        "refund",
+    ),
+    Failure(
+        "cleanup_failed",
+        "failed",
+        "platform",
+        "The worker could not clean up after the job, so nothing was published (platform error).",
         "refund",
     ),
     Failure("platform", "failed", "platform", "The platform failed while running the job (platform error)."),

@@ -103,8 +103,11 @@ def sandbox_config() -> sandbox.SandboxConfig:
     return sandbox.SandboxConfig(
         python=settings.COMPUTE_SANDBOX_PYTHON or None,
         runner_dir=str(settings.COMPUTE_RUNNER_DIR),
-        sandbox_uid=settings.COMPUTE_SANDBOX_UID,
-        sandbox_gid=settings.COMPUTE_SANDBOX_GID,
+        uid_base=settings.COMPUTE_SANDBOX_UID_BASE,
+        uid_count=settings.COMPUTE_SANDBOX_UID_COUNT,
+        lease_dir=settings.COMPUTE_SANDBOX_LEASE_DIR,
+        quarantine_dir=settings.COMPUTE_SANDBOX_QUARANTINE_DIR,
+        require_root_mode=settings.COMPUTE_SANDBOX_REQUIRE_ROOT_MODE,
         threads=settings.COMPUTE_THREADS,
     )
 
@@ -558,9 +561,12 @@ def _run_claimed(job: ComputeJob, monitor: _Monitor) -> ComputeJob:
         logger.error("job %s: no sandbox on this worker: %s", job.pk, exc)
         return _finish_without_data(job.pk, "no_sandbox")
     started = time.monotonic()
+    ended: ComputeJob | _Stored | None = None
     try:
         with sandbox.workspace(base, f"job-{job.pk}", config) as ws:
-            return _run_in(job, monitor, backend, config, ws, started)
+            ended = _run_in(job, monitor, backend, config, ws, started)
+    except sandbox.CleanupFailed as exc:
+        return _cleanup_failed(job.pk, ended, exc)
     except sandbox.SandboxUnavailable as exc:
         # The sandbox could not start (its workspace, its launcher): the runner never read a row.
         logger.error("job %s: the sandbox could not be set up: %s", job.pk, exc)
@@ -573,6 +579,19 @@ def _run_claimed(job: ComputeJob, monitor: _Monitor) -> ComputeJob:
             raise
         logger.error("job %s: the worker's disk is full: %s", job.pk, exc)
         return _finish_platform(job.pk, "disk_full")
+    # Finished only now that its workspace (the decrypted dataset) is gone.
+    return _finish(ended) if isinstance(ended, _Stored) else ended
+
+
+def _cleanup_failed(job_id: int, ended: ComputeJob | _Stored | None, exc: sandbox.CleanupFailed) -> ComputeJob:
+    """The job's workspace could not be removed (the sandbox quarantined what is left): an operator
+    must look at it. A job not yet ended fails for ``cleanup_failed`` (refunded: the platform's
+    failure, and nothing was published: what the run stored is removed); one that had already
+    failed keeps its own failure."""
+    logger.critical("job %s: its workspace could not be removed and was quarantined: %s", job_id, exc)
+    if isinstance(ended, _Stored):
+        _delete_stored(ended.stored)
+    return _finish_platform(job_id, "cleanup_failed")
 
 
 def _run_in(
@@ -582,7 +601,9 @@ def _run_in(
     config: sandbox.SandboxConfig,
     ws: sandbox.Workspace,
     started: float,
-) -> ComputeJob:
+) -> ComputeJob | _Stored:
+    """Run the job in ``ws``: a job that ended, or what it stored for ``_finish`` once the
+    workspace is removed."""
     attempt = job.attempts
     ComputeJob.objects.filter(pk=job.pk).update(workspace=str(ws.root))
     try:
@@ -737,12 +758,22 @@ def _store(job: ComputeJob, fh: BinaryIO, name: str, kind: str, description: str
     )
 
 
-def _publish(job: ComputeJob, ws: sandbox.Workspace, monitor: _Monitor, attempt: int) -> ComputeJob:
-    """Check what the runner released against what its algorithm releases (``outputs``), store it
-    and finish the job, charging its budget: the reservation, whatever the runner's manifest says it
-    spent. Anything else in the output folder is left there (and removed with the workspace). A run
-    whose job was taken over meanwhile stores nothing more, removes what it stored and raises
-    ``JobTakenOver``."""
+@dataclass
+class _Stored:
+    """What a run stored, to publish once its workspace is removed (``_finish``)."""
+
+    job_id: int
+    monitor: _Monitor
+    attempt: int
+    stored: list[JobArtifact]
+    results: dict[str, Any]
+
+
+def _publish(job: ComputeJob, ws: sandbox.Workspace, monitor: _Monitor, attempt: int) -> ComputeJob | _Stored:
+    """Check what the runner released against what its algorithm releases (``outputs``) and store
+    it; ``_finish`` publishes it. Anything else in the output folder is left there (and removed with
+    the workspace). A run whose job was taken over meanwhile stores nothing more, removes what it
+    stored and raises ``JobTakenOver``."""
     stored: list[JobArtifact] = []
     try:
         release = _release_of(job)
@@ -791,15 +822,22 @@ def _publish(job: ComputeJob, ws: sandbox.Workspace, monitor: _Monitor, attempt:
             "epsilon_curve",
         )
     }
+    return _Stored(job.pk, monitor, attempt, stored, results)
+
+
+def _finish(run: _Stored) -> ComputeJob:
+    """Finish the job with what its run stored, charging its budget: the reservation, whatever the
+    runner's manifest says it spent."""
+    stored = run.stored
     try:
         with transaction.atomic():
-            job = _held(job.pk, monitor, attempt)
+            job = _held(run.job_id, run.monitor, run.attempt)
             budget_services.budget_charge(job=job)
             job.result_hash = result_hash_of([(a.name, a.sha256) for a in stored])
             job = job_transition(
                 job,
                 ComputeJob.Status.FINISHED,
-                results=results,
+                results=run.results,
                 progress={**job.progress, "phase": "finished", "percent": 100},
             )
             job_log(job, f"Published {len(stored)} artifacts; epsilon spent {job.epsilon_spent} of {job.epsilon}.")
@@ -841,7 +879,8 @@ def _remove_workspace(path: str) -> None:
         try:
             sandbox.rmtree_fixing_permissions(target)
         except OSError:
-            logger.exception("could not remove the workspace %s", target)
+            # The decrypted dataset may still be on disk: an operator must remove it.
+            logger.critical("could not remove the workspace %s of a dead worker", target, exc_info=True)
 
 
 def _kill_workspace_processes(root: Path) -> int:

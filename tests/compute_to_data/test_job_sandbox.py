@@ -8,6 +8,7 @@ undeclared artifact, progress that is not the runner's, an error in the program'
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import threading
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from compute_to_data import tasks
+from compute_to_data import sandbox, tasks
 from compute_to_data.failures import FAILURES, failure_text
 from compute_to_data.models import ComputeJob, JobArtifact, PrivacyBudget
 from compute_to_data.services import execution
@@ -240,3 +241,30 @@ def test_a_runner_error_in_its_own_words_reaches_the_buyer_as_a_fixed_sentence(a
     assert job["reason"] == failure_text("runner_error")
     logs = _logs(api, job)
     assert "evil.example" not in logs and "\x1b" not in logs and "wallet seed" not in logs
+
+
+@pytest.mark.hostile
+def test_a_workspace_that_cannot_be_removed_fails_the_job_unpublished_and_refunded(
+    api, people, on_chain, compute_settings, monkeypatch
+):
+    """The trusted runner finished, but its workspace (the decrypted dataset) could not be removed:
+    the job is not reported as finished, nothing is published, and the buyer is not charged for the
+    platform's failure."""
+    real_workspace = sandbox.workspace
+
+    @contextlib.contextmanager
+    def unremovable(*args, **kwargs):
+        with real_workspace(*args, **kwargs) as ws:
+            yield ws
+        raise sandbox.CleanupFailed(f"the workspace {ws.root} could not be removed: test")
+
+    monkeypatch.setattr(sandbox, "workspace", unremovable)
+    provider, buyer, staff = people
+    dataset = listed_on_chain(api, provider, staff)
+    job = job_submit(api, buyer, dataset, "dp-statistics", {"epsilon": 0.3})
+    assert job["status"] == "failed" and job["failure"] == "cleanup_failed", job
+    assert job["reason"] == failure_text("cleanup_failed") and job["failure_caused_by"] == "platform"
+    assert not JobArtifact.objects.filter(job_id=job["id"]).exists()
+    assert job["budget_state"] == "released" and Decimal(job["epsilon_spent"]) == 0
+    assert PrivacyBudget.objects.get(dataset=dataset).epsilon_reserved == 0
+    assert job["order_status"] == "refunded"

@@ -332,7 +332,7 @@ def test_a_run_taken_over_while_publishing_leaves_the_new_attempt_alone(listed, 
     with sandbox.workspace(Path(compute_settings.COMPUTE_WORK_DIR), "takeover", execution.sandbox_config()) as ws:
         _released(ws, job)
         with pytest.raises(execution.JobTakenOver):
-            execution._publish(job, ws, monitor, attempt=1)
+            execution._finish(execution._publish(job, ws, monitor, attempt=1))
     job.refresh_from_db()
     assert job.status == ComputeJob.Status.PUBLISHING and job.worker == "other-host:77" and job.attempts == 2
     assert job.budget_state == "reserved" and job.epsilon_spent in (None, Decimal("0")) and not job.result_hash
@@ -348,7 +348,7 @@ def test_a_run_that_still_holds_its_job_publishes_it(listed, buyer, compute_sett
     monitor = execution._Monitor(job.pk, worker=ME)
     with sandbox.workspace(Path(compute_settings.COMPUTE_WORK_DIR), "held", execution.sandbox_config()) as ws:
         _released(ws, job)
-        job = execution._publish(job, ws, monitor, attempt=1)
+        job = execution._finish(execution._publish(job, ws, monitor, attempt=1))
     assert job.status == ComputeJob.Status.FINISHED and job.budget_state == "charged"
     assert sorted(JobArtifact.objects.filter(job=job).values_list("name", flat=True)) == [
         "manifest.json",
