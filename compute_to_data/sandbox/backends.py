@@ -77,12 +77,14 @@ class SandboxBackend:
     ) -> Outcome:
         """Runs ``argv`` (e.g. ``["python3", "-m", "dp_runner", "/data/spec.json"]``; a leading ``python``,
         ``python3`` or ``python3.X`` means the sandbox interpreter) and returns how it ended. Blocks until the
-        run's processes are gone (unsandboxed: until its process group is killed).
+        run's processes are gone (its cgroup emptied and removed in root mode; otherwise, unsandboxed, until its
+        process group is killed).
 
         ``on_event`` and ``should_cancel`` are called from the calling thread (safe for Django's per-thread
         connections): events at most ~20 per second (every "error" event and the last "progress" always arrive),
         ``should_cancel`` about four times a second. Exceptions they raise kill the run and propagate.
-        Raises SandboxUnavailable when the sandbox cannot start, ValueError for a refused ``extra_env``."""
+        Raises SandboxUnavailable when the sandbox cannot start, ValueError for a refused ``extra_env``, and
+        CleanupFailed (logged at CRITICAL) when the run's processes cannot be killed or its cgroup removed."""
         extra = dict(extra_env or {})
         check_extra_env(extra)
         workspace.prepare(limits)
