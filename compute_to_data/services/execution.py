@@ -168,7 +168,7 @@ class _Monitor:
     def on_event(self, event: dict[str, Any]) -> None:
         """Take one event of the runner. Never raises for what an event holds: anything that is not
         what the trusted runner sends is dropped (and counted in the operators' log)."""
-        kind = event.get("event")
+        kind = event.get("event") if isinstance(event, dict) else None
         with self._lock:
             if kind == "progress":
                 progress = _progress_from(event, previous=self.progress, epsilon_max=self.epsilon)
@@ -180,8 +180,9 @@ class _Monitor:
             elif kind == "log" and _runner_log_line(event.get("message")):
                 self.logs.append(event["message"])
                 self._dirty = True
-            elif kind == "error":
-                # The buyer sees a fixed sentence for the failure, never the runner's own text.
+            elif kind == "error" and self.error_code is None:
+                # The buyer sees a fixed sentence for the failure, never the runner's own text. The
+                # trusted runner sends one error event, its last: the first one counts.
                 code = event.get("code")
                 self.error_code = code if isinstance(code, str) and code in RUNNER_ERROR_CODES else "internal"
                 logger.info(

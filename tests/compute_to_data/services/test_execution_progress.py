@@ -158,6 +158,9 @@ def test_a_runner_error_keeps_a_fixed_code_and_its_text_goes_to_the_operators_on
     monitor.on_event({"event": "error", "code": "\x1b[31mpay", "message": "\x1b]8;;https://evil.example\x07here"})
     assert monitor.error_code == "internal" and monitor.logs == []
     assert "evil.example" in operator_log.text
+    # A second error event changes nothing (the trusted runner sends one, its last).
+    monitor.on_event({"event": "error", "code": "invalid_parameters", "message": "again"})
+    assert monitor.error_code == "internal" and "dropped" in operator_log.lines[-1]
     assert "\x1b" not in operator_log.text and "\x07" not in operator_log.text
 
 
@@ -195,13 +198,14 @@ def test_nan_and_infinity_in_progress_never_break_the_heartbeat_and_the_reaper_l
     settings.COMPUTE_HEARTBEAT_TIMEOUT_SECONDS = 30
     monitor = execution._Monitor(running.pk, worker="this-host:101", epsilon=float(running.epsilon))
     hostile = [
-        '{"event":"progress","phase":"training","epoch":1,"epochs":3,"step":1,"steps":3,"epsilon":NaN}',
+        '{"event":"progress","phase":"finished","epoch":3,"epochs":3,"step":3,"steps":3,"epsilon":0.5}',
+        '{"event":"progress","phase":"training","epoch":1,"epochs":3,"step":1,"steps":3,"epsilon":1e308}',
         '{"event":"progress","phase":"training","epoch":1,"epochs":3,"step":NaN,"steps":3,"epsilon":0.1}',
         '{"event":"progress","phase":"training","epoch":1,"epochs":3,"step":1,"steps":3,"epsilon":Infinity}',
         '{"event":"progress","phase":"training","epoch":1,"epochs":3,"step":1,"steps":3,"epsilon":-Infinity}',
-        '{"event":"progress","phase":"training","epoch":1,"epochs":3,"step":1,"steps":3,"epsilon":1e308}',
-        '{"event":"progress","phase":"finished","epoch":3,"epochs":3,"step":3,"steps":3,"epsilon":0.5}',
         '{"event":"log","message":"Data loaded.\\u0000"}',
+        # Last, so that it would be what the next write carries.
+        '{"event":"progress","phase":"training","epoch":1,"epochs":3,"step":1,"steps":3,"epsilon":NaN}',
     ]
     for line in hostile:
         monitor.on_event(_parsed(line))
