@@ -424,7 +424,9 @@ def manifest_check(fh: IO[bytes], release: Release, checked: Checked) -> dict[st
         if manifest[name] > release.epsilon + 1e-9:
             raise OutputRejected(f"The manifest's '{name}' is above the job's reservation.")
     _ints(manifest, ("steps",), what)
-    _strings(manifest, ("accountant",), what, 10)
+    # dp-statistics always account in zCDP (the parameter names the accountant DP-SGD would use).
+    if manifest["accountant"] != ("zcdp" if statistics else params["accountant"]):
+        raise OutputRejected("The manifest names another accountant.")
     if statistics:
         _numbers(manifest, ("rho",), what)
     else:

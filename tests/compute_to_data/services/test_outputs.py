@@ -270,6 +270,7 @@ def test_a_manifest_claiming_no_epsilon_passes_as_the_runners_claim_only(folder)
         (lambda m: m.update(epsilon_spent=-1), "not a number"),
         (lambda m: m.update(parameters_sha256="0" * 64), "other parameters"),
         (lambda m: m.update(public_rows=401), "public row count"),
+        (lambda m: m.update(accountant="see x.io"), "another accountant"),
         (lambda m: m.update(epsilon_curve=[[i, 0.1] for i in range(500)]), "at most 200"),
         (lambda m: m.update(epsilon_curve=[[0, "41,3.2"]]), "pairs"),
         (lambda m: m["metrics"].append({**m["metrics"][0], "name": "rows"}), "at most|does not release"),
