@@ -88,22 +88,24 @@ class SandboxBackend:
         extra = dict(extra_env or {})
         check_extra_env(extra)
         workspace.prepare(limits)
+        launch = self._launch(config, workspace, argv, limits, extra)
         group = None
-        if running_as_root():
-            try:
-                group = cgroup.job_cgroup(
-                    memory_bytes=limits.memory_bytes, processes=limits.processes, label=workspace.root.name
-                )
-            except cgroup.CgroupError as exc:
-                raise SandboxUnavailable(str(exc)) from exc
         try:
-            launch = self._launch(config, workspace, argv, limits, extra)
-            try:
-                return self._run(launch, workspace, group, limits, on_event, should_cancel)
-            finally:
-                for fd in launch.close_after:
-                    os.close(fd)
+            if running_as_root():
+                # Created right before the start (the launch's preflight may take a while): an empty group is
+                # one of a dead worker (cgroup.STALE_SECONDS).
+                try:
+                    group = cgroup.job_cgroup(
+                        memory_bytes=limits.memory_bytes, processes=limits.processes, label=workspace.root.name
+                    )
+                except cgroup.CgroupError as exc:
+                    for fd in launch.status_fds or ():
+                        os.close(fd)
+                    raise SandboxUnavailable(str(exc)) from exc
+            return self._run(launch, workspace, group, limits, on_event, should_cancel)
         finally:
+            for fd in launch.close_after:
+                os.close(fd)
             if group is not None:
                 try:
                     group.remove()

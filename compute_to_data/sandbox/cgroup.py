@@ -22,6 +22,9 @@ _V1_CONTROLLERS = ("memory", "pids", "cpuacct")
 _V2_CONTROLLERS = ("memory", "pids", "cpu")
 PARENT_NAME = "marketplace-sandbox"
 KILL_SECONDS = 5.0
+# A group is empty only for milliseconds of a live run (before its child joins, after its last process died): an
+# empty one older than this was left by a worker that died (SIGKILL, a crash) and is removed by the next run.
+STALE_SECONDS = 60.0
 
 
 class CgroupError(OSError):
@@ -204,6 +207,18 @@ def _write(path: Path, value: str) -> None:
     path.write_text(value)
 
 
+def _sweep_stale(parent: Path) -> None:
+    """Removes the empty groups of dead workers under ``parent`` (the host's sandboxes' folder)."""
+    now = time.time()
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(parent):
+            if not entry.is_dir(follow_symlinks=False):
+                continue
+            with contextlib.suppress(OSError):
+                if now - entry.stat().st_mtime > STALE_SECONDS and not _read(Path(entry.path) / "cgroup.procs").split():
+                    os.rmdir(entry.path)
+
+
 def job_cgroup(*, memory_bytes: int, processes: int, label: str = "run") -> JobCgroup | None:
     """A new, empty group with the limits set, or None when ``cgroups_available`` says why not. Raises
     CgroupError when the host has the controllers but the group cannot be made."""
@@ -217,6 +232,7 @@ def job_cgroup(*, memory_bytes: int, processes: int, label: str = "run") -> JobC
             try:
                 for controller, parent in v1.items():
                     parent.mkdir(exist_ok=True)
+                    _sweep_stale(parent)
                     made[controller] = parent / name
                     made[controller].mkdir()
                 memory = made["memory"]
@@ -232,6 +248,7 @@ def job_cgroup(*, memory_bytes: int, processes: int, label: str = "run") -> JobC
         v2 = _v2_parent()
         assert v2 is not None  # cgroups_available said one of the two is there
         v2.mkdir(exist_ok=True)
+        _sweep_stale(v2)
         wanted = " ".join(f"+{c}" for c in _V2_CONTROLLERS)
         if not set(_V2_CONTROLLERS) <= set(_read(v2 / "cgroup.subtree_control").split()):
             _write(v2.parent / "cgroup.subtree_control", wanted)

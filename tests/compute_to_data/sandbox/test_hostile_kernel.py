@@ -368,3 +368,18 @@ def test_a_runs_cgroup_is_gone_after_it_with_everything_in_it(base: Path, config
     assert wait_no_processes(ws.uid) == []
     for controller, names in before.items():
         assert set(os.listdir(parents[controller])) <= names, controller
+
+
+def test_a_dead_workers_empty_cgroup_is_removed_by_the_next_run() -> None:
+    left = cgroup.job_cgroup(memory_bytes=64 << 20, processes=8, label="dead-worker")
+    assert left is not None
+    old = time.time() - 2 * cgroup.STALE_SECONDS
+    for path in left.paths:
+        os.utime(path, (old, old))  # as if its worker died a while ago, without removing it
+    fresh = cgroup.job_cgroup(memory_bytes=64 << 20, processes=8, label="next")
+    assert fresh is not None
+    try:
+        assert not any(path.exists() for path in left.paths)
+    finally:
+        fresh.remove()
+    assert not any(path.exists() for path in fresh.paths)
