@@ -38,10 +38,6 @@ class SandboxConfig:
     input_bytes: int = 16 << 30
     # Refuse to run (SandboxUnavailable) unless in root mode with per-job cgroups: production sets it.
     require_root_mode: bool = False
-    # Obsolete, ignored: the uid pool replaced the one sandbox uid. Still accepted until every caller stops
-    # passing them (compute_to_data.services.execution.sandbox_config).
-    sandbox_uid: int = 65534
-    sandbox_gid: int = 65534
     threads: int = 2  # OMP/MKL/OPENBLAS/NUMEXPR_NUM_THREADS inside
 
 
