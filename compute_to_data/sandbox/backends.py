@@ -18,9 +18,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
-from . import cgroup, launcher, monitor, seccomp
+from . import cgroup, launcher, monitor, seccomp, uids
 from .cleanup import CleanupFailed, stop_run
 from .host import SandboxConfig, SandboxUnavailable, resolve, running_as_root
 from .limits import Limits
@@ -92,11 +93,15 @@ class SandboxBackend:
         group = None
         try:
             if running_as_root():
-                # Created right before the start (the launch's preflight may take a while): an empty group is
-                # one of a dead worker (cgroup.STALE_SECONDS).
+                # Named after the job's uid, whose lease is held as long as the run's group may be in use: a group
+                # whose uid is free is a dead worker's.
+                lease_dir = Path(config.lease_dir)
                 try:
                     group = cgroup.job_cgroup(
-                        memory_bytes=limits.memory_bytes, processes=limits.processes, label=workspace.root.name
+                        memory_bytes=limits.memory_bytes,
+                        processes=limits.processes,
+                        label=f"{workspace.uid}-{workspace.root.name}",
+                        owner_alive=lambda name: _owner_alive(lease_dir, name),
                     )
                 except cgroup.CgroupError as exc:
                     for fd in launch.status_fds or ():
@@ -219,6 +224,12 @@ class SandboxBackend:
         )
         limit, reason = monitor.classify(evidence, limits)
         return Outcome(False, exit_code, sig, limit, reason, elapsed, stderr_tail)
+
+
+def _owner_alive(lease_dir: Path, group_name: str) -> bool:
+    """Whether the run's group ``<uid>-...`` may still be in use: its uid is leased (a name of another form: yes)."""
+    uid = group_name.split("-", 1)[0]
+    return not uid.isdigit() or uids.lease_held(lease_dir, int(uid))
 
 
 class BubblewrapBackend(SandboxBackend):

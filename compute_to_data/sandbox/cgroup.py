@@ -14,6 +14,7 @@ import os
 import secrets
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,8 +23,8 @@ _V1_CONTROLLERS = ("memory", "pids", "cpuacct")
 _V2_CONTROLLERS = ("memory", "pids", "cpu")
 PARENT_NAME = "marketplace-sandbox"
 KILL_SECONDS = 5.0
-# A group is empty only for milliseconds of a live run (before its child joins, after its last process died): an
-# empty one older than this was left by a worker that died (SIGKILL, a crash) and is removed by the next run.
+# A group of a worker that died (SIGKILL, a crash) stays behind, empty: the next run removes it once it is older
+# than this and its owner (``owner_alive``, by the group's name) is gone.
 STALE_SECONDS = 60.0
 
 
@@ -207,21 +208,28 @@ def _write(path: Path, value: str) -> None:
     path.write_text(value)
 
 
-def _sweep_stale(parent: Path) -> None:
-    """Removes the empty groups of dead workers under ``parent`` (the host's sandboxes' folder)."""
+def _sweep_stale(parent: Path, owner_alive: Callable[[str], bool]) -> None:
+    """Removes the empty groups of dead owners under ``parent`` (the host's sandboxes' folder)."""
     now = time.time()
     with contextlib.suppress(FileNotFoundError):
         for entry in os.scandir(parent):
             if not entry.is_dir(follow_symlinks=False):
                 continue
             with contextlib.suppress(OSError):
-                if now - entry.stat().st_mtime > STALE_SECONDS and not _read(Path(entry.path) / "cgroup.procs").split():
+                if (
+                    now - entry.stat().st_mtime > STALE_SECONDS
+                    and not _read(Path(entry.path) / "cgroup.procs").split()
+                    and not owner_alive(entry.name)
+                ):
                     os.rmdir(entry.path)
 
 
-def job_cgroup(*, memory_bytes: int, processes: int, label: str = "run") -> JobCgroup | None:
-    """A new, empty group with the limits set, or None when ``cgroups_available`` says why not. Raises
-    CgroupError when the host has the controllers but the group cannot be made."""
+def job_cgroup(
+    *, memory_bytes: int, processes: int, label: str, owner_alive: Callable[[str], bool]
+) -> JobCgroup | None:
+    """A new, empty group named ``<label>-<random>`` with the limits set, or None when ``cgroups_available`` says
+    why not; on the way, removes the stale groups of owners ``owner_alive`` (given a group's name) says are gone.
+    Raises CgroupError when the host has the controllers but the group cannot be made."""
     if cgroups_available() is not None:
         return None
     name = f"{label}-{secrets.token_hex(6)}"
@@ -232,7 +240,7 @@ def job_cgroup(*, memory_bytes: int, processes: int, label: str = "run") -> JobC
             try:
                 for controller, parent in v1.items():
                     parent.mkdir(exist_ok=True)
-                    _sweep_stale(parent)
+                    _sweep_stale(parent, owner_alive)
                     made[controller] = parent / name
                     made[controller].mkdir()
                 memory = made["memory"]
@@ -248,7 +256,7 @@ def job_cgroup(*, memory_bytes: int, processes: int, label: str = "run") -> JobC
         v2 = _v2_parent()
         assert v2 is not None  # cgroups_available said one of the two is there
         v2.mkdir(exist_ok=True)
-        _sweep_stale(v2)
+        _sweep_stale(v2, owner_alive)
         wanted = " ".join(f"+{c}" for c in _V2_CONTROLLERS)
         if not set(_V2_CONTROLLERS) <= set(_read(v2 / "cgroup.subtree_control").split()):
             _write(v2.parent / "cgroup.subtree_control", wanted)

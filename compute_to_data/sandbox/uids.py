@@ -70,3 +70,18 @@ def lease_uid(lease_dir: Path, base: int, count: int) -> UidLease:
         f"All {count} sandbox uids ({base}..{base + count - 1}) are leased: too many jobs on this host at once "
         "(raise COMPUTE_SANDBOX_UID_COUNT)."
     )
+
+
+def lease_held(lease_dir: Path, uid: int) -> bool:
+    """Whether some process (this one included, through another lease) holds ``uid``'s lease now."""
+    try:
+        fd = os.open(lease_dir / f"{uid}.lock", os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # drops the lock just taken, if it was
+    return False

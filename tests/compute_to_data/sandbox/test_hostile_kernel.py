@@ -359,27 +359,44 @@ def test_cgroup_v2_facts_are_read_from_the_kernels_counters(tmp_path: Path) -> N
 
 
 def test_a_runs_cgroup_is_gone_after_it_with_everything_in_it(base: Path, config: SandboxConfig) -> None:
-    parents = cgroup._v1_parents() or {}
-    before = {c: set(os.listdir(p)) for c, p in parents.items() if p.exists()}
     code = "import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(30)\n"
+    seen: list[str] = []
     with workspace(base, "cgroup", config) as ws:
+        prefix = ws.root.name + "-"  # the run's group is named after its workspace
+        parents = list((cgroup._v1_parents() or {}).values()) or [cgroup._v2_parent()]
         run = run_code(config, ws, code)
+        for parent in parents:
+            assert parent is not None and parent.is_dir()
+            seen += [name for name in os.listdir(parent) if name.startswith(prefix)]
     assert run.outcome.ok, run.outcome
     assert wait_no_processes(ws.uid) == []
-    for controller, names in before.items():
-        assert set(os.listdir(parents[controller])) <= names, controller
+    assert seen == []
 
 
 def test_a_dead_workers_empty_cgroup_is_removed_by_the_next_run() -> None:
-    left = cgroup.job_cgroup(memory_bytes=64 << 20, processes=8, label="dead-worker")
-    assert left is not None
+    alive = {"dead-worker": False, "live-worker": True}
+
+    def owner_alive(name: str) -> bool:
+        return alive.get(name.rsplit("-", 1)[0], True)  # other groups on this host: not ours to judge
+
+    groups = {
+        label: cgroup.job_cgroup(memory_bytes=64 << 20, processes=8, label=label, owner_alive=lambda _: True)
+        for label in alive
+    }
     old = time.time() - 2 * cgroup.STALE_SECONDS
-    for path in left.paths:
-        os.utime(path, (old, old))  # as if its worker died a while ago, without removing it
-    fresh = cgroup.job_cgroup(memory_bytes=64 << 20, processes=8, label="next")
+    for group in groups.values():
+        assert group is not None
+        for path in group.paths:
+            os.utime(path, (old, old))  # empty for a while, as a dead worker's group is
+    fresh = cgroup.job_cgroup(memory_bytes=64 << 20, processes=8, label="next-run", owner_alive=owner_alive)
     assert fresh is not None
     try:
-        assert not any(path.exists() for path in left.paths)
+        dead, live = groups["dead-worker"], groups["live-worker"]
+        assert dead is not None and live is not None
+        assert not any(path.exists() for path in dead.paths)
+        assert all(path.exists() for path in live.paths)  # its owner holds its lease: never swept
     finally:
         fresh.remove()
-    assert not any(path.exists() for path in fresh.paths)
+        for group in groups.values():
+            assert group is not None
+            group.remove()
