@@ -10,16 +10,19 @@ happens to the payment and the epsilon once the runner had read the data (``afte
   wrote): the release of "it failed" is itself about the data, so the reservation is charged in
   full and the receipt recorded. A buyer must not be able to turn a data-dependent failure into a
   free retry. ``runner_error`` is here: a crash of the runner may be caused by a value in a row, and
-  nothing the worker sees tells a crash on a row from a bug, so it stays charged.
+  nothing the worker sees tells a crash on a row from a bug, so it stays charged. So is
+  ``output_rejected``: the worker refused what the runner wrote (an artifact its algorithm does not
+  declare, a file not of its format or shape, see ``services.outputs``). Those shapes follow from
+  the public parameters alone, so the trusted runner's output always passes, but code that is not
+  ours could choose to be refused after reading the rows: refunding it would release one bit about
+  the data per job for free.
 - ``refund``: the platform's own failure, whose occurrence does not depend on the data (the host's
   disk full, the sandbox not set up, the chain failing, the payment gone from a rolled-back chain, a
   moderator's decision): nothing was released to the buyer, so the payment is refunded on chain and
-  the epsilon released even after the runner read the data. ``output_rejected`` is here: the worker
-  refused what the runner wrote (an artifact its algorithm does not declare, a file not of its
-  format or shape, see ``services.outputs``); those shapes follow from the public parameters alone,
-  so the trusted runner's output passes whatever the data, and a refusal means the runner is broken
-  or not ours. So is ``cleanup_failed``: the job's workspace (its decrypted dataset) could not be
-  removed and was quarantined for an operator; what the run stored is not published.
+  the epsilon released even after the runner read the data. ``cleanup_failed`` is here: the job's
+  workspace (its decrypted dataset) could not be removed and was quarantined for an operator; what
+  the run stored is not published (the workspace is a mount the worker unmounts, so the program
+  cannot make its removal fail).
 - ``release``: the buyer stopped a running job. Nothing is released (the sandbox is killed, its
   outputs discarded), so the epsilon is released; the compute ran at the buyer's request, so the
   payment goes to the provider with a receipt that records epsilon 0 spent.
@@ -86,8 +89,8 @@ _FAILURES = [
         "output_rejected",
         "failed",
         "platform",
-        "The runner's results were not what its algorithm releases, so nothing was published (platform error).",
-        "refund",
+        "The runner's results were not what its algorithm releases, so nothing was published.",
+        "charge",
     ),
     Failure(
         "cleanup_failed",

@@ -20,6 +20,8 @@ from chain.wrappers import Datatoken, MockStablecoin
 from compute_to_data import sandbox
 from compute_to_data.failures import FAILURES, failure_for_run, failure_text, is_disk_full
 from compute_to_data.models import ComputeJob, JobArtifact, PrivacyBudget
+from compute_to_data.sandbox.launcher import root_mode_missing
+from compute_to_data.services import execution
 from tests.compute_to_data.support import job_submit, listed_on_chain
 from tests.worker_support import wait_for
 
@@ -134,8 +136,11 @@ def test_a_runner_that_cannot_write_on_a_full_host_disk_is_refunded(
     api, people, on_chain, fake_runner, compute_settings
 ):
     """The runner writes its outputs into the worker's workspace; when the host's file system is
-    full (not the job's own disk limit, which is far larger here), that is the platform's fault."""
-    compute_settings.COMPUTE_DISK_MB = 256
+    full (not the job's own disk limit, which is far larger here), that is the platform's fault.
+    In root mode the workspace is the job's own tmpfs, sized to its limits: the host's disk is
+    never where the runner writes, so filling it stops at the job's own disk limit instead."""
+    root_mode = root_mode_missing(execution.sandbox_config()) is None
+    compute_settings.COMPUTE_DISK_MB = 16 if root_mode else 256
     provider, buyer, staff = people
     dataset = listed_on_chain(api, provider, staff)
     fake_runner("fill_out", source=FILL_OUT)
@@ -143,10 +148,15 @@ def test_a_runner_that_cannot_write_on_a_full_host_disk_is_refunded(
     with tiny_tmpfs(work, "2m"):
         before = _balance(on_chain, dataset, buyer)
         job = job_submit(api, buyer, dataset, "dp-statistics", {"epsilon": 0.3})
-        assert job["status"] == "failed" and job["failure"] == "disk_full", job
-        assert job["limit_hit"] == ""
         assert ComputeJob.objects.get(pk=job["id"]).data_touched_at is not None, "the runner had started"
-        _assert_refunded(on_chain, dataset, job, buyer, before)
+        if root_mode:
+            # 16 MB written into a 2 MB host file system: only the job's own mount held them.
+            assert job["status"] == "failed" and job["failure"] == "limit_disk", job
+            assert job["budget_state"] == "charged", job
+        else:
+            assert job["status"] == "failed" and job["failure"] == "disk_full", job
+            assert job["limit_hit"] == ""
+            _assert_refunded(on_chain, dataset, job, buyer, before)
         assert not any(work.iterdir()), "the workspace is gone"
 
 
