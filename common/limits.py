@@ -12,15 +12,17 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Limits:
-    """Resource limits of one run. All rlimits apply per process; wall clock and disk to the whole sandbox."""
+    """Resource limits of one run. All rlimits apply per process; wall clock and disk to the whole sandbox. In
+    the sandbox's root mode (compute_to_data.sandbox.cgroup) memory, processes and CPU time are enforced over the
+    whole tree by the job's own cgroup instead, shared memory and tmpfs pages included."""
 
-    memory_bytes: int = 4 << 30  # RLIMIT_AS
+    memory_bytes: int = 4 << 30  # RLIMIT_AS (root mode: the cgroup's memory limit)
     # RLIMIT_CPU soft (SIGXCPU); hard = soft + 5 (SIGKILL). The program itself is pid 1 of its namespace, where
     # an unhandled SIGXCPU is ignored, so the launcher also stops it when its own CPU time reaches the soft limit.
     cpu_seconds: int = 600
     file_size_bytes: int = 256 << 20  # RLIMIT_FSIZE (capped at disk_bytes)
-    # RLIMIT_NPROC: tasks (threads included). The kernel also counts every task of the same host uid against it,
-    # so concurrent sandboxes of one uid (or an unprivileged worker's own processes) share this number.
+    # RLIMIT_NPROC: tasks (threads included). The kernel counts every task of the same host uid against it: in root
+    # mode each job has a uid of its own (and the cgroup's pids.max), unprivileged sandboxes share the worker's.
     processes: int = 64
     open_files: int = 256  # RLIMIT_NOFILE
     wall_seconds: float = 900  # the launcher kills the sandbox after this
@@ -28,7 +30,7 @@ class Limits:
     # what it writes in one interval before it is killed.
     disk_bytes: int = 512 << 20
     files: int = 10_000  # files and folders under /out + /tmp, checked by the same watchdog
-    shm_bytes: int = 64 << 20  # size of the private /dev/shm tmpfs (memory outside RLIMIT_AS)
+    shm_bytes: int = 64 << 20  # size of the private /dev/shm tmpfs (outside RLIMIT_AS; inside the cgroup's memory)
 
 
 def rlimit_setter(limits: Limits) -> Callable[[], None]:

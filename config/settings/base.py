@@ -373,9 +373,6 @@ COMPUTE_RUNNER_DIR = env("COMPUTE_RUNNER_DIR", str(BASE_DIR / "compute_to_data" 
 COMPUTE_SANDBOX_BACKEND = env("COMPUTE_SANDBOX_BACKEND", "bubblewrap")
 # Interpreter inside the sandbox (readable by the sandbox uid); empty: found automatically.
 COMPUTE_SANDBOX_PYTHON = env("COMPUTE_SANDBOX_PYTHON", "")
-# Unprivileged uid/gid the sandbox runs as when the worker is root.
-COMPUTE_SANDBOX_UID = env_int("COMPUTE_SANDBOX_UID", 65534)
-COMPUTE_SANDBOX_GID = env_int("COMPUTE_SANDBOX_GID", 65534)
 # Root mode (the worker as root): each running job gets a uid/gid of its own from this pool (no account may use
 # it, nor 65534), leased host-wide with a lock file per uid in the lease folder.
 COMPUTE_SANDBOX_UID_BASE = env_int("COMPUTE_SANDBOX_UID_BASE", 620_000)
