@@ -90,9 +90,12 @@ def child_setup(
 
     With a cgroup, memory and the process count are the cgroup's (over the whole tree, with the kernel's own
     account of why a run ended): RLIMIT_AS is lifted (libraries reserve address space they never touch), and
-    RLIMIT_NPROC sits one above pids.max, so the cgroup is the one that refuses and counts the refusal."""
+    so is RLIMIT_NPROC (to the worker's own hard limit: raising past it needs CAP_SYS_RESOURCE): pids.max
+    bounds the whole tree, and a per-uid count beside it could refuse a fork first (it also counts tasks of the
+    uid that are still exiting) without the cgroup recording why."""
     if procs_files:
-        limits = dataclasses.replace(limits, memory_bytes=resource.RLIM_INFINITY, processes=limits.processes + 1)
+        nproc_hard = resource.getrlimit(resource.RLIMIT_NPROC)[1]
+        limits = dataclasses.replace(limits, memory_bytes=resource.RLIM_INFINITY, processes=nproc_hard)
     set_rlimits = rlimit_setter(limits)
 
     def setup() -> None:
