@@ -50,7 +50,8 @@ contract ReentrantToken is ERC20 {
         if (armed == ATTACK_NONE || from == address(0)) return;
         attack = ATTACK_NONE;
         bytes memory callData;
-        Datatoken.Ticket memory ticket;
+        // An all-zero ticket: the re-entry must be refused before the ticket is even looked at.
+        Datatoken.Ticket memory ticket = Datatoken.Ticket(0, 0, bytes32(0), 0, 0, 0);
         if (armed == ATTACK_BUY_AND_ORDER) {
             callData = abi.encodeCall(Datatoken.buyAndOrder, (ticket, "", 0, 0, 0, 0));
         } else if (armed == ATTACK_DISPENSE_AND_ORDER) {
