@@ -108,9 +108,7 @@ def deploy_contracts(
     if not ORDER_WINDOW_BOUNDS[0] <= order_window <= ORDER_WINDOW_BOUNDS[1]:
         raise DeploymentError(f"order_window must be within {ORDER_WINDOW_BOUNDS} seconds, got {order_window}")
     if not PARAMETER_DELAY_BOUNDS[0] <= parameter_delay <= PARAMETER_DELAY_BOUNDS[1]:
-        raise DeploymentError(
-            f"parameter_delay must be within {PARAMETER_DELAY_BOUNDS} seconds, got {parameter_delay}"
-        )
+        raise DeploymentError(f"parameter_delay must be within {PARAMETER_DELAY_BOUNDS} seconds, got {parameter_delay}")
     operator = Web3.to_checksum_address(operator)
     fee_collector = Web3.to_checksum_address(fee_collector)
     contracts: dict[str, str] = {}
