@@ -120,8 +120,8 @@ def revert_message(exc_or_data: Any) -> str:
             f"this order asks for {units_to_delta(args['requested']):e}."
         )
     if name == "DeltaPerJobCapExceeded":
-        cap, asked = units_to_delta(args["cap"]), units_to_delta(args["requested"])
-        return f"At most delta {cap:e} per job; this order asks {asked:e}."
+        delta_cap, delta_asked = units_to_delta(args["cap"]), units_to_delta(args["requested"])
+        return f"At most delta {delta_cap:e} per job; this order asks {delta_asked:e}."
     if name == "PriceMismatch":
         return (
             f"The price on chain is now {units_to_price(args['price'])}, not the "
