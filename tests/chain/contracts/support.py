@@ -37,3 +37,17 @@ def receipt_fn(dt, order_id, terms):
 
 def refund_fn(dt, order_id, terms):
     return dt.functions.refund(order_id, terms)
+
+
+def set_fee(chain, fee_bps: int, collector: str) -> None:
+    """Change the factory's fee as v2 allows: the owner proposes, anyone applies after the delay."""
+    chain.tx(chain.accounts.deployer, chain.factory.functions.proposeFee(fee_bps, collector))
+    chain.increase_time(chain.factory.functions.parameterDelay().call())
+    chain.tx(chain.accounts.stranger, chain.factory.functions.applyFee())
+
+
+def withdraw_all(chain, dt, *accounts: str) -> None:
+    """Pay out every account's credits on ``dt`` (anyone may send a withdrawal)."""
+    for account in accounts:
+        if dt.functions.credits(account).call():
+            chain.tx(chain.accounts.stranger, dt.functions.withdraw(account))
