@@ -50,11 +50,15 @@ def order_detail(request: HttpRequest, order_id: int) -> HttpResponse:
         purpose=ChainTransaction.Purpose.RECLAIM,
         status__in=[ChainTransaction.Status.PENDING, ChainTransaction.Status.SENT],
     ).exists()
+    # Settlements credit accounts; each withdrawal that pays one out is its own transaction (a
+    # recipient the token refuses fails only its own, shown here with its reason).
+    payouts = ChainTransaction.objects.filter(order=order, purpose=ChainTransaction.Purpose.WITHDRAW).order_by("pk")
     return render(
         request,
         "frontend/order_detail.html",
         {
             "order": order,
+            "payouts": payouts,
             "tx_hash": tx_hash,
             "waiting": waiting,
             "is_buyer": is_buyer,
