@@ -8,7 +8,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 APPS := chain common compute_to_data config devtools frontend integrations marketplace
 
-.PHONY: run test test-fast lint typecheck format bench venv dev-venv npm-deps frontend-assets contracts system-deps runtime-deps migrate seed clean
+.PHONY: run test test-fast lint typecheck format bench venv dev-venv npm-deps frontend-assets contracts contracts-test system-deps runtime-deps migrate seed clean
 
 $(VENV)/.runtime: requirements.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required (found %s)" % sys.version.split()[0]'
@@ -56,7 +56,7 @@ run: migrate npm-deps frontend-assets runtime-deps
 	$(PY) manage.py run_embedded --port $(PORT)
 
 ## The whole suite. DATABASE_URL selects the database (CI: PostgreSQL); default SQLite.
-test: dev-venv npm-deps frontend-assets system-deps
+test: dev-venv npm-deps frontend-assets system-deps contracts-test
 	$(VENV)/bin/pytest
 
 lint: dev-venv
@@ -86,6 +86,11 @@ bench: dev-venv npm-deps frontend-assets runtime-deps
 ## Recompile the Solidity contracts into chain/artifacts/ (committed; a test catches stale ones).
 contracts: npm-deps
 	node chain/build.mjs
+
+## The Foundry tests of the contracts (chain/test/*.t.sol): unit, fuzz and invariant, offline
+## (forge from npm, compiling with the pinned solc-js through chain/solc.mjs; see foundry.toml).
+contracts-test: npm-deps
+	node_modules/.bin/forge test
 
 clean:
 	rm -rf .local staticfiles test-artifacts

@@ -31,6 +31,7 @@ DATASETS = 4
 CONSUMERS = 6  # anvil dev accounts 3..8; the first half are marketplace users' wallets
 EPSILON = 100  # micro-epsilon per order (0.0001)
 DELTA = 10**9
+DELTA_CAP = 10**18  # the total delta budget of each dataset: never the limit here
 RECEIPT_SHARE = 10  # one order in ten gets a receipt
 RPC_BATCH = 500  # transactions per JSON-RPC batch request
 PER_BLOCK = 1_000  # transactions mined per block
@@ -76,6 +77,7 @@ def run(events_target: int) -> None:
     from chain.faucet import DEFAULT_MNEMONIC
     from chain.models import ChainEvent, ChainListing, Order, Wallet
     from chain.services.indexer import indexer_run
+    from chain.wrappers import Datatoken, OrderTerms, OrderTicket
     from devtools.node import AnvilNode
     from marketplace.models import Dataset
 
@@ -130,10 +132,11 @@ def run(events_target: int) -> None:
                 epsilon_cap_units=cap,
                 epsilon_per_job_units=10**6,
                 delta_units=10**15,
+                delta_cap_units=DELTA_CAP,
                 metadata_hash="0x" + metadata_hash.hex(),
             )
             params = (f"Bench {i}", f"B{i}", f"https://example.org/{i}", metadata_hash)
-            params += (deployment["contracts"]["MockStablecoin"], 0, cap, 10**6, 10**15)
+            params += (deployment["contracts"]["MockStablecoin"], 0, cap, 10**6, DELTA_CAP, 10**15)
             tx = factory.functions.publish(params).build_transaction(
                 {"from": provider.address, "nonce": w3.eth.get_transaction_count(provider.address)}
             )
@@ -141,6 +144,9 @@ def run(events_target: int) -> None:
             datatokens.append(
                 factory.events.DatasetPublished().process_receipt(receipt, errors=DISCARD)[0]["args"]["datatoken"]
             )
+            # A new datatoken is closed: the operator opens it, as moderation's listing does.
+            opening = Datatoken(w3, datatokens[-1]).set_operator_ordering_disabled_data(False)
+            send_signed(w3, operator, {"to": datatokens[-1], "data": opening})
 
         # The events, untimed.
         t0 = time.perf_counter()
@@ -148,31 +154,39 @@ def run(events_target: int) -> None:
         tokens = [w3.eth.contract(address=a, abi=abi) for a in datatokens]
         nonces = {a.address: w3.eth.get_transaction_count(a.address) for a in [*consumers, operator]}
         txs, ordered = [], []
+        chain_id = w3.eth.chain_id
+        expiry = int(w3.eth.get_block("latest")["timestamp"]) + 24 * 3600
         for k in range(orders_n):
             who, token = consumers[k % len(consumers)], tokens[k % len(tokens)]
-            data = token.encode_abi("dispenseAndOrder", args=[EPSILON, DELTA, k.to_bytes(32, "big")])
+            # Every order carries the operator's ticket; its nonce (k + 1) is the order id.
+            ticket = OrderTicket(
+                epsilon=EPSILON, delta=DELTA, algorithm_hash=k.to_bytes(32, "big"), price=0, nonce=k + 1, expiry=expiry
+            )
+            wrapper = Datatoken(w3, token.address)
+            signature = wrapper.sign_ticket(operator, ticket, who.address, chain_id=chain_id)
+            data = wrapper.dispense_and_order_data(ticket=ticket, signature=signature)
             txs.append({"from": who.address, "to": token.address, "data": data, "gas": hex(300_000)})
             txs[-1]["nonce"] = hex(nonces[who.address])
             nonces[who.address] += 1
             ordered.append(token)
         _send_and_mine(node, w3, txs)
-        order_ids = {t.address: 0 for t in tokens}
+        # Each order's terms (its deadline comes with its block), as settlement presents them.
+        terms: dict[int, OrderTerms] = {}
+        for token in tokens:
+            for log in token.events.OrderStarted().get_logs(from_block=deployment["deployed_at_block"]):
+                terms[int(log["args"]["orderId"])] = OrderTerms.from_event(dict(log["args"]))
         step = max(1, orders_n // max(1, receipts_n))
         txs = []
         for k, token in enumerate(ordered):
-            order_ids[token.address] += 1
             if k % step or len(txs) >= receipts_n:
                 continue
-            data = token.encode_abi(
-                "recordReceipt",
-                args=[
-                    order_ids[token.address],
-                    b"\x01" * 32,
-                    k.to_bytes(32, "big"),
-                    b"\x02" * 32,
-                    b"\x03" * 32,
-                    EPSILON // 2,
-                ],
+            data = Datatoken(w3, token.address).record_receipt_data(
+                order_id=k + 1,
+                order=terms[k + 1],
+                dataset_hash=b"\x01" * 32,
+                algorithm_hash=k.to_bytes(32, "big"),
+                params_hash=b"\x02" * 32,
+                result_hash=b"\x03" * 32,
             )
             txs.append({"from": operator.address, "to": token.address, "data": data, "gas": hex(300_000)})
             txs[-1]["nonce"] = hex(nonces[operator.address])

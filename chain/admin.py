@@ -10,6 +10,7 @@ from chain.models import (
     ChainTransaction,
     IndexerCursor,
     Order,
+    OrderTicket,
     SiweNonce,
     Wallet,
 )
@@ -53,6 +54,12 @@ class OrderAdmin(ReadOnlyAdmin):
     list_display = ("id", "dataset", "buyer", "status", "source", "epsilon", "chain_order_id", "created_at")
     list_filter = ("status", "source")
     search_fields = ("tx_hash", "consumer_address", "buyer__username")
+
+
+@admin.register(OrderTicket)
+class OrderTicketAdmin(ReadOnlyAdmin):
+    list_display = ("nonce", "listing", "buyer", "buyer_address", "epsilon_units", "expires_at", "created_at")
+    search_fields = ("buyer_address", "buyer__username")
 
 
 @admin.register(ChainEvent)

@@ -47,6 +47,10 @@ class Deployment:
     operator: ChecksumAddress
     fee_collector: ChecksumAddress
     fee_bps: int
+    # Contracts v2: the factory's order window (seconds from an order to its deadline) and delay of
+    # operator and fee changes; 0 in a deployment file written before them.
+    order_window: int = 0
+    parameter_delay: int = 0
 
     @property
     def payment_token(self) -> ChecksumAddress | None:
@@ -146,6 +150,8 @@ def deployment() -> Deployment:
         operator=Web3.to_checksum_address(entry["operator"]),
         fee_collector=Web3.to_checksum_address(entry["fee_collector"]),
         fee_bps=int(entry["fee_bps"]),
+        order_window=int(entry.get("order_window", 0)),
+        parameter_delay=int(entry.get("parameter_delay", 0)),
     )
     _local.deployment = (key, dep)
     return dep

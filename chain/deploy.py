@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -21,9 +22,16 @@ from web3 import Web3
 from web3.types import TxParams, TxReceipt, Wei
 
 from chain.artifacts import load_artifact
+from chain.wrappers import DataFactory
 
 DEFAULT_FEE_BPS = 250
 MAX_FEE_BPS = 1_000
+# How long an order stays settleable by the operator before its buyer may reclaim it, and how long
+# an operator or fee change waits before anyone may apply it (the factory's immutable bounds).
+DEFAULT_ORDER_WINDOW_SECONDS = 7 * 24 * 3600
+DEFAULT_PARAMETER_DELAY_SECONDS = 2 * 24 * 3600
+ORDER_WINDOW_BOUNDS = (3600, 365 * 24 * 3600)
+PARAMETER_DELAY_BOUNDS = (24 * 3600, 30 * 24 * 3600)
 
 
 class DeploymentError(RuntimeError):
@@ -78,19 +86,29 @@ def deploy_contracts(
     operator: str,
     fee_collector: str,
     fee_bps: int = DEFAULT_FEE_BPS,
+    order_window: int = DEFAULT_ORDER_WINDOW_SECONDS,
+    parameter_delay: int = DEFAULT_PARAMETER_DELAY_SECONDS,
     with_mock_stablecoin: bool = True,
+    payment_tokens: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Deploy MockStablecoin (development chains only), the DataNFT and Datatoken implementations
-    and the DataFactory (owned by ``deployer``). Returns the JSON-able deployment::
+    and the DataFactory (owned by ``deployer``), then allow-list the payment tokens (the stablecoin
+    and ``payment_tokens``: nothing can be published in a token the factory does not allow).
+    Returns the JSON-able deployment::
 
         {"chain_id": 31337, "genesis_hash": "0x..", "deployed_at_block": 1,
          "contracts": {"MockStablecoin": "0x..", "DataNFT": "0x..", "Datatoken": "0x..", "DataFactory": "0x.."},
-         "deployer": "0x..", "operator": "0x..", "fee_collector": "0x..", "fee_bps": 250}
+         "deployer": "0x..", "operator": "0x..", "fee_collector": "0x..", "fee_bps": 250,
+         "order_window": 604800, "parameter_delay": 172800, "payment_tokens": ["0x.."]}
 
     ``DataNFT`` and ``Datatoken`` are the implementations the factory clones; ``MockStablecoin`` is
     absent without ``with_mock_stablecoin``. Addresses are checksummed."""
     if not 0 <= fee_bps <= MAX_FEE_BPS:
         raise DeploymentError(f"fee_bps must be within 0..{MAX_FEE_BPS}, got {fee_bps}")
+    if not ORDER_WINDOW_BOUNDS[0] <= order_window <= ORDER_WINDOW_BOUNDS[1]:
+        raise DeploymentError(f"order_window must be within {ORDER_WINDOW_BOUNDS} seconds, got {order_window}")
+    if not PARAMETER_DELAY_BOUNDS[0] <= parameter_delay <= PARAMETER_DELAY_BOUNDS[1]:
+        raise DeploymentError(f"parameter_delay must be within {PARAMETER_DELAY_BOUNDS} seconds, got {parameter_delay}")
     operator = Web3.to_checksum_address(operator)
     fee_collector = Web3.to_checksum_address(fee_collector)
     contracts: dict[str, str] = {}
@@ -104,11 +122,26 @@ def deploy_contracts(
         contracts[name] = address
         return address
 
+    tokens = [Web3.to_checksum_address(t) for t in payment_tokens]
     if with_mock_stablecoin:
-        deploy("MockStablecoin")
+        tokens.insert(0, Web3.to_checksum_address(deploy("MockStablecoin")))
     nft_implementation = deploy("DataNFT")
     datatoken_implementation = deploy("Datatoken")
-    deploy("DataFactory", nft_implementation, datatoken_implementation, operator, fee_collector, fee_bps)
+    factory = DataFactory(
+        w3,
+        deploy(
+            "DataFactory",
+            nft_implementation,
+            datatoken_implementation,
+            operator,
+            fee_collector,
+            fee_bps,
+            order_window,
+            parameter_delay,
+        ),
+    )
+    for token in tokens:
+        send_signed(w3, deployer, {"to": factory.address, "data": factory.set_payment_token_data(token, True)})
 
     return {
         "chain_id": w3.eth.chain_id,
@@ -119,6 +152,9 @@ def deploy_contracts(
         "operator": operator,
         "fee_collector": fee_collector,
         "fee_bps": fee_bps,
+        "order_window": order_window,
+        "parameter_delay": parameter_delay,
+        "payment_tokens": tokens,
     }
 
 

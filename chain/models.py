@@ -81,6 +81,10 @@ class ChainTransaction(models.Model):
         REFUND = "refund", "Refund an order"
         ORDERING_FLAG = "ordering_flag", "Operator ordering flag"
         FAUCET = "faucet", "Development faucet"
+        # Contracts v2: pull payments (anyone may send one; it always pays the account) and a
+        # buyer's reclaim of an order past its deadline.
+        WITHDRAW = "withdraw", "Withdraw credits"
+        RECLAIM = "reclaim", "Reclaim an expired order"
 
     chain_id = models.BigIntegerField()
     purpose = models.CharField(max_length=20, choices=Purpose.choices)
@@ -140,11 +144,15 @@ class ChainListing(models.Model):
     price_units = models.DecimalField(max_digits=78, decimal_places=0)
     epsilon_cap_units = models.BigIntegerField()
     epsilon_per_job_units = models.BigIntegerField()
-    delta_units = models.BigIntegerField()
+    delta_units = models.BigIntegerField(help_text="Delta per job (atto-delta).")
+    # Contracts v2 budget delta cumulatively: the dataset's total delta cap on chain.
+    delta_cap_units = models.BigIntegerField(default=0)
     metadata_hash = models.CharField(max_length=66)
     # Followed from events by the indexer.
     epsilon_ordered_units = models.BigIntegerField(default=0)
-    operator_ordering_disabled = models.BooleanField(default=False)
+    delta_ordered_units = models.BigIntegerField(default=0)
+    # A v2 datatoken starts closed to orders: the operator opens it when a moderator lists the dataset.
+    operator_ordering_disabled = models.BooleanField(default=True)
     publish_tx = models.ForeignKey(ChainTransaction, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     # Set when the owner's own wallet sent the publish transaction (the marketplace verifies it).
     publish_tx_hash = models.CharField(max_length=66, blank=True, db_index=True)
@@ -159,6 +167,10 @@ class ChainListing(models.Model):
     def epsilon_left_units(self) -> int:
         return self.epsilon_cap_units - self.epsilon_ordered_units
 
+    @property
+    def delta_left_units(self) -> int:
+        return self.delta_cap_units - self.delta_ordered_units
+
 
 class Order(models.Model):
     """A buyer's paid compute order, accepted only once verified on chain."""
@@ -170,6 +182,8 @@ class Order(models.Model):
         REJECTED = "rejected", "Rejected"
         RECEIPTED = "receipted", "Receipt recorded, payment released"
         REFUNDED = "refunded", "Refunded"
+        # Past its deadline unsettled, the buyer took the payment back (the budget is released).
+        RECLAIMED = "reclaimed", "Reclaimed by the buyer after its deadline"
         # The chain rolled back past the order (or reused its id for another one): never settled.
         VANISHED = "vanished", "Gone from the chain (rolled back)"
 
@@ -178,17 +192,34 @@ class Order(models.Model):
     # (an own wallet's order still pending, confirming, or rejected by a check the chain overrides);
     # a rollback can take any order off the chain (vanished) or drop only its settlement (confirmed
     # again); a vanished order comes back when the new chain mines its transaction again.
+    # A confirmed order past its deadline unsettled can be reclaimed by its buyer (on chain, by
+    # anyone); the indexer follows it like a settlement.
     TRANSITIONS: dict[str, frozenset[str]] = {
         Status.PENDING: frozenset(
-            {Status.CONFIRMED, Status.REJECTED, Status.RECEIPTED, Status.REFUNDED, Status.VANISHED}
+            {
+                Status.CONFIRMED,
+                Status.REJECTED,
+                Status.RECEIPTED,
+                Status.REFUNDED,
+                Status.RECLAIMED,
+                Status.VANISHED,
+            }
         ),
         Status.CONFIRMING: frozenset(
-            {Status.CONFIRMED, Status.REJECTED, Status.RECEIPTED, Status.REFUNDED, Status.VANISHED}
+            {
+                Status.CONFIRMED,
+                Status.REJECTED,
+                Status.RECEIPTED,
+                Status.REFUNDED,
+                Status.RECLAIMED,
+                Status.VANISHED,
+            }
         ),
-        Status.CONFIRMED: frozenset({Status.RECEIPTED, Status.REFUNDED, Status.VANISHED}),
-        Status.REJECTED: frozenset({Status.RECEIPTED, Status.REFUNDED, Status.VANISHED}),
+        Status.CONFIRMED: frozenset({Status.RECEIPTED, Status.REFUNDED, Status.RECLAIMED, Status.VANISHED}),
+        Status.REJECTED: frozenset({Status.RECEIPTED, Status.REFUNDED, Status.RECLAIMED, Status.VANISHED}),
         Status.RECEIPTED: frozenset({Status.CONFIRMED, Status.VANISHED}),
         Status.REFUNDED: frozenset({Status.CONFIRMED, Status.VANISHED}),
+        Status.RECLAIMED: frozenset({Status.CONFIRMED, Status.VANISHED}),
         Status.VANISHED: frozenset({Status.CONFIRMED}),
     }
 
@@ -207,7 +238,11 @@ class Order(models.Model):
     algorithm_hash = models.CharField(max_length=66)
     amount_units = models.DecimalField(max_digits=78, decimal_places=0, default=0)
     tx_hash = models.CharField(max_length=66, blank=True)
+    # The on-chain order id is the nonce of the order's ticket (contracts v2), known before it is sent.
     chain_order_id = models.BigIntegerField(null=True, blank=True)
+    ticket_expires_at = models.DateTimeField(null=True, blank=True, help_text="The order ticket must be mined by then.")
+    # From ``OrderStarted``: after it (unix seconds) the operator cannot settle and the buyer may reclaim.
+    deadline = models.BigIntegerField(null=True, blank=True)
     block_number = models.BigIntegerField(null=True, blank=True)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING, db_index=True)
     error = models.TextField(blank=True)
@@ -231,6 +266,30 @@ class Order(models.Model):
 
     def __str__(self) -> str:
         return f"order {self.pk} ({self.status})"
+
+
+class OrderTicket(models.Model):
+    """An order ticket the operator signed (contracts v2): the order it allows must come from this
+    buyer's wallet, for this dataset, epsilon, delta, parameters hash and price, by ``expires_at``;
+    its nonce becomes the on-chain order id. Verification checks a mined order against it."""
+
+    listing = models.ForeignKey(ChainListing, on_delete=models.CASCADE, related_name="tickets")
+    buyer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="order_tickets")
+    buyer_address = models.CharField(max_length=42)
+    nonce = models.BigIntegerField()
+    epsilon_units = models.BigIntegerField()
+    delta_units = models.BigIntegerField()
+    algorithm_hash = models.CharField(max_length=66)
+    price_units = models.DecimalField(max_digits=78, decimal_places=0)
+    expires_at = models.DateTimeField()
+    signature = models.CharField(max_length=132)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["listing", "nonce"], name="order_ticket_nonce_once")]
+
+    def __str__(self) -> str:
+        return f"ticket {self.nonce} for {self.buyer_address}"
 
 
 class ChainEvent(models.Model):

@@ -10,7 +10,7 @@ from eth_abi import decode
 from eth_utils import keccak
 
 from chain.artifacts import load_artifact
-from chain.units import units_to_epsilon
+from chain.units import units_to_delta, units_to_epsilon, units_to_price
 
 ARTIFACTS = ("DataFactory", "Datatoken", "DataNFT", "MockStablecoin")
 _OZ_ERRORS = {
@@ -20,6 +20,46 @@ _OZ_ERRORS = {
     "ERC2612ExpiredSignature": "The permit signature has expired.",
     "ERC2612InvalidSigner": "The permit was not signed by the paying wallet.",
 }
+
+
+# Errors whose sentence needs no argument.
+_PLAIN = {
+    "OrderingClosed": "Ordering of this dataset is closed on chain (it opens when a moderator lists it).",
+    "TicketInvalid": (
+        "The order ticket is not valid: it was not signed by the marketplace's operator for this wallet, "
+        "dataset and request. Ask for a new quote."
+    ),
+    "ZeroEpsilon": "An order must ask for some epsilon.",
+    "NotFree": "This dataset is not free: pay for it with buyAndOrder.",
+    "RenounceDisabled": "Renouncing the factory's ownership is disabled (it would lock the marketplace).",
+    "PaymentTokenNotAllowed": "The factory does not accept that payment token (it is not on its allow-list).",
+    "InvalidCaps": "The budget caps are inconsistent (per job 0 or above the total).",
+    "NothingPending": "There is no pending change to apply.",
+    "ZeroAddress": "The zero address is not allowed here.",
+    "NothingToSweep": "There is nothing to sweep: the contract holds no stray balance of that token.",
+}
+# Errors whose sentence names an argument (orders by id, times as unix seconds).
+_WITH_ID = {
+    "TicketExpired": "The order ticket expired (unix time {expiry}) before the order was mined; ask for a new quote.",
+    "TicketUsed": "This order ticket (nonce {nonce}) was already used; ask for a new quote.",
+    "OrderExpired": (
+        "Order {orderId} passed its deadline (unix time {deadline}) unsettled: the operator can no longer "
+        "settle it, and its buyer can reclaim the payment."
+    ),
+    "OrderNotExpired": "Order {orderId} can be reclaimed only after its deadline (unix time {deadline}).",
+    "OrderMismatch": "Order {orderId} on chain is not the order presented (another consumer, amount or deadline).",
+    "OrderNotOpen": "Order {orderId} is already settled on chain (status {status}).",
+    "NotOperator": "Only the marketplace's operator may do this ({caller} is not it).",
+    "NothingToWithdraw": "{account} has nothing to withdraw from this datatoken.",
+    "TooEarly": "The change can be applied only from unix time {eta}.",
+    "FeeTooHigh": "A fee of {bps} basis points is above the 1,000 (10 %) maximum.",
+    "InvalidOrderWindow": "The order window ({window} seconds) must be between 1 hour and 365 days.",
+    "InvalidParameterDelay": "The parameter delay ({delay} seconds) must be between 1 and 30 days.",
+}
+
+
+def _readable(value: Any) -> Any:
+    return "0x" + bytes(value).hex() if isinstance(value, bytes | bytearray) else value
 
 
 @functools.cache
@@ -74,9 +114,22 @@ def revert_message(exc_or_data: Any) -> str:
     if name == "EpsilonPerJobCapExceeded":
         cap, asked = units_to_epsilon(args["cap"]), units_to_epsilon(args["requested"])
         return f"At most epsilon {cap} per job; this order asks {asked}."
-    if name == "OrderingClosed":
-        return "Ordering of this dataset is closed on chain."
-    if name == "PriceAboveMax":
-        return "The price on chain changed and is above what you agreed to pay."
+    if name == "DeltaCapExceeded":
+        return (
+            f"The dataset's cumulative delta budget has {units_to_delta(args['left']):e} left; "
+            f"this order asks for {units_to_delta(args['requested']):e}."
+        )
+    if name == "DeltaPerJobCapExceeded":
+        delta_cap, delta_asked = units_to_delta(args["cap"]), units_to_delta(args["requested"])
+        return f"At most delta {delta_cap:e} per job; this order asks {delta_asked:e}."
+    if name == "PriceMismatch":
+        return (
+            f"The price on chain is now {units_to_price(args['price'])}, not the "
+            f"{units_to_price(args['ticketPrice'])} of your order ticket; ask for a new quote."
+        )
+    if name in _PLAIN:
+        return _PLAIN[name]
+    if name in _WITH_ID:
+        return _WITH_ID[name].format(**{k: _readable(v) for k, v in args.items()})
     rendered = ", ".join(f"{k}={v}" for k, v in args.items())
     return f"The contract refused: {name}({rendered})."

@@ -23,9 +23,11 @@ happens to the payment and the epsilon once the runner had read the data (``afte
   workspace (its decrypted dataset) could not be removed and was quarantined for an operator; what
   the run stored is not published (the workspace is a mount the worker unmounts, so the program
   cannot make its removal fail).
-- ``release``: the buyer stopped a running job. Nothing is released (the sandbox is killed, its
-  outputs discarded), so the epsilon is released; the compute ran at the buyer's request, so the
-  payment goes to the provider with a receipt that records epsilon 0 spent.
+
+A buyer who stops a running job (``cancelled_running``) is charged like any failure after the
+data was read: the runner had read it, and the chain's receipt charges exactly the reservation
+(contracts v2 cannot give epsilon back after a receipt). It also closes a timing side channel:
+cancelling mid-run no longer gets the epsilon back.
 
 Before the runner reads the data every failure releases the reservation and refunds the payment.
 """
@@ -42,13 +44,13 @@ class Failure:
     status: str  # "failed" | "cancelled"
     caused_by: str  # "buyer" | "platform" | "provider" | "limit" | "moderator"
     text: str  # a template over public settings only
-    after_data: str = "charge"  # "charge" | "refund" | "release": see the module docstring
+    after_data: str = "charge"  # "charge" | "refund": see the module docstring
 
 
 _FAILURES = [
     Failure("cancelled_before_start", "cancelled", "buyer", "Cancelled by the buyer before it started."),
     Failure("cancelled_before_runner", "cancelled", "buyer", "Cancelled by the buyer before the runner started."),
-    Failure("cancelled_running", "cancelled", "buyer", "Cancelled by the buyer while running.", "release"),
+    Failure("cancelled_running", "cancelled", "buyer", "Cancelled by the buyer while running."),
     Failure("cancelled_by_moderator", "cancelled", "moderator", "Cancelled by a moderator.", "refund"),
     Failure("limit_wall_clock", "failed", "limit", "The job hit its time limit ({wall_seconds} s) and was stopped."),
     Failure("limit_cpu", "failed", "limit", "The job hit its CPU-time limit ({cpu_seconds} s) and was stopped."),
@@ -77,6 +79,13 @@ _FAILURES = [
         "failed",
         "platform",
         "The payment is no longer on the chain (the chain was rolled back), so nothing was charged.",
+        "refund",
+    ),
+    Failure(
+        "order_expired",
+        "failed",
+        "platform",
+        "The payment passed its deadline on chain before the job was settled; reclaim it from the order page.",
         "refund",
     ),
     Failure("dataset_mismatch", "failed", "platform", "The stored dataset did not match its commitment.", "refund"),

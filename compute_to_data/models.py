@@ -80,6 +80,8 @@ class ComputeJob(models.Model):
         NONE = "none", "Nothing to settle yet"
         RECEIPT = "receipt", "Receipt recorded on chain"
         REFUND = "refund", "Refunded on chain"
+        # Past its deadline unsettled, the buyer reclaimed the payment (the epsilon released).
+        RECLAIM = "reclaim", "Reclaimed by the buyer after its deadline"
         # The chain no longer holds the order (rolled back): nothing to settle, nothing was charged.
         VANISHED = "vanished", "Payment gone from the chain (rolled back): nothing charged"
 

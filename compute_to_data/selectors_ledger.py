@@ -10,7 +10,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from chain.models import ChainListing, Order
-from chain.units import units_to_epsilon
+from chain.units import units_to_delta, units_to_epsilon
 from compute_to_data.models import ComputeJob
 from compute_to_data.services.budget import budget_summary, delta_decimal
 from marketplace.models import Dataset
@@ -48,6 +48,7 @@ class Ledger:
     epsilon_reserved: Decimal
     delta_reserved: Decimal
     epsilon_on_chain: Decimal | None  # cumulative epsilon the datatoken has booked, as last indexed
+    delta_on_chain: float | None = None  # cumulative delta it has booked (contracts v2 budget delta too)
     entries: list[LedgerEntry] = field(default_factory=list)
 
     @property
@@ -80,8 +81,10 @@ def ledger_for(*, dataset: Dataset) -> Ledger:
     summary = budget_summary(dataset=dataset)
     listing = ChainListing.objects.filter(dataset=dataset).first()
     on_chain = None
+    delta_on_chain = None
     if listing is not None and getattr(listing, "epsilon_ordered_units", None) is not None:
         on_chain = units_to_epsilon(int(listing.epsilon_ordered_units))
+        delta_on_chain = units_to_delta(int(listing.delta_ordered_units))
     ledger = Ledger(
         dataset_id=dataset.pk,
         epsilon_cap=summary.epsilon_total,
@@ -93,6 +96,7 @@ def ledger_for(*, dataset: Dataset) -> Ledger:
         epsilon_reserved=summary.epsilon_reserved,
         delta_reserved=summary.delta_reserved,
         epsilon_on_chain=on_chain,
+        delta_on_chain=delta_on_chain,
     )
     jobs = (
         ComputeJob.objects.filter(dataset=dataset, budget_state=ComputeJob.Budget.CHARGED)

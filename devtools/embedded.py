@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from web3 import Web3
 
 from chain.deploy import deploy_contracts, read_deployment_file, write_deployment_file
@@ -70,7 +71,12 @@ def start_embedded_chain(data_dir: Path, *, port: int | None = None) -> Embedded
             return EmbeddedChain(node=node, deployment=existing, deployed_now=False)
         operator = dev_account(DEV_OPERATOR_PATH)
         deployment = deploy_contracts(
-            w3, operator, operator=operator.address, fee_collector=dev_account(DEV_FEE_COLLECTOR_PATH).address
+            w3,
+            operator,
+            operator=operator.address,
+            fee_collector=dev_account(DEV_FEE_COLLECTOR_PATH).address,
+            order_window=settings.CHAIN_ORDER_WINDOW_SECONDS,
+            parameter_delay=settings.CHAIN_PARAMETER_DELAY_SECONDS,
         )
         write_deployment_file(deployment_file, deployment)
         return EmbeddedChain(node=node, deployment=deployment, deployed_now=True)

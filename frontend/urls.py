@@ -64,6 +64,7 @@ urlpatterns = [
     path("datasets/<int:dataset_id>/job/", jobs.dataset_job, name="dataset-job"),
     path("datasets/<int:dataset_id>/job/wallet/", wallet.dataset_job_wallet, name="dataset-job-wallet"),
     path("orders/<int:order_id>/", orders.order_detail, name="order"),
+    path("orders/<int:order_id>/reclaim/", orders.order_reclaim, name="order-reclaim"),
     # compute jobs
     path("jobs/<int:job_id>/", jobs.job_detail, name="job"),
     path("jobs/<int:job_id>/cancel/", jobs.job_cancel, name="job-cancel"),

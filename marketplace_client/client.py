@@ -545,6 +545,12 @@ class MarketplaceClient:
     def order(self, order_id: int) -> Order:
         return Order.from_json(self._json("GET", f"orders/{int(order_id)}/"))
 
+    def reclaim_order(self, order_id: int) -> JSON:
+        """After an order's on-chain deadline passed unsettled: take the payment back (the epsilon is
+        released). A managed wallet's reclaim is sent by the marketplace (``transaction`` is None); an
+        own wallet gets the call to send (``transaction``: ``to``, ``data``, the order tuple)."""
+        return dict(self._json("POST", f"orders/{int(order_id)}/reclaim/", json_body={}))
+
     # --- compute -------------------------------------------------------------------------------
 
     def algorithms(self) -> list[Algorithm]:

@@ -323,6 +323,10 @@ class Order:
     block_number: int | None
     error: str
     epsilon_spent: Decimal | None
+    # Contracts v2: the order ticket's expiry, and the on-chain deadline (unix seconds) after which
+    # the marketplace can no longer settle and the buyer may reclaim.
+    ticket_expires_at: datetime | None
+    deadline: int | None
     receipt: JSON | None
     created_at: datetime | None
     confirmed_at: datetime | None
@@ -349,6 +353,8 @@ class Order:
             block_number=_int(data.get("block_number")),
             error=_str(data.get("error")),
             epsilon_spent=_dec(data.get("epsilon_spent")),
+            ticket_expires_at=_dt(data.get("ticket_expires_at")),
+            deadline=_int(data.get("deadline")),
             receipt=data.get("receipt") if isinstance(data.get("receipt"), dict) else None,
             created_at=_dt(data.get("created_at")),
             confirmed_at=_dt(data.get("confirmed_at")),

@@ -100,6 +100,8 @@ class OrderSerializer(serializers.ModelSerializer):
             "amount",
             "tx_hash",
             "chain_order_id",
+            "ticket_expires_at",
+            "deadline",
             "block_number",
             "error",
             "epsilon_spent",

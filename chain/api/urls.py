@@ -17,4 +17,5 @@ urlpatterns = [
     path("orders/quote/", views.OrderQuoteView.as_view(), name="order-quote"),
     path("orders/prepare/", views.OrderPrepareView.as_view(), name="order-prepare"),
     path("orders/<int:order_id>/", views.OrderDetailView.as_view(), name="order"),
+    path("orders/<int:order_id>/reclaim/", views.OrderReclaimView.as_view(), name="order-reclaim"),
 ]

@@ -315,6 +315,7 @@ class DatasetPublishView(APIView):
                     "epsilonCap": params.epsilon_cap,
                     "epsilonPerJobCap": params.epsilon_per_job_cap,
                     "deltaCap": params.delta_cap,
+                    "deltaPerJobCap": params.delta_per_job_cap,
                 },
             }
         )
@@ -504,7 +505,15 @@ class OrderPrepareView(APIView):
         algorithm_hash = serializers.CharField(help_text="What the order commits to on chain.")
         permit = PermitTypedDataSerializer(allow_null=True, help_text="EIP-712 typed data of the EIP-2612 permit.")
         deadline = serializers.IntegerField(allow_null=True, help_text="The permit's deadline (unix seconds).")
-        transaction = UnsignedTransactionSerializer(allow_null=True, help_text="Unsigned buyAndOrder, permit inside.")
+        transaction = UnsignedTransactionSerializer(
+            allow_null=True, help_text="Unsigned buyAndOrder (or dispenseAndOrder), ticket and permit inside."
+        )
+        ticket = serializers.DictField(
+            allow_null=True,
+            help_text="The operator-signed order ticket inside `transaction`: epsilon, delta, algorithm_hash, price, "
+            "nonce (the on-chain order id), expiry (unix seconds; the order must be mined by then) and signature. "
+            "Null while a permit is to be signed.",
+        )
 
     @extend_schema(
         request=PrepareInput,
@@ -662,3 +671,39 @@ class OrderDetailView(APIView):
     )
     def get(self, request, order_id: int):
         return Response(OrderSerializer(order_services.order_get_visible(order_id=order_id, user=request.user)).data)
+
+
+class OrderReclaimView(APIView):
+    """A buyer's exit: an order past its on-chain deadline that the marketplace never settled."""
+
+    permission_classes = [IsAuthenticated]
+
+    class ReclaimOutput(serializers.Serializer):
+        order = OrderSerializer()
+        transaction = serializers.DictField(
+            allow_null=True,
+            help_text="Own wallet: send this call yourself (`to`, `data`, and the reclaim(orderId, order) arguments). "
+            "Null when the marketplace sends it from your managed wallet.",
+        )
+
+    @extend_schema(
+        request=None,
+        responses={202: ReclaimOutput, **_errors(401, 403, 404, 409, 503)},
+        tags=["orders"],
+        summary="Reclaim an order past its deadline: the payment back to the buyer, the epsilon released",
+        description="Only once the order's on-chain deadline passed unsettled (409 `order_not_expired` before). "
+        "A managed wallet's reclaim is sent by the marketplace; an own wallet gets the call to send "
+        "(Datatoken.reclaim(orderId, order), callable by anyone: the payment always goes to the buyer).",
+    )
+    def post(self, request, order_id: int):
+        order = order_services.order_get_visible(order_id=order_id, user=request.user)
+        if order.buyer_id != request.user.pk:
+            raise PermissionDenied("Only the buyer can reclaim this order.")
+        wallet = Wallet.objects.filter(user=request.user, address=order.consumer_address).first()
+        call = None
+        if wallet is not None and wallet.kind == Wallet.Kind.MANAGED:
+            order_services.order_reclaim(order=order, user=request.user)
+        else:
+            call = order_services.order_reclaim_call(order=order, user=request.user)
+        order.refresh_from_db()
+        return Response({"order": OrderSerializer(order).data, "transaction": call}, status=status.HTTP_202_ACCEPTED)

@@ -10,8 +10,9 @@ import {IDatatoken} from "./interfaces/IDatatoken.sol";
 /// @notice A single token (id 1) minted to the provider at publish; its holder is the owner.
 /// Stores the dataset's metadata URI and hash and its state, and gives out two roles:
 /// managers (set by the owner) and metadata updaters (set by the owner or a manager).
-/// @dev Clone immutable argument: the factory address (20 bytes). Roles are kept when the NFT changes
-/// hands; the new owner removes them one by one (there is no unbounded loop to clear them).
+/// @dev Clone immutable argument: the factory address (20 bytes). When the NFT changes hands every
+/// role is reset (roles are kept per generation, and a transfer starts a new one, so no loop) and the
+/// datatoken's payment collector becomes the new owner.
 contract DataNFT is ERC721 {
     uint8 public constant STATE_ACTIVE = 0;
     uint8 public constant STATE_DEPRECATED = 1;
@@ -26,16 +27,18 @@ contract DataNFT is ERC721 {
     address private _datatoken;
     uint8 private _state;
     bool private _initialized;
+    uint64 private _generation;
     bytes32 private _metadataHash;
     string private _metadataURI;
     string private _name;
     string private _symbol;
-    mapping(address account => bool) private _managers;
-    mapping(address account => bool) private _metadataUpdaters;
+    /// @dev Role bits (ROLE_MANAGER, ROLE_METADATA_UPDATER) per owner generation.
+    mapping(uint64 generation => mapping(address account => uint8 roles)) private _roles;
 
     event RoleChanged(uint8 indexed role, address indexed account, bool granted);
     event MetadataUpdated(string uri, bytes32 hash, address indexed updater);
     event StateChanged(uint8 oldState, uint8 newState, address indexed by);
+    event RolesReset(address indexed newOwner);
 
     error NotAuthorized(address caller);
     error InvalidState(uint8 state);
@@ -47,7 +50,7 @@ contract DataNFT is ERC721 {
     }
 
     modifier onlyOwnerOrManager() {
-        if (msg.sender != _ownerOf(TOKEN_ID) && !_managers[msg.sender]) revert NotAuthorized(msg.sender);
+        if (msg.sender != _ownerOf(TOKEN_ID) && !_hasRole(msg.sender, ROLE_MANAGER)) revert NotAuthorized(msg.sender);
         _;
     }
 
@@ -80,30 +83,51 @@ contract DataNFT is ERC721 {
     // ----- roles -----
 
     function addManager(address account) external onlyOwner {
-        _managers[account] = true;
-        emit RoleChanged(ROLE_MANAGER, account, true);
+        _setRole(ROLE_MANAGER, account, true);
     }
 
     function removeManager(address account) external onlyOwner {
-        _managers[account] = false;
-        emit RoleChanged(ROLE_MANAGER, account, false);
+        _setRole(ROLE_MANAGER, account, false);
     }
 
     function addMetadataUpdater(address account) external onlyOwnerOrManager {
-        _metadataUpdaters[account] = true;
-        emit RoleChanged(ROLE_METADATA_UPDATER, account, true);
+        _setRole(ROLE_METADATA_UPDATER, account, true);
     }
 
     function removeMetadataUpdater(address account) external onlyOwnerOrManager {
-        _metadataUpdaters[account] = false;
-        emit RoleChanged(ROLE_METADATA_UPDATER, account, false);
+        _setRole(ROLE_METADATA_UPDATER, account, false);
+    }
+
+    function _setRole(uint8 role, address account, bool granted) private {
+        mapping(address => uint8) storage roles = _roles[_generation];
+        roles[account] = granted ? roles[account] | role : roles[account] & ~role;
+        emit RoleChanged(role, account, granted);
+    }
+
+    function _hasRole(address account, uint8 role) private view returns (bool) {
+        return _roles[_generation][account] & role != 0;
+    }
+
+    /// @dev A transfer (not the mint at publish) starts a new generation of roles and makes the new
+    /// owner the datatoken's payment collector.
+    function _update(address to, uint256 tokenId, address auth) internal override returns (address from) {
+        from = super._update(to, tokenId, auth);
+        if (from != address(0)) {
+            unchecked {
+                _generation += 1; // 2**64 transfers are out of reach
+            }
+            emit RolesReset(to);
+            IDatatoken(_datatoken).resetPaymentCollector(to);
+        }
     }
 
     // ----- metadata and state -----
 
     /// @notice Owner or metadata updater.
     function setMetadata(string calldata uri, bytes32 hash) external {
-        if (msg.sender != _ownerOf(TOKEN_ID) && !_metadataUpdaters[msg.sender]) revert NotAuthorized(msg.sender);
+        if (msg.sender != _ownerOf(TOKEN_ID) && !_hasRole(msg.sender, ROLE_METADATA_UPDATER)) {
+            revert NotAuthorized(msg.sender);
+        }
         _metadataURI = uri;
         _metadataHash = hash;
         emit MetadataUpdated(uri, hash, msg.sender);
@@ -142,11 +166,11 @@ contract DataNFT is ERC721 {
     }
 
     function isManager(address account) external view returns (bool) {
-        return _managers[account];
+        return _hasRole(account, ROLE_MANAGER);
     }
 
     function isMetadataUpdater(address account) external view returns (bool) {
-        return _metadataUpdaters[account];
+        return _hasRole(account, ROLE_METADATA_UPDATER);
     }
 
     function name() public view override returns (string memory) {

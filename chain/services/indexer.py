@@ -73,11 +73,19 @@ logger = logging.getLogger(__name__)
 
 # Events followed, per emitting contract. Optional ones are followed when the ABI has them.
 FACTORY_EVENTS = ("DatasetPublished",)
-DATATOKEN_EVENTS = ("OrderStarted", "ReceiptRecorded", "OrderRefunded", "OperatorOrderingDisabled", "PriceChanged")
+DATATOKEN_EVENTS = (
+    "OrderStarted",
+    "ReceiptRecorded",
+    "OrderRefunded",
+    "OrderReclaimed",
+    "OperatorOrderingDisabled",
+    "PriceChanged",
+)
 NFT_EVENTS = ("StateChanged", "MetadataUpdated")
 _OPTIONAL_EVENTS = frozenset(NFT_EVENTS)
 # Events after which a datatoken's epsilonOrdered() has moved.
-_BUDGET_EVENTS = frozenset({"OrderStarted", "ReceiptRecorded", "OrderRefunded"})
+_BUDGET_EVENTS = frozenset({"OrderStarted", "ReceiptRecorded", "OrderRefunded", "OrderReclaimed"})
+_SETTLEMENT_EVENTS = ("ReceiptRecorded", "OrderRefunded", "OrderReclaimed")
 
 # Order statuses the chain can still settle; RECEIPTED and REFUNDED are final.
 _SETTLEABLE = frozenset({Order.Status.PENDING, Order.Status.CONFIRMING, Order.Status.CONFIRMED, Order.Status.REJECTED})
@@ -350,21 +358,25 @@ def _event(run: _Run, spec: _EventSpec, log: dict[str, Any]) -> _Event | None:
     )
 
 
-def _epsilon_ordered(run: _Run, events: Sequence[_Event], block: int) -> dict[str, int]:
-    """``Datatoken.epsilonOrdered()`` at ``block`` for every datatoken whose budget moved in ``events``
-    (one call per datatoken per range; the latest state when the node no longer has that block's)."""
+def _epsilon_ordered(run: _Run, events: Sequence[_Event], block: int) -> dict[str, tuple[int, int]]:
+    """``Datatoken.epsilonOrdered()`` and ``deltaOrdered()`` at ``block`` for every datatoken whose
+    budget moved in ``events`` (one pair of calls per datatoken per range; the latest state when the
+    node no longer has that block's)."""
     tokens = {e.address for e in events if e.name in _BUDGET_EVENTS}
     if not tokens:
         return {}
     from chain.wrappers import Datatoken
 
-    values: dict[str, int] = {}
+    values: dict[str, tuple[int, int]] = {}
     for token in tokens:
         datatoken = Datatoken(run.w3, token)
         try:
-            values[token] = int(datatoken.epsilon_ordered(block_identifier=block))
+            values[token] = (
+                int(datatoken.epsilon_ordered(block_identifier=block)),
+                int(datatoken.delta_ordered(block_identifier=block)),
+            )
         except Exception:  # pruned state on a non-archive node
-            values[token] = int(datatoken.epsilon_ordered())
+            values[token] = (int(datatoken.epsilon_ordered()), int(datatoken.delta_ordered()))
     return values
 
 
@@ -557,9 +569,7 @@ def _undo(run: _Run, dropped: Sequence[ChainEvent]) -> None:
         listings.setdefault(row.datatoken_address.lower(), row)
 
     started = {(e.address.lower(), int(e.args["orderId"])) for e in dropped if e.name == "OrderStarted"}
-    settled = {
-        (e.address.lower(), int(e.args["orderId"])) for e in dropped if e.name in ("ReceiptRecorded", "OrderRefunded")
-    } - started
+    settled = {(e.address.lower(), int(e.args["orderId"])) for e in dropped if e.name in _SETTLEMENT_EVENTS} - started
     for token, order_id in sorted(started):
         listing = listings.get(token)
         order = listing and Order.objects.filter(listing=listing, chain_order_id=order_id).first()
@@ -576,7 +586,7 @@ def _undo(run: _Run, dropped: Sequence[ChainEvent]) -> None:
             and Order.objects.filter(
                 listing=listing,
                 chain_order_id=order_id,
-                status__in=[Order.Status.RECEIPTED, Order.Status.REFUNDED],
+                status__in=[Order.Status.RECEIPTED, Order.Status.REFUNDED, Order.Status.RECLAIMED],
             ).first()
         )
         if not order:
@@ -593,6 +603,7 @@ def _undo(run: _Run, dropped: Sequence[ChainEvent]) -> None:
         datatoken = Datatoken(run.w3, row.datatoken_address)
         ChainListing.objects.filter(pk=row.pk).update(
             epsilon_ordered_units=datatoken.epsilon_ordered(),
+            delta_ordered_units=datatoken.delta_ordered(),
             price_units=Decimal(datatoken.price()),
             operator_ordering_disabled=datatoken.operator_ordering_disabled(),
         )
@@ -650,13 +661,15 @@ def _apply_published(run: _Run, events: Sequence[_Event], now: datetime) -> None
             price_units=Decimal(a["price"]),
             epsilon_cap_units=a["epsilonCap"],
             epsilon_per_job_units=a["epsilonPerJobCap"],
-            delta_units=a["deltaCap"],
+            delta_units=a["deltaPerJobCap"],
+            delta_cap_units=a["deltaCap"],
+            operator_ordering_disabled=True,  # a new datatoken starts closed to orders
             published_at=listing.published_at or now,
         )
 
 
 def _apply_datatoken_events(
-    run: _Run, events: Sequence[_Event], epsilon_ordered: dict[str, int], now: datetime
+    run: _Run, events: Sequence[_Event], epsilon_ordered: dict[str, tuple[int, int]], now: datetime
 ) -> None:
     """Orders and listing fields from datatoken events, in chain order, with bulk reads and writes."""
     listings: dict[str, ChainListing] = {}
@@ -676,7 +689,9 @@ def _apply_datatoken_events(
     if ids_per_listing:
         query = Q()
         for listing_id, ids in ids_per_listing.items():
-            query |= Q(listing_id=listing_id, chain_order_id__gte=min(ids), chain_order_id__lte=max(ids))
+            # Ids are random ticket nonces (contracts v2): asked for one by one, never as a range.
+            for chunk in _chunks(set(ids)):
+                query |= Q(listing_id=listing_id, chain_order_id__in=chunk)
         for known in Order.objects.filter(query):
             assert known.chain_order_id is not None  # the query asks for a range of on-chain ids
             by_key[(known.listing_id, known.chain_order_id)] = known
@@ -701,6 +716,8 @@ def _apply_datatoken_events(
         wallets.update(Wallet.objects.filter(address__in=chunk).values_list("address", "user_id"))
 
     new_orders: list[Order] = []
+    # (datatoken, buyer) of each paid reclaim: the buyer's credit is withdrawn for them.
+    reclaimed: list[tuple[str, str]] = []
     dirty_orders: dict[int, Order] = {}
     dirty_listings: dict[int, set[str]] = {}
     for e in events:
@@ -717,6 +734,7 @@ def _apply_datatoken_events(
                 # The marketplace's own order: its verification decides the status.
                 same = _same_order(mine, a)
                 mine.chain_order_id, mine.block_number, mine.amount_units = key[1], e.block_number, Decimal(a["amount"])
+                mine.deadline = int(a["deadline"])
                 mine.tx_hash = mine.tx_hash or e.tx_hash
                 if mine.status == Order.Status.VANISHED and same:
                     # A reorg dropped its block and the new chain mined its transaction again.
@@ -743,6 +761,7 @@ def _apply_datatoken_events(
                 # A transaction hash names one order; a second order in the same transaction keeps none.
                 tx_hash="" if e.tx_hash in by_tx else e.tx_hash,
                 chain_order_id=key[1],
+                deadline=int(a["deadline"]),
                 block_number=e.block_number,
                 status=Order.Status.CONFIRMED,
                 confirmed_at=now,
@@ -750,7 +769,7 @@ def _apply_datatoken_events(
             by_tx.setdefault(e.tx_hash, order)
             by_key[key] = order
             new_orders.append(order)
-        elif e.name in ("ReceiptRecorded", "OrderRefunded"):
+        elif e.name in _SETTLEMENT_EVENTS:
             settled = by_key.get((listing.pk, int(a["orderId"])))
             if settled is None or settled.status not in _SETTLEABLE:
                 continue
@@ -759,7 +778,8 @@ def _apply_datatoken_events(
             fields: dict[str, Any] = {"settled_at": now}
             if e.name == "ReceiptRecorded":
                 to = Order.Status.RECEIPTED
-                fields["epsilon_spent"] = _epsilon(a["epsilonSpent"])
+                # A receipt charges exactly the reservation (contracts v2).
+                fields["epsilon_spent"] = _epsilon(a["epsilon"])
                 fields["receipt"] = {
                     "dataset_hash": a["datasetHash"],
                     "algorithm_hash": a["algorithmHash"],
@@ -771,8 +791,12 @@ def _apply_datatoken_events(
                     "provider_amount": str(units_to_price(a["providerAmount"])),
                     "fee_amount": str(units_to_price(a["feeAmount"])),
                 }
-            else:
+            elif e.name == "OrderRefunded":
                 to = Order.Status.REFUNDED
+            else:
+                to = Order.Status.RECLAIMED
+                if int(a["amount"]):
+                    reclaimed.append((e.address, a["consumer"]))
             if settled.pk is not None:
                 order_transition(settled, to, save=False, **fields)
                 dirty_orders[settled.pk] = settled
@@ -789,8 +813,8 @@ def _apply_datatoken_events(
     for e in order_events:
         listing = listings[e.address.lower()]
         if e.address in epsilon_ordered:
-            listing.epsilon_ordered_units = epsilon_ordered[e.address]
-            dirty_listings.setdefault(listing.pk, set()).add("epsilon_ordered_units")
+            listing.epsilon_ordered_units, listing.delta_ordered_units = epsilon_ordered[e.address]
+            dirty_listings.setdefault(listing.pk, set()).update({"epsilon_ordered_units", "delta_ordered_units"})
 
     if new_orders:
         _bulk_insert(new_orders)
@@ -800,6 +824,7 @@ def _apply_datatoken_events(
             [
                 "tx_hash",
                 "chain_order_id",
+                "deadline",
                 "block_number",
                 "amount_units",
                 "status",
@@ -813,6 +838,13 @@ def _apply_datatoken_events(
     by_pk = {listing.pk: listing for listing in listings.values()}
     for pk, changed in dirty_listings.items():
         by_pk[pk].save(update_fields=sorted(changed))
+    if reclaimed and settings.CHAIN_OPERATOR_KEY:
+        from chain.services.orders.settlement import withdrawals_enqueue
+        from chain.wrappers import Datatoken
+
+        # Whoever sent the reclaim (the buyer's own wallet, anyone), the credit is paid out to the buyer.
+        for token, consumer in reclaimed:
+            withdrawals_enqueue(datatoken=Datatoken(run.w3, token), accounts=[consumer])
 
 
 def _same_order(order: Order, args: dict[str, Any]) -> bool:
@@ -825,7 +857,12 @@ def _same_order(order: Order, args: dict[str, Any]) -> bool:
 
 
 def _store_range(
-    run: _Run, start: int, end: int, events: Sequence[_Event], epsilon_ordered: dict[str, int], end_hash: str = ""
+    run: _Run,
+    start: int,
+    end: int,
+    events: Sequence[_Event],
+    epsilon_ordered: dict[str, tuple[int, int]],
+    end_hash: str = "",
 ) -> int | None:
     """Write one range in one transaction. Returns the number of new events, or None when another run
     moved the cursor meanwhile (nothing written)."""

@@ -104,7 +104,8 @@ def publish_params(dataset: Dataset) -> tuple[str, PublishParams]:
         price=price_units,
         epsilon_cap=epsilon_to_units(dataset.epsilon_total),
         epsilon_per_job_cap=epsilon_to_units(dataset.epsilon_per_job),
-        delta_cap=delta_to_units(dataset.delta),
+        delta_cap=delta_to_units(dataset.delta_total),
+        delta_per_job_cap=delta_to_units(dataset.delta),
     )
     return dep.address("DataFactory"), params
 
@@ -123,7 +124,8 @@ def _listing_start(dataset: Dataset, params: PublishParams, owner_address: str, 
         "price_units": params.price,
         "epsilon_cap_units": params.epsilon_cap,
         "epsilon_per_job_units": params.epsilon_per_job_cap,
-        "delta_units": params.delta_cap,
+        "delta_units": params.delta_per_job_cap,
+        "delta_cap_units": params.delta_cap,
         "metadata_hash": "0x" + params.metadata_hash.hex(),
         "publish_tx_hash": tx_hash,
         "publish_tx": None,
@@ -206,7 +208,8 @@ def _accept_published(listing: ChainListing, receipt: Any, *, owners: set[str] |
         "price": int(listing.price_units),
         "epsilonCap": listing.epsilon_cap_units,
         "epsilonPerJobCap": listing.epsilon_per_job_units,
-        "deltaCap": listing.delta_units,
+        "deltaCap": listing.delta_cap_units,
+        "deltaPerJobCap": listing.delta_units,
         "paymentToken": listing.payment_token,
     }
     for key, want in expected.items():
@@ -232,9 +235,12 @@ def _accept_published(listing: ChainListing, receipt: Any, *, owners: set[str] |
         nft_address=Web3.to_checksum_address(event["nft"]),
         datatoken_address=Web3.to_checksum_address(event["datatoken"]),
         published_at=listing.published_at or timezone.now(),
+        # A new datatoken starts closed to orders (contracts v2).
+        operator_ordering_disabled=True,
     )
     listing_id = listing.pk
-    # Ordering stays closed on chain until moderators list the dataset.
+    # The datatoken starts closed; the operator opens it now if moderators already listed the
+    # dataset, else when they do (``listing_ordering_sync`` follows every moderation change).
     transaction.on_commit(lambda: listing_ordering_sync(listing_id=listing_id))
 
 

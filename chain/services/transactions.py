@@ -51,12 +51,15 @@ ON_SETTLED: dict[str, Callable[[ChainTransaction, Any], None]] = {
     ChainTransaction.Purpose.ORDER: placing.order_tx_settled,
     ChainTransaction.Purpose.RECEIPT: settlement.receipt_settled,
     ChainTransaction.Purpose.REFUND: settlement.refund_settled,
+    ChainTransaction.Purpose.RECLAIM: settlement.reclaim_settled,
+    ChainTransaction.Purpose.WITHDRAW: settlement.withdraw_settled,
 }
 # Fresh call data built just before signing, per purpose (an order's permit depends on the nonce).
 PREPARE: dict[str, Callable[[ChainTransaction, LocalAccount, list[ChainTransaction]], str]] = {
     ChainTransaction.Purpose.ORDER: placing.order_tx_prepare,
     ChainTransaction.Purpose.RECEIPT: settlement.settlement_tx_prepare,
     ChainTransaction.Purpose.REFUND: settlement.settlement_tx_prepare,
+    ChainTransaction.Purpose.WITHDRAW: settlement.withdraw_tx_prepare,
 }
 # Sent transactions the chain may drop (a rollback, a node restarted without its pool) that are sent
 # again once the node no longer knows them: the operator's settlements, which re-read the order on

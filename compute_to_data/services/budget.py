@@ -155,6 +155,21 @@ def budget_release(*, job: ComputeJob) -> None:
     job.epsilon_spent = Decimal("0")
 
 
+def budget_uncharge(*, job: ComputeJob) -> None:
+    """Give a charged job's epsilon and delta back: its buyer reclaimed the order on chain after the
+    deadline (the chain released the reservation, so the books do too).
+
+    Call inside ``transaction.atomic`` with the job row locked; sets but does not save the job."""
+    if job.budget_state != ComputeJob.Budget.CHARGED:
+        return
+    budget = _locked_budget(job.dataset_id)
+    budget.epsilon_spent -= job.epsilon
+    budget.delta_spent -= delta_decimal(job.delta)
+    budget.save(update_fields=["epsilon_spent", "delta_spent", "updated_at"])
+    job.budget_state = ComputeJob.Budget.RELEASED
+    job.epsilon_spent = Decimal("0")
+
+
 def budget_check_left(*, dataset: Dataset, epsilon: Decimal, delta: float | None = None) -> None:
     """Refuse up front (before paying) a job asking more than the budget has left."""
     summary = budget_summary(dataset=dataset)

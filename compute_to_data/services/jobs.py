@@ -332,6 +332,19 @@ def job_follow_order(*, order_id: int) -> None:
             job.settlement = ComputeJob.Settlement.REFUND
             job.save(update_fields=["settlement", "updated_at"])
             job_log(job, "Payment refunded on chain.")
+        elif order.status == Order.Status.RECLAIMED and job.settlement != ComputeJob.Settlement.RECLAIM:
+            # Past its deadline unsettled, the buyer took the payment back and the chain released
+            # the epsilon: the job's budget follows (released like a refund's).
+            job.settlement = ComputeJob.Settlement.RECLAIM
+            if job.budget_state == ComputeJob.Budget.CHARGED:
+                budget_services.budget_uncharge(job=job)
+            else:
+                budget_services.budget_release(job=job)
+            job.save(update_fields=["settlement", "budget_state", "epsilon_spent", "updated_at"])
+            job_log(job, "The buyer reclaimed the payment on chain after its deadline; the epsilon is released.")
+            if not job.is_terminal and job.status != ComputeJob.Status.CREATED:
+                job_fail(job, "order_expired")
+                return
         elif (
             order.status == Order.Status.CONFIRMED and job.is_terminal and job.settlement != ComputeJob.Settlement.NONE
         ):
@@ -388,7 +401,7 @@ def job_end(job: ComputeJob, status: str, reason: str, *, limit: str = "", failu
 
     Call inside ``transaction.atomic`` with the job row locked."""
     rule = FAILURES[failure].after_data if failure in FAILURES else "charge"
-    if job.data_touched_at is None or rule in ("refund", "release"):
+    if job.data_touched_at is None or rule == "refund":
         budget_services.budget_release(job=job)
     else:
         budget_services.budget_charge(job=job)
@@ -429,6 +442,11 @@ def job_settle(*, job_id: int) -> str:
         return "nothing to settle"
     try:
         return _settle_order(job, order)
+    except order_settlement.OrderExpired:
+        # Too close to (or past) the order's deadline: the chain would refuse the settlement. The
+        # buyer reclaims the payment (the order page says how); the job says so.
+        job_log(job, order_settlement.EXPIRED_TEXT)
+        return "expired"
     except order_settlement.OrderVanished:
         # The settlement read the order back from the chain and did not find it as accepted (a
         # rollback reused its id for another buyer's order): nothing is sent, the job says so.
@@ -439,11 +457,8 @@ def job_settle(*, job_id: int) -> str:
 def _settle_order(job: ComputeJob, order: Order) -> str:
     from chain.services.orders import settlement as order_settlement
 
-    rule = FAILURES[job.failure].after_data if job.failure in FAILURES else "charge"
-    paid_for_compute = job.data_touched_at is not None and rule == "release"
-    if job.budget_state == ComputeJob.Budget.CHARGED or paid_for_compute:
-        # A receipt pays the provider; a buyer who stopped a running job pays for the compute but
-        # spends no epsilon (the receipt records 0 and the chain gives the whole reservation back).
+    if job.budget_state == ComputeJob.Budget.CHARGED:
+        # A receipt pays the provider and charges the whole reservation on chain, as here.
         receipt = receipt_of(job)
         order_settlement.order_receipt_record(
             order=order,
@@ -451,7 +466,6 @@ def _settle_order(job: ComputeJob, order: Order) -> str:
             algorithm_hash_hex=receipt.algorithm_hash,
             params_hash=receipt.params_hash,
             result_hash=receipt.result_hash,
-            epsilon_spent=receipt.epsilon_spent,
         )
         return "receipt"
     order_settlement.order_refund(order=order)
@@ -461,8 +475,9 @@ def _settle_order(job: ComputeJob, order: Order) -> str:
 def job_cancel(*, job: ComputeJob, user: User) -> ComputeJob:
     """The buyer cancels a job that has not finished running. A paid or queued job ends at once
     (budget released, payment refunded); a provisioning or running one is stopped by its worker
-    within a second: before the runner read the data it is refunded in full, after that nothing is
-    released, so its epsilon is released and the payment goes to the provider for the compute.
+    within a second: before the runner read the data it is refunded in full; after that it is
+    charged like any job that read the data (receipt, the whole reservation spent): nothing is
+    released to the buyer, but the runner had read the data.
 
     Only the buyer: a moderator cancels through ``job_cancel_by_moderator``, with a reason."""
     if job.buyer_id != user.pk:

@@ -7,7 +7,8 @@ chain. Nothing here reads the chain or writes a row.
 - ``params_hash``: what the order committed to, SHA-256 of the algorithm and its parameters.
 - ``result_hash``: SHA-256 over the released artifacts (``result_hash_of``), or of the failure
   record for a job that released nothing (``failure_hash``).
-- ``epsilon_spent``: what the job's accountant spent (0 for a job stopped by its buyer)."""
+- ``epsilon_spent``: the job's whole reservation: a receipt charges exactly it on chain (contracts
+  v2), whatever the accountant reported."""
 
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ def receipt_of(job: ComputeJob) -> Receipt:
         algorithm_hash=job.runner_hash or runner_code_hash(),
         params_hash=job.params_hash,
         result_hash=job.result_hash or failure_hash(job, job.status, job.reason),
-        epsilon_spent=job.epsilon_spent if job.epsilon_spent is not None else Decimal("0"),
+        epsilon_spent=job.epsilon,
     )
 
 

@@ -10,7 +10,7 @@ from typing import IO, Any
 
 from chain import client
 from chain.models import Order
-from chain.units import units_to_epsilon
+from chain.units import delta_to_units, units_to_delta, units_to_epsilon
 from chain.wrappers import Datatoken
 from common.errors import Conflict, NotFound
 from compute_to_data.models import ComputeJob, JobArtifact
@@ -120,13 +120,18 @@ def _chain_checks(job: ComputeJob) -> list[Check]:
         Check(f"chain {name}", on_chain.lower() == built.lower(), f"On chain: {on_chain}")
         for name, on_chain, built in pairs
     ]
-    spent = units_to_epsilon(int(event["epsilonSpent"]))
+    # A receipt charges exactly the order's reservation (contracts v2): epsilon and delta.
+    spent = units_to_epsilon(int(event["epsilon"]))
     checks.append(
         Check(
             "chain epsilon",
             spent == ours.epsilon_spent,
-            f"Epsilon spent on chain: {spent}",
+            f"Epsilon charged on chain: {spent}",
         )
+    )
+    delta = units_to_delta(int(event["delta"]))
+    checks.append(
+        Check("chain delta", delta_to_units(delta) == delta_to_units(job.delta), f"Delta charged on chain: {delta:g}")
     )
     # The event was picked by its orderId, which is this order's chain_order_id.
     on_chain_status = Datatoken(client.web3(), order.listing.datatoken_address).order_status(int(event["orderId"]))

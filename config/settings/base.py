@@ -413,6 +413,13 @@ CHAIN_ID = env_int("CHAIN_ID", 0)
 CHAIN_DEPLOYMENT_FILE = env("CHAIN_DEPLOYMENT_FILE", str(DATA_DIR / "chain" / "deployments.json"))
 # Hex private key of the marketplace operator (receipts, refunds, the ordering flag). Secret.
 CHAIN_OPERATOR_KEY = env("CHAIN_OPERATOR_KEY", "")
+# Contracts v2 (fixed at deployment, `manage.py chain_deploy` and the embedded chain): how long an
+# order stays settleable by the operator before its buyer may reclaim it, and how long an operator
+# or fee change waits before anyone may apply it (factory bounds: window 1 hour..365 days, delay 1..30 days).
+CHAIN_ORDER_WINDOW_SECONDS = env_int("CHAIN_ORDER_WINDOW_SECONDS", 7 * 24 * 3600)
+CHAIN_PARAMETER_DELAY_SECONDS = env_int("CHAIN_PARAMETER_DELAY_SECONDS", 2 * 24 * 3600)
+# How long an operator-signed order ticket (issued by the quote and the job API) may wait to be mined.
+CHAIN_TICKET_LIFETIME_SECONDS = env_int("CHAIN_TICKET_LIFETIME_SECONDS", 30 * 60)
 # Blocks an order or an event must be buried under before the marketplace trusts it.
 CHAIN_CONFIRMATIONS = env_int("CHAIN_CONFIRMATIONS", 2)
 # Largest block range one indexer query covers.

@@ -3,7 +3,7 @@
    transaction it signs itself. The marketplace never sees its key.
 
    Bundled with ethers by frontend/build.mjs into static/frontend/vendor/wallet.bundle.js (no CDN).
-   Pages opt in with elements carrying data-wallet-action ("login", "link" or "pay") and a status
+   Pages opt in with elements carrying data-wallet-action ("login", "link", "pay" or "reclaim") and a status
    region named by their aria-controls. Everything else goes through the REST API:
      POST /api/v1/auth/siwe/nonce/ -> personal_sign -> POST /api/v1/auth/siwe/verify/
      POST /api/v1/orders/prepare/ -> eth_signTypedData_v4 (permit) -> POST /api/v1/orders/prepare/
@@ -365,7 +365,37 @@ async function pay(button, status) {
   window.location.assign(`${jobUrl}#job-status`);
 }
 
-const ACTIONS = { login: signIn, link, pay };
+async function reclaim(button, status) {
+  // An order past its deadline, paid from this browser wallet: the server hands the reclaim call
+  // (anyone may send it; the chain pays the buyer), the wallet sends it.
+  const eth = requireWallet();
+  status.busy("Connecting to your wallet…");
+  const provider = new BrowserProvider(eth, "any");
+  const address = await connect(provider);
+  await ensureChain(eth);
+  const signer = await provider.getSigner(address);
+  status.busy("Preparing the reclaim…");
+  const answer = await api(button.dataset.reclaimUrl, { method: "POST", json: {} });
+  if (answer.transaction) {
+    status.busy("Waiting for you to confirm the reclaim in your wallet…");
+    const hash = await signer.sendUncheckedTransaction({
+      from: address,
+      to: answer.transaction.to,
+      data: answer.transaction.data,
+      value: 0n,
+    });
+    status.busy(`Sent (transaction ${short(hash)}). Waiting for the chain…`);
+    const receipt = await waitForReceipt(provider, hash);
+    if (receipt && receipt.status === 0) {
+      status.error("The reclaim failed on chain; nothing moved.");
+      return;
+    }
+  }
+  status.done("Reclaimed: the payment goes back to the paying wallet. Reloading…");
+  window.location.reload();
+}
+
+const ACTIONS = { login: signIn, link, pay, reclaim };
 
 async function run(button, action) {
   const target = document.getElementById(button.getAttribute("aria-controls") || "");

@@ -3,6 +3,7 @@ when saved, ``Dataset.description_html``, never in a template.)"""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -64,3 +65,12 @@ def as_decimal(value: Any) -> Any:
         return Decimal(str(value))
     except (ArithmeticError, ValueError):
         return value
+
+
+@register.filter
+def unix_time(value: Any) -> datetime | str:
+    """Unix seconds (an order's on-chain deadline) -> an aware datetime, for ``|date``."""
+    try:
+        return datetime.fromtimestamp(int(value), tz=UTC)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return ""

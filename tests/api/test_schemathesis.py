@@ -217,6 +217,7 @@ def _seed() -> tuple[dict, dict]:
         epsilon_per_job_units=1_000_000,
         delta_units=10**13,
         metadata_hash="0x" + "0" * 64,
+        operator_ordering_disabled=False,  # listed: the operator opened it
     )
     wallet = wallet_managed_get_or_create(user=user)
     order = Order.objects.create(

@@ -22,7 +22,7 @@ from web3.logs import DISCARD
 from chain.artifacts import ARTIFACT_NAMES, load_artifact
 from chain.deploy import deploy_contracts, send_signed
 from chain.faucet import DEFAULT_MNEMONIC
-from chain.wrappers import MockStablecoin
+from chain.wrappers import Datatoken, MockStablecoin, OrderTerms, OrderTicket
 from devtools.node import AnvilNode
 
 USDC = 10**6
@@ -31,8 +31,10 @@ DELTA_1E5 = 10_000_000_000_000  # 1e-5 in atto-delta
 DEFAULT_PRICE = 12_500_000
 DEFAULT_EPSILON_CAP = 3_000_000
 DEFAULT_PER_JOB_CAP = 1_000_000
-DEFAULT_DELTA_CAP = DELTA_1E5
+DEFAULT_DELTA_CAP = 10 * DELTA_1E5  # the total (cumulative) delta budget
+DEFAULT_DELTA_PER_JOB_CAP = DELTA_1E5
 FEE_BPS = 250
+ORDER_WINDOW = 7 * 24 * 3600
 ALGORITHM = keccak(text="algorithm: mean(age) with laplace noise")
 
 
@@ -167,22 +169,64 @@ class Chain:
             "epsilonCap": DEFAULT_EPSILON_CAP,
             "epsilonPerJobCap": DEFAULT_PER_JOB_CAP,
             "deltaCap": DEFAULT_DELTA_CAP,
+            "deltaPerJobCap": DEFAULT_DELTA_PER_JOB_CAP,
         }
         params.update(overrides)
         return params
 
-    def publish(self, owner: LocalAccount | None = None, **overrides: Any) -> Dataset:
+    def publish(self, owner: LocalAccount | None = None, *, open_: bool = True, **overrides: Any) -> Dataset:
+        """Publish, then (``open_``) open ordering as the operator does when a moderator lists it:
+        a v2 datatoken starts closed."""
         owner = owner or self.accounts.provider
         params = self.publish_params(**overrides)
         receipt = self.tx(owner, self.factory.functions.publish(params))
         published = self.event(self.factory, "DatasetPublished", receipt)
-        return Dataset(
+        dataset = Dataset(
             nft=self.contract("DataNFT", published.nft),
             datatoken=self.contract("Datatoken", published.datatoken),
             owner=owner,
             params=params,
             receipt=receipt,
         )
+        if open_:
+            self.tx(self.accounts.operator, dataset.datatoken.functions.setOperatorOrderingDisabled(False))
+        return dataset
+
+    # ----- order tickets (contracts v2) -----
+
+    def ticket(
+        self,
+        dataset: Dataset,
+        buyer: LocalAccount,
+        *,
+        epsilon: int = 500_000,
+        delta: int = DELTA_1E5,
+        algorithm: bytes = ALGORITHM,
+        price: int | None = None,
+        nonce: int | None = None,
+        expiry: int | None = None,
+        signer: LocalAccount | None = None,
+    ) -> tuple[OrderTicket, bytes]:
+        """An order ticket for ``buyer`` signed by the operator (or ``signer``): (ticket, signature)."""
+        self._nonce = getattr(self, "_nonce", 0) + 1
+        ticket = OrderTicket(
+            epsilon=epsilon,
+            delta=delta,
+            algorithm_hash=algorithm,
+            price=dataset.datatoken.functions.price().call() if price is None else price,
+            nonce=self._nonce if nonce is None else nonce,
+            expiry=self.timestamp() + 1800 if expiry is None else expiry,
+        )
+        wrapper = Datatoken(self.w3, dataset.datatoken.address)
+        signature = wrapper.sign_ticket(
+            signer or self.accounts.operator, ticket, buyer.address, chain_id=self.w3.eth.chain_id
+        )
+        return ticket, signature
+
+    @staticmethod
+    def terms(started: Any) -> tuple:
+        """The ``Order`` tuple settlement presents, from an ``OrderStarted`` event's arguments."""
+        return OrderTerms.from_event(dict(started)).as_tuple()
 
     def buy_fn(
         self,
@@ -192,22 +236,34 @@ class Chain:
         epsilon: int = 500_000,
         delta: int = DELTA_1E5,
         algorithm: bytes = ALGORITHM,
-        max_price: int | None = None,
+        price: int | None = None,
         permit: bool = True,
+        **ticket: Any,
     ):
-        """The ``buyAndOrder`` call (with a fresh permit for the current price unless ``permit=False``)."""
-        price = dataset.datatoken.functions.price().call()
+        """The ``buyAndOrder`` call with an operator-signed ticket (``ticket`` overrides its fields)
+        and a fresh permit for the current price unless ``permit=False``."""
+        current = dataset.datatoken.functions.price().call()
         deadline, v, r, s = (0, 0, b"\0" * 32, b"\0" * 32)
         if permit:
-            deadline, v, r, s = self.sign_permit(buyer, dataset.datatoken.address, price)
-        return dataset.datatoken.functions.buyAndOrder(
-            epsilon, delta, algorithm, price if max_price is None else max_price, deadline, v, r, s
+            deadline, v, r, s = self.sign_permit(buyer, dataset.datatoken.address, current)
+        signed, signature = self.ticket(
+            dataset, buyer, epsilon=epsilon, delta=delta, algorithm=algorithm, price=price, **ticket
         )
+        return dataset.datatoken.functions.buyAndOrder(signed.as_tuple(), signature, deadline, v, r, s)
 
     def buy(self, dataset: Dataset, buyer: LocalAccount, **kwargs: Any) -> tuple[int, Any]:
         """Buy and order; (order id, receipt)."""
         receipt = self.tx(buyer, self.buy_fn(dataset, buyer, **kwargs))
         return self.event(dataset.datatoken, "OrderStarted", receipt).orderId, receipt
+
+    def started(self, dataset: Dataset, receipt: Any) -> Any:
+        """The ``OrderStarted`` arguments of an order's receipt."""
+        return self.event(dataset.datatoken, "OrderStarted", receipt)
+
+    def increase_time(self, seconds: int) -> None:
+        """Move the chain's clock on (anvil's evm_increaseTime, then a block)."""
+        self.w3.provider.make_request("evm_increaseTime", [int(seconds)])
+        self.w3.provider.make_request("evm_mine", [])
 
 
 def derive_accounts() -> Accounts:
@@ -291,7 +347,7 @@ def clone_creation_code(implementation: str, args: bytes) -> bytes:
 def clone_with_factory(chain):
     """Make a clone of the DataNFT or Datatoken implementation whose factory argument is ``account``
     (an EOA), so a test can call ``initialize`` itself. Datatoken clones get the other arguments too:
-    the dataset's NFT = ``account``, USDC, the fee collector, 2.5 %, caps 3 / 1 / 1e-5."""
+    the dataset's NFT = ``account``, USDC, the fee collector, 2.5 %, a 7-day window, caps 3 / 1 / 1e-4 / 1e-5."""
 
     def make(name: str, account: LocalAccount) -> Contract:
         factory = bytes.fromhex(account.address[2:])
@@ -304,9 +360,11 @@ def clone_with_factory(chain):
                 + bytes.fromhex(chain.usdc.address[2:])
                 + bytes.fromhex(chain.accounts.fee_collector.address[2:])
                 + FEE_BPS.to_bytes(2, "big")
+                + ORDER_WINDOW.to_bytes(4, "big")
                 + DEFAULT_EPSILON_CAP.to_bytes(8, "big")
                 + DEFAULT_PER_JOB_CAP.to_bytes(8, "big")
                 + DEFAULT_DELTA_CAP.to_bytes(8, "big")
+                + DEFAULT_DELTA_PER_JOB_CAP.to_bytes(8, "big")
             )
         code = clone_creation_code(chain.deployment["contracts"][name], args)
         receipt = send_signed(chain.w3, account, {"data": code, "value": 0})
@@ -317,7 +375,8 @@ def clone_with_factory(chain):
 
 @pytest.fixture
 def dataset(chain) -> Dataset:
-    """A priced dataset (12.5 USDC, epsilon cap 3, per job 1, delta cap 1e-5) published by the provider."""
+    """A priced dataset (12.5 USDC, epsilon cap 3, per job 1, delta cap 1e-4, per job 1e-5) published by
+    the provider and opened by the operator."""
     return chain.publish()
 
 

@@ -31,14 +31,18 @@ def listing_for(chain: Chain, provider_user: User, *, metadata: str = "metadata 
         price_units=p["price"],
         epsilon_cap_units=p["epsilonCap"],
         epsilon_per_job_units=p["epsilonPerJobCap"],
-        delta_units=p["deltaCap"],
+        delta_units=p["deltaPerJobCap"],
+        delta_cap_units=p["deltaCap"],
         metadata_hash="0x" + p["metadataHash"].hex(),
     )
 
 
-def dispense(chain: Chain, dataset, who, *, epsilon: int = 250_000, algorithm: bytes = ALGORITHM):
-    """A free dataset's order; (order id, tx hash)."""
-    receipt = chain.tx(who, dataset.datatoken.functions.dispenseAndOrder(epsilon, DELTA_1E5, algorithm))
+def dispense(chain: Chain, dataset, who, *, epsilon: int = 250_000, algorithm: bytes = ALGORITHM, **ticket_fields):
+    """A free dataset's order with an operator-signed ticket (``ticket_fields``: its nonce...); (order id, tx hash)."""
+    ticket, signature = chain.ticket(
+        dataset, who, epsilon=epsilon, delta=DELTA_1E5, algorithm=algorithm, **ticket_fields
+    )
+    receipt = chain.tx(who, dataset.datatoken.functions.dispenseAndOrder(ticket.as_tuple(), signature))
     return chain.event(dataset.datatoken, "OrderStarted", receipt).orderId, receipt["transactionHash"].to_0x_hex()
 
 

@@ -31,6 +31,12 @@ def test_deployment_dict(chain, accounts):
     assert factory.functions.datatokenImplementation().call() == deployment["contracts"]["Datatoken"]
     assert factory.functions.operator().call() == accounts.operator.address
     assert factory.functions.owner().call() == accounts.deployer.address
+    # Contracts v2: the order window and parameter delay, and the stablecoin allow-listed.
+    assert (deployment["order_window"], deployment["parameter_delay"]) == (7 * 24 * 3600, 2 * 24 * 3600)
+    assert factory.functions.orderWindow().call() == 7 * 24 * 3600
+    assert factory.functions.parameterDelay().call() == 2 * 24 * 3600
+    assert deployment["payment_tokens"] == [deployment["contracts"]["MockStablecoin"]]
+    assert factory.functions.isPaymentToken(deployment["contracts"]["MockStablecoin"]).call()
     json.dumps(deployment)  # JSON-able as it is
 
 
@@ -45,6 +51,20 @@ def test_deploy_without_mock_stablecoin(chain, accounts):
     )
     assert set(deployment["contracts"]) == {"DataNFT", "Datatoken", "DataFactory"}
     assert deployment["fee_bps"] == 0
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("order_window", 3599), ("order_window", 366 * 24 * 3600), ("parameter_delay", 3600)]
+)
+def test_deploy_refuses_an_order_window_or_delay_out_of_bounds(chain, accounts, field, value):
+    with pytest.raises(DeploymentError, match=field):
+        deploy_contracts(
+            chain.w3,
+            accounts.stranger,
+            operator=accounts.stranger.address,
+            fee_collector=accounts.stranger.address,
+            **{field: value},
+        )
 
 
 def test_deploy_refuses_a_fee_above_ten_percent(chain, accounts):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from decimal import Decimal
+from types import SimpleNamespace
 
 import pytest
 from eth_account import Account
@@ -17,6 +18,7 @@ from chain.faucet import fund_address
 from chain.models import ChainListing, ChainTransaction, Order, Wallet
 from chain.revert import decode_revert
 from chain.services import orders as order_services
+from chain.services.orders.quote import ticket_issue
 from chain.units import delta_to_units, epsilon_to_units
 from chain.wrappers import Datatoken, MockStablecoin
 from marketplace.models import Dataset
@@ -99,15 +101,22 @@ def test_publish_buy_verify_receipt_with_managed_wallets(api, people, on_chain, 
         algorithm_hash_hex=order_row.algorithm_hash,
         params_hash=h,
         result_hash=h,
-        epsilon_spent=Decimal("0.4"),
     )
     order = api.get(f"/api/v1/orders/{order['id']}/").json()
     assert order["status"] == "receipted"
     assert order["receipt"]["provider_amount"] == "4.875000" and order["receipt"]["fee_amount"] == "0.125000"
+    # Pull payments: the receipt credited both, and the operator's withdrawals paid them out.
+    withdrawals = ChainTransaction.objects.filter(purpose="withdraw", to=listing.datatoken_address)
+    assert {w.context["account"] for w in withdrawals} == {provider_wallet, accounts.fee_collector.address}
+    assert {w.status for w in withdrawals} == {"mined"}
     assert token.balance_of(provider_wallet) - provider_before == 4_875_000
     assert token.balance_of(accounts.fee_collector.address) - fee_before == 125_000
-    assert datatoken.epsilon_ordered() == 400_000  # the unspent 0.1 went back to the budget
-    assert ChainListing.objects.get(pk=listing.pk).epsilon_ordered_units == 400_000
+    assert datatoken.credits(provider_wallet) == datatoken.credits(accounts.fee_collector.address) == 0
+    assert token.balance_of(listing.datatoken_address) == 0 == datatoken.held()
+    # A receipt charges the whole reservation: nothing goes back to the budget.
+    assert datatoken.epsilon_ordered() == 500_000
+    assert ChainListing.objects.get(pk=listing.pk).epsilon_ordered_units == 500_000
+    assert Order.objects.get(pk=order["id"]).epsilon_spent == Decimal("0.5")
 
 
 def test_order_refused_before_sending_when_wallet_is_short_or_budget_is_exceeded(api, people, on_chain):
@@ -147,8 +156,15 @@ def test_budget_cap_holds_on_chain_and_is_reported_with_the_amount_left(api, peo
     # The chain itself refuses too, whoever sends the order.
     listing = ChainListing.objects.get(dataset=dataset)
     datatoken = Datatoken(on_chain.w3, listing.datatoken_address)
+    ticket, signature = on_chain.ticket(
+        SimpleNamespace(datatoken=datatoken.contract),
+        on_chain.accounts.stranger,
+        epsilon=1_000_000,
+        delta=10**12,
+        algorithm=b"\x01" * 32,
+    )
     with pytest.raises(ContractCustomError) as excinfo:
-        datatoken.contract.functions.dispenseAndOrder(1_000_000, 10**12, b"\x01" * 32).call(
+        datatoken.contract.functions.dispenseAndOrder(ticket.as_tuple(), signature).call(
             {"from": on_chain.accounts.stranger.address}
         )
     assert decode_revert(excinfo.value.data) == ("EpsilonCapExceeded", {"requested": 1_000_000, "left": 500_000})
@@ -208,17 +224,26 @@ def _siwe_link(api, user, account) -> None:
     assert response.json()["linked"] is True
 
 
-def _own_order_tx(on_chain, deployment, account, datatoken_address, *, epsilon, delta, algorithm_hash) -> str:
-    """The integrator's side: sign buy+order (with a permit) with their own key and send it."""
+def _own_order_tx(on_chain, deployment, account, datatoken_address, *, user, epsilon, delta, algorithm_hash) -> str:
+    """The integrator's side: with the order ticket the marketplace issued ``user`` for this wallet
+    (what POST orders/prepare/ hands out), sign buy+order (with a permit) with their own key and send it."""
     w3 = on_chain.w3
     token = _token(on_chain, deployment)
     datatoken = Datatoken(w3, datatoken_address)
     price = datatoken.price()
+    issued = ticket_issue(
+        user=user,
+        listing=ChainListing.objects.get(datatoken_address=datatoken.address),
+        datatoken=datatoken,
+        buyer_address=account.address,
+        epsilon_units=epsilon,
+        delta_units=delta,
+        algorithm_hash_bytes=algorithm_hash,
+        price_units=price,
+    )
     deadline = int(time.time()) + 3600
     v, r, s = token.permit_signature(account, datatoken.address, price, deadline, chain_id=w3.eth.chain_id)
-    data = datatoken.buy_and_order_data(
-        epsilon=epsilon, delta=delta, algorithm_hash=algorithm_hash, max_price=price, permit=(deadline, v, r, s)
-    )
+    data = datatoken.buy_and_order_data(ticket=issued.call, signature=issued.signature, permit=(deadline, v, r, s))
     receipt = send_signed(w3, account, {"to": datatoken.address, "data": data})
     return receipt["transactionHash"].to_0x_hex()
 
@@ -236,6 +261,7 @@ def test_external_key_orders_its_own_transaction_and_the_server_verifies_it(api,
         deployment,
         own,
         listing.datatoken_address,
+        user=buyer,
         epsilon=epsilon_to_units("0.25"),
         delta=delta_to_units(1e-6),
         algorithm_hash=bytes.fromhex(algo[2:]),
@@ -279,6 +305,7 @@ def test_external_order_that_does_not_match_the_request_is_rejected(api, people,
         deployment,
         own,
         listing.datatoken_address,
+        user=buyer,
         epsilon=epsilon_to_units("0.9"),
         delta=delta_to_units(1e-6),
         algorithm_hash=b"\x07" * 32,
@@ -390,6 +417,7 @@ def test_buyer_claims_an_order_the_indexer_saw_first(api, people, on_chain, depl
         deployment,
         own,
         listing.datatoken_address,
+        user=buyer,
         epsilon=epsilon_to_units("0.5"),
         delta=delta_to_units(1e-6),
         algorithm_hash=bytes.fromhex(algo[2:]),
@@ -423,6 +451,7 @@ def _own_publish_tx(on_chain, account, body: dict, **override) -> str:
         epsilon_cap=p["epsilonCap"],
         epsilon_per_job_cap=p["epsilonPerJobCap"],
         delta_cap=p["deltaCap"],
+        delta_per_job_cap=p["deltaPerJobCap"],
     )
     factory = DataFactory(on_chain.w3, body["factory"])
     receipt = send_signed(on_chain.w3, account, {"to": factory.address, "data": factory.publish_data(params)})

@@ -50,7 +50,7 @@ def _text(response) -> str:
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", body)).strip()
 
 
-def test_cancelling_a_running_job_on_a_real_worker_releases_the_epsilon_and_pays_the_compute(
+def test_cancelling_a_running_job_on_a_real_worker_charges_the_reservation_and_pays_the_compute(
     api, people, on_chain, fake_runner, compute_settings, compute_worker
 ):
     start, eager_again, log = compute_worker
@@ -70,6 +70,7 @@ def test_cancelling_a_running_job_on_a_real_worker_releases_the_epsilon_and_pays
     assert page.status_code == 200
     text = _text(page)
     assert "Cancel job" in text and "nothing is released to you" in text and "not refunded" in text
+    assert "is charged to the dataset's privacy budget" in text
     assert ComputeJob.objects.get(pk=job_id).cancel_requested_at is None
 
     # The staff's cancel endpoint is not the buyer's.
@@ -82,14 +83,15 @@ def test_cancelling_a_running_job_on_a_real_worker_releases_the_epsilon_and_pays
     job = api.get(f"/api/v1/jobs/{job_id}/").json()
     assert job["status"] == "cancelled" and job["failure"] == "cancelled_running", job
     assert job["reason"] == "Cancelled by the buyer while running."
-    # Nothing was released, so the epsilon is not spent: not in the marketplace's books, not on chain.
-    assert job["budget_state"] == "released" and Decimal(job["epsilon_spent"]) == 0
+    # The runner had read the data: the whole reservation is charged, in the marketplace's books and on
+    # chain (contracts v2: a receipt charges exactly it; cancelling mid-run gets no epsilon back).
+    assert job["budget_state"] == "charged" and Decimal(job["epsilon_spent"]) == Decimal("0.6")
     budget = PrivacyBudget.objects.get(dataset=dataset)
-    assert budget.epsilon_reserved == 0 and budget.epsilon_spent == 0
-    assert _epsilon_ordered(on_chain, dataset) == 0
-    # The compute ran at the buyer's request: the receipt pays the provider, epsilon 0 spent.
+    assert budget.epsilon_reserved == 0 and budget.epsilon_spent == Decimal("0.6")
+    assert _epsilon_ordered(on_chain, dataset) == 600_000
+    # The compute ran at the buyer's request: the receipt pays the provider.
     order = ComputeJob.objects.get(pk=job_id).order
-    assert order.status == "receipted" and order.epsilon_spent == 0
+    assert order.status == "receipted" and order.epsilon_spent == Decimal("0.6")
     assert _balance(on_chain, dataset, buyer) < before
     assert api.get(f"/api/v1/jobs/{job_id}/receipt/").json()["verified"] is True
     eager_again()

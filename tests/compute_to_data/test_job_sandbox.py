@@ -104,8 +104,8 @@ def test_buyer_cancels_a_running_job_and_the_sandbox_stops_within_seconds(
     assert time.monotonic() - cancelled_at < 5
     job = api.get(f"/api/v1/jobs/{job['id']}/").json()
     assert job["status"] == "cancelled" and job["limit_hit"] == "cancelled"
-    # Nothing was released, so the epsilon goes back; the receipt (epsilon 0) pays for the compute.
-    assert job["budget_state"] == "released" and Decimal(job["epsilon_spent"]) == 0
+    # The runner had read the data: the reservation is charged, and the receipt pays for the compute.
+    assert job["budget_state"] == "charged" and Decimal(job["epsilon_spent"]) == Decimal("0.4")
     assert PrivacyBudget.objects.get(dataset=dataset).epsilon_reserved == 0
     assert job["order_status"] == "receipted"
 

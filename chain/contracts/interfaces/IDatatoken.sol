@@ -5,4 +5,5 @@ pragma solidity ^0.8.28;
 interface IDatatoken {
     function initialize(uint256 price, address paymentCollector) external;
     function syncNftState(uint8 state) external;
+    function resetPaymentCollector(address newOwner) external;
 }

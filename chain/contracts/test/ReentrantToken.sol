@@ -6,19 +6,18 @@ import {ERC20} from "@openzeppelin/contracts/token/ERC20/ERC20.sol";
 import {Datatoken} from "../Datatoken.sol";
 
 /// @title A malicious payment token, for tests only.
-/// @notice Once armed, its next transfer (a datatoken pulling a payment, or paying out a receipt or a
-/// refund) calls back into the datatoken. The callback's failure is recorded, not bubbled, so a test
+/// @notice Once armed, its next transfer (a datatoken pulling a payment, or paying out a withdrawal)
+/// calls back into the datatoken. The callback's failure is recorded, not bubbled, so a test
 /// can check that the outer call went through while the re-entry was refused.
 contract ReentrantToken is ERC20 {
     uint8 public constant ATTACK_NONE = 0;
     uint8 public constant ATTACK_BUY_AND_ORDER = 1;
     uint8 public constant ATTACK_DISPENSE_AND_ORDER = 2;
-    uint8 public constant ATTACK_REFUND = 3;
-    uint8 public constant ATTACK_RECORD_RECEIPT = 4;
+    uint8 public constant ATTACK_WITHDRAW = 3;
 
     address public target;
     uint8 public attack;
-    uint256 public attackOrderId;
+    address public attackAccount;
     bool public attackAttempted;
     bool public attackSucceeded;
     bytes public attackRevertData;
@@ -35,11 +34,11 @@ contract ReentrantToken is ERC20 {
         _mint(to, amount);
     }
 
-    /// @notice Arm the attack against `target_` for the next transfer; `orderId` for refund/receipt.
-    function arm(address target_, uint8 attack_, uint256 orderId) external {
+    /// @notice Arm the attack against `target_` for the next transfer; `account` for a withdrawal.
+    function arm(address target_, uint8 attack_, address account) external {
         target = target_;
         attack = attack_;
-        attackOrderId = orderId;
+        attackAccount = account;
         attackAttempted = false;
         attackSucceeded = false;
         delete attackRevertData;
@@ -51,16 +50,14 @@ contract ReentrantToken is ERC20 {
         if (armed == ATTACK_NONE || from == address(0)) return;
         attack = ATTACK_NONE;
         bytes memory callData;
+        // An all-zero ticket: the re-entry must be refused before the ticket is even looked at.
+        Datatoken.Ticket memory ticket = Datatoken.Ticket(0, 0, bytes32(0), 0, 0, 0);
         if (armed == ATTACK_BUY_AND_ORDER) {
-            callData = abi.encodeCall(Datatoken.buyAndOrder, (1, 0, bytes32(0), type(uint256).max, 0, 0, 0, 0));
+            callData = abi.encodeCall(Datatoken.buyAndOrder, (ticket, "", 0, 0, 0, 0));
         } else if (armed == ATTACK_DISPENSE_AND_ORDER) {
-            callData = abi.encodeCall(Datatoken.dispenseAndOrder, (1, 0, bytes32(0)));
-        } else if (armed == ATTACK_REFUND) {
-            callData = abi.encodeCall(Datatoken.refund, (attackOrderId));
+            callData = abi.encodeCall(Datatoken.dispenseAndOrder, (ticket, ""));
         } else {
-            callData = abi.encodeCall(
-                Datatoken.recordReceipt, (attackOrderId, bytes32(0), bytes32(0), bytes32(0), bytes32(0), 0)
-            );
+            callData = abi.encodeCall(Datatoken.withdraw, (attackAccount));
         }
         (bool ok, bytes memory returned) = target.call(callData);
         attackAttempted = true;

@@ -26,6 +26,24 @@ class Command(BaseCommand):
         parser.add_argument("--fee-collector", help="Marketplace fee address (default: the operator).")
         parser.add_argument("--fee-bps", type=int, default=250, help="Marketplace fee in basis points (max 1000).")
         parser.add_argument(
+            "--order-window",
+            type=int,
+            default=settings.CHAIN_ORDER_WINDOW_SECONDS,
+            help="Seconds an order stays settleable before its buyer may reclaim it (1 hour..365 days).",
+        )
+        parser.add_argument(
+            "--parameter-delay",
+            type=int,
+            default=settings.CHAIN_PARAMETER_DELAY_SECONDS,
+            help="Seconds an operator or fee change waits before it can be applied (1..30 days).",
+        )
+        parser.add_argument(
+            "--payment-token",
+            action="append",
+            default=[],
+            help="Allow-list this payment token in the factory (repeatable; the mock stablecoin is always allowed).",
+        )
+        parser.add_argument(
             "--mock-stablecoin", action="store_true", help="Also deploy the development stablecoin with a faucet."
         )
         parser.add_argument("--expect-chain-id", type=int, default=settings.CHAIN_ID or 0)
@@ -56,7 +74,10 @@ class Command(BaseCommand):
                 operator=operator,
                 fee_collector=options["fee_collector"] or operator,
                 fee_bps=options["fee_bps"],
+                order_window=options["order_window"],
+                parameter_delay=options["parameter_delay"],
                 with_mock_stablecoin=options["mock_stablecoin"],
+                payment_tokens=options["payment_token"],
             )
         except DeploymentError as exc:
             raise CommandError(str(exc)) from exc

@@ -18,11 +18,16 @@ from chain.services.orders.quote import (
     permit_typed_data,
 )
 from chain.services.orders.settlement import (
+    EXPIRED_TEXT,
     VANISHED_TEXT,
+    OrderExpired,
     OrderVanished,
     order_chain_matches,
     order_chain_mismatch,
     order_receipt_record,
+    order_reclaim,
+    order_reclaim_call,
+    order_reclaimable,
     order_refund,
     order_settlement_undo,
     order_vanish,
@@ -30,6 +35,11 @@ from chain.services.orders.settlement import (
 from chain.services.orders.verification import order_verify
 
 __all__ = [
+    "EXPIRED_TEXT",
+    "OrderExpired",
+    "order_reclaim",
+    "order_reclaim_call",
+    "order_reclaimable",
     "ORDER_GAS_ALLOWANCE",
     "PERMIT_LIFETIME_SECONDS",
     "PERMIT_TYPES",

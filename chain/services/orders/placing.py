@@ -14,14 +14,20 @@ from web3 import Web3
 from chain import client
 from chain.models import ChainTransaction, Order, Wallet
 from chain.selectors import dataset_orderable
-from chain.services.orders.quote import ORDER_GAS_ALLOWANCE, PERMIT_LIFETIME_SECONDS, budget_checks, published_listing
+from chain.services.orders.quote import (
+    ORDER_GAS_ALLOWANCE,
+    PERMIT_LIFETIME_SECONDS,
+    budget_checks,
+    published_listing,
+    ticket_issue,
+)
 from chain.services.orders.verification import order_accept, order_reject
 from chain.services.outbox import (
     transaction_enqueue,
 )
 from chain.services.wallets import user_addresses
 from chain.units import delta_to_units, epsilon_to_units, hash_bytes, units_to_price
-from chain.wrappers import Datatoken, MockStablecoin
+from chain.wrappers import Datatoken, MockStablecoin, OrderTicket
 from common.errors import Conflict, NotFound
 from common.tasks import enqueue
 from marketplace.models import Dataset, User
@@ -97,20 +103,33 @@ def order_create(
     if w3.eth.get_balance(Web3.to_checksum_address(wallet.address)) < ORDER_GAS_ALLOWANCE * w3.eth.gas_price:
         raise Conflict("Your wallet has too little ether to pay for gas.", code="insufficient_gas")
     with transaction.atomic():
+        epsilon_units, delta_units = epsilon_to_units(epsilon), delta_to_units(delta)
+        # The ticket's nonce is the on-chain order id, known before anything is sent.
+        issued = ticket_issue(
+            user=user,
+            listing=listing,
+            datatoken=datatoken,
+            buyer_address=wallet.address,
+            epsilon_units=epsilon_units,
+            delta_units=delta_units,
+            algorithm_hash_bytes=algo,
+            price_units=price_units,
+        )
         order = Order.objects.create(
             **common,
             source=Order.Source.MANAGED,
             status=Order.Status.PENDING,
             consumer_address=wallet.address,
             amount_units=price_units,
+            chain_order_id=issued.call.nonce,
+            ticket_expires_at=issued.row.expires_at,
         )
-        epsilon_units, delta_units = epsilon_to_units(epsilon), delta_to_units(delta)
-        context: dict[str, Any] = {"epsilon": epsilon_units, "delta": delta_units, "algo": "0x" + algo.hex()}
+        context: dict[str, Any] = {"ticket": issued.as_json()}
         if price_units:
-            context.update({"max_price": price_units, "token": listing.payment_token})
+            context.update({"price": price_units, "token": listing.payment_token})
             data = "0x"  # built with a fresh permit just before signing
         else:
-            data = datatoken.dispense_and_order_data(epsilon=epsilon_units, delta=delta_units, algorithm_hash=algo)
+            data = datatoken.dispense_and_order_data(ticket=issued.call, signature=issued.signature)
         transaction_enqueue(
             purpose=ChainTransaction.Purpose.ORDER,
             sender=wallet.address,
@@ -146,27 +165,22 @@ def _claim_indexed_order(*, user: User, tx_hash: str, common: dict) -> Order | N
 
 
 def order_tx_prepare(tx: ChainTransaction, signer: LocalAccount, ahead: list[ChainTransaction]) -> str:
-    """buyAndOrder call data with a permit signed now; ``ahead`` are the wallet's transactions
-    signed before this one and not mined yet."""
+    """buyAndOrder call data with the order's ticket and a permit signed now; ``ahead`` are the
+    wallet's transactions signed before this one and not mined yet."""
     ctx = tx.context
     w3 = client.web3()
     datatoken = Datatoken(w3, tx.to)
-    algo = bytes.fromhex(ctx["algo"][2:])
-    if "max_price" not in ctx:
-        return datatoken.dispense_and_order_data(epsilon=ctx["epsilon"], delta=ctx["delta"], algorithm_hash=algo)
+    ticket = OrderTicket.from_json(ctx["ticket"])
+    signature = bytes.fromhex(ctx["ticket"]["signature"][2:])
+    if "price" not in ctx:
+        return datatoken.dispense_and_order_data(ticket=ticket, signature=signature)
     token = MockStablecoin(w3, ctx["token"])
     deadline = int(time.time()) + PERMIT_LIFETIME_SECONDS
     # Permits of this wallet's orders that are not mined yet come on top of the mined state's nonce.
-    permits = sum(1 for t in ahead if t.purpose == ChainTransaction.Purpose.ORDER and "max_price" in t.context)
+    permits = sum(1 for t in ahead if t.purpose == ChainTransaction.Purpose.ORDER and "price" in t.context)
     nonce = token.nonces(signer.address) + permits
-    v, r, s = token.permit_signature(signer, tx.to, ctx["max_price"], deadline, chain_id=tx.chain_id, nonce=nonce)
-    return datatoken.buy_and_order_data(
-        epsilon=ctx["epsilon"],
-        delta=ctx["delta"],
-        algorithm_hash=algo,
-        max_price=ctx["max_price"],
-        permit=(deadline, v, r, s),
-    )
+    v, r, s = token.permit_signature(signer, tx.to, ctx["price"], deadline, chain_id=tx.chain_id, nonce=nonce)
+    return datatoken.buy_and_order_data(ticket=ticket, signature=signature, permit=(deadline, v, r, s))
 
 
 def order_tx_settled(tx: ChainTransaction, receipt: Any) -> None:

@@ -1,15 +1,19 @@
-"""Quote and permit: what an order would cost, the refusals before anything is signed, and the
-EIP-2612 permit and unsigned ``buyAndOrder`` an own wallet signs (``order_prepare``)."""
+"""Quote, ticket and permit: what an order would cost, the refusals before anything is signed, the
+operator-signed order ticket every order carries (contracts v2: without one the chain refuses it),
+and the EIP-2612 permit and unsigned ``buyAndOrder`` an own wallet signs (``order_prepare``)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, TypedDict
+from typing import Any
 
+from django.conf import settings
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_typing import ChecksumAddress, HexStr
@@ -18,12 +22,20 @@ from web3.exceptions import ContractCustomError, ContractLogicError
 from web3.types import TxParams, Wei
 
 from chain import client
-from chain.models import ChainListing, Wallet
+from chain.models import ChainListing, OrderTicket, Wallet
 from chain.revert import revert_message
 from chain.selectors import dataset_orderable
 from chain.services.wallets import user_addresses, wallet_primary
-from chain.units import delta_to_units, epsilon_to_units, hash_bytes, units_to_epsilon, units_to_price
+from chain.units import (
+    delta_to_units,
+    epsilon_to_units,
+    hash_bytes,
+    units_to_delta,
+    units_to_epsilon,
+    units_to_price,
+)
 from chain.wrappers import PERMIT_TYPES, Datatoken, MockStablecoin
+from chain.wrappers import OrderTicket as TicketCall
 from common.errors import Conflict, InvalidInput, PermissionDenied
 from marketplace.models import Dataset, User
 
@@ -66,6 +78,74 @@ class Quote:
     problems: list[dict[str, str]]
 
 
+# Ticket nonces are the on-chain order ids, stored in ``Order.chain_order_id`` (a signed 64-bit
+# column) and shown in the API: below 2**53, so JSON clients reading numbers as doubles (JavaScript)
+# keep them exact; 53 random bits make a collision on one datatoken negligible (and it is checked).
+TICKET_NONCE_LIMIT = 2**53
+
+
+def chain_now(w3: Web3) -> int:
+    """Unix time as the chain sees it (a development chain's clock may run ahead of ours)."""
+    return max(int(time.time()), int(w3.eth.get_block("latest")["timestamp"]))
+
+
+@dataclass(frozen=True)
+class IssuedTicket:
+    """An order ticket the operator signed, its row, and what the order call takes."""
+
+    row: OrderTicket
+    call: TicketCall
+    signature: bytes
+
+    def as_json(self) -> dict[str, Any]:
+        return {**self.call.as_json(), "signature": "0x" + self.signature.hex()}
+
+
+def ticket_issue(
+    *,
+    user: User,
+    listing: ChainListing,
+    datatoken: Datatoken,
+    buyer_address: str,
+    epsilon_units: int,
+    delta_units: int,
+    algorithm_hash_bytes: bytes,
+    price_units: int,
+) -> IssuedTicket:
+    """Sign an order ticket with the operator key for exactly this buyer, dataset, request and price
+    (a fresh random nonce, the order's on-chain id; it expires ``CHAIN_TICKET_LIFETIME_SECONDS`` from
+    now on the chain's clock) and record it, so verification can check the mined order against it."""
+    w3 = client.web3()
+    expiry = chain_now(w3) + settings.CHAIN_TICKET_LIFETIME_SECONDS
+    buyer = Web3.to_checksum_address(buyer_address)
+    while True:
+        nonce = 1 + secrets.randbelow(TICKET_NONCE_LIMIT - 1)
+        if not OrderTicket.objects.filter(listing=listing, nonce=nonce).exists():
+            break
+    call = TicketCall(
+        epsilon=int(epsilon_units),
+        delta=int(delta_units),
+        algorithm_hash=algorithm_hash_bytes,
+        price=int(price_units),
+        nonce=nonce,
+        expiry=expiry,
+    )
+    signature = datatoken.sign_ticket(client.operator_account(), call, buyer, chain_id=client.chain_id())
+    row = OrderTicket.objects.create(
+        listing=listing,
+        buyer=user,
+        buyer_address=buyer,
+        nonce=nonce,
+        epsilon_units=call.epsilon,
+        delta_units=call.delta,
+        algorithm_hash="0x" + algorithm_hash_bytes.hex(),
+        price_units=call.price,
+        expires_at=datetime.fromtimestamp(expiry, tz=UTC),
+        signature="0x" + signature.hex(),
+    )
+    return IssuedTicket(row=row, call=call, signature=signature)
+
+
 def published_listing(dataset: Dataset) -> ChainListing:
     listing = ChainListing.objects.filter(dataset=dataset).first()
     if listing is None or listing.state != ChainListing.State.PUBLISHED:
@@ -91,6 +171,14 @@ def budget_checks(dataset: Dataset, listing: ChainListing, datatoken: Datatoken,
             f"The dataset's privacy budget has epsilon {units_to_epsilon(left)} left; this job asks for {epsilon}.",
             code="budget_exhausted",
             extra={"epsilon_left": str(units_to_epsilon(left))},
+        )
+    delta_left = datatoken.delta_left()
+    if delta_to_units(delta) > delta_left:
+        raise Conflict(
+            f"The dataset's cumulative delta budget has {units_to_delta(delta_left):e} left on chain; "
+            f"this job asks for {delta:e}.",
+            code="budget_exhausted",
+            extra={"delta_left": format(units_to_delta(delta_left), "e")},
         )
     return left
 
@@ -133,7 +221,8 @@ def order_quote(
         and w3.eth.get_balance(Web3.to_checksum_address(address)) < ORDER_GAS_ALLOWANCE * w3.eth.gas_price
     ):
         problems.append({"code": "insufficient_gas", "detail": "The wallet has too little ether to pay for gas."})
-    fee_units = price_units * client.deployment().fee_bps // 10_000
+    # The fee fixed in this dataset's datatoken at publish (the factory's may have changed since).
+    fee_units = price_units * datatoken.fee_bps() // 10_000
     return Quote(
         dataset_id=dataset.pk,
         price=units_to_price(price_units),
@@ -178,6 +267,8 @@ class PreparedOrder:
     permit: dict[str, Any] | None
     deadline: int | None
     transaction: dict[str, Any] | None
+    # The operator-signed order ticket inside ``transaction`` (fields and signature), None with a permit to sign.
+    ticket: dict[str, Any] | None = None
 
 
 def permit_typed_data(
@@ -260,14 +351,6 @@ def _permit_vrs(signature: str) -> tuple[int, bytes, bytes]:
     return v, raw[:32], raw[32:64]
 
 
-class _OrderArgs(TypedDict):
-    """What ``dispenseAndOrder`` and ``buyAndOrder`` both take."""
-
-    epsilon: int
-    delta: int
-    algorithm_hash: bytes
-
-
 def order_prepare(
     *,
     user: User,
@@ -309,21 +392,32 @@ def order_prepare(
             extra={"balance": str(units_to_price(balance)), "price": str(units_to_price(price_units))},
         )
     chain_id = client.chain_id()
-    order_args: _OrderArgs = {
-        "epsilon": epsilon_to_units(epsilon),
-        "delta": delta_to_units(delta),
-        "algorithm_hash": algo,
-    }
-    step: dict[str, Any] = {"permit": None, "deadline": None, "transaction": None}
+
+    def ticket() -> IssuedTicket:
+        issued = ticket_issue(
+            user=user,
+            listing=listing,
+            datatoken=datatoken,
+            buyer_address=address,
+            epsilon_units=epsilon_to_units(epsilon),
+            delta_units=delta_to_units(delta),
+            algorithm_hash_bytes=algo,
+            price_units=price_units,
+        )
+        step["ticket"] = issued.as_json()
+        return issued
+
+    step: dict[str, Any] = {"permit": None, "deadline": None, "transaction": None, "ticket": None}
     if not price_units:
-        data = datatoken.dispense_and_order_data(**order_args)
+        issued = ticket()
+        data = datatoken.dispense_and_order_data(ticket=issued.call, signature=issued.signature)
         step["transaction"] = _unsigned_transaction(
             w3, sender=address, to=datatoken.address, data=data, chain_id=chain_id
         )
     else:
         # The permit's nonce from the pending state: a permit signed while another is in the mempool holds.
         nonce = token.nonces(address, block_identifier="pending")
-        now = max(int(time.time()), int(w3.eth.get_block("latest")["timestamp"]))
+        now = chain_now(w3)
         deadline = now + PERMIT_LIFETIME_SECONDS if permit_signature is None else int(permit_deadline or 0)
         typed = permit_typed_data(
             token=token,
@@ -352,7 +446,10 @@ def order_prepare(
                     f"The permit was not signed by {address} for this price, deadline and nonce; ask for a new one.",
                     code="permit_bad_signature",
                 )
-            data = datatoken.buy_and_order_data(**order_args, max_price=price_units, permit=(deadline, v, r, s))
+            issued = ticket()
+            data = datatoken.buy_and_order_data(
+                ticket=issued.call, signature=issued.signature, permit=(deadline, v, r, s)
+            )
             step["transaction"] = _unsigned_transaction(
                 w3, sender=address, to=datatoken.address, data=data, chain_id=chain_id
             )

@@ -1,7 +1,8 @@
 """Verifying an order against the chain: an order is accepted only after the chain says so (the
 transaction is mined under ``CHAIN_CONFIRMATIONS`` blocks, its ``OrderStarted`` event comes from this
 dataset's datatoken, the consumer is one of the buyer's wallets, (epsilon, delta) and the algorithm
-hash match the request, and the on-chain order id was never accepted before)."""
+hash match the request, the order id is the nonce of an order ticket the operator issued to this
+buyer for exactly this order, and the on-chain order id was never accepted before)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from chain import client
-from chain.models import Order
+from chain.models import Order, OrderTicket
 from chain.services.orders.settlement import listing_budget_sync, order_chain_mismatch, order_vanish
 from chain.services.outbox import (
     confirmed_receipt,
@@ -49,10 +50,18 @@ def order_accept(order: Order, receipt: Any) -> Order:
         mismatches.append("the algorithm hash differs from the request")
     if mismatches:
         return order_reject(order, "The on-chain order does not match the request: " + "; ".join(mismatches) + ".")
+    order_id = int(event["orderId"])
+    ticket = OrderTicket.objects.filter(listing=listing, nonce=order_id).first()
+    refusal = _ticket_mismatch(order, ticket, event)
+    if refusal:
+        return order_reject(order, refusal)
+    assert ticket is not None  # _ticket_mismatch refuses a missing one
     accepted = {
         "consumer_address": consumer,
-        "chain_order_id": int(event["orderId"]),
+        "chain_order_id": order_id,
         "amount_units": int(event["amount"]),
+        "deadline": int(event["deadline"]),
+        "ticket_expires_at": ticket.expires_at,
         "block_number": receipt["blockNumber"],
         "confirmed_at": timezone.now(),
     }
@@ -77,6 +86,23 @@ def order_accept(order: Order, receipt: Any) -> Order:
             order_transition(order, Order.Status.CONFIRMED, **accepted)
     listing_budget_sync(listing)
     return order
+
+
+def _ticket_mismatch(order: Order, ticket: OrderTicket | None, event: dict[str, Any]) -> str:
+    """Why the mined ``OrderStarted`` is not the order the operator's ticket allowed this buyer, or "".
+    The chain already checked the signature; this ties the order to the ticket this marketplace issued."""
+    order_id = int(event["orderId"])
+    if ticket is None:
+        return f"On-chain order {order_id} carries no order ticket this marketplace issued."
+    if order.chain_order_id is not None and int(order.chain_order_id) != order_id:
+        return f"The transaction placed on-chain order {order_id}, not the ticketed order {order.chain_order_id}."
+    if ticket.buyer_id != order.buyer_id or ticket.buyer_address.lower() != str(event["consumer"]).lower():
+        return f"The order ticket of on-chain order {order_id} was issued to another buyer."
+    issued = (ticket.epsilon_units, ticket.delta_units, ticket.algorithm_hash.lower(), int(ticket.price_units))
+    mined = (int(event["epsilon"]), int(event["delta"]), str(event["algorithmHash"]).lower(), int(event["amount"]))
+    if issued != mined:
+        return f"On-chain order {order_id} does not match the order ticket issued for it."
+    return ""
 
 
 def order_verify(order_id: int, *, max_wait_seconds: float = 20) -> bool:

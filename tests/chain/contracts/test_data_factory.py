@@ -1,4 +1,5 @@
-"""DataFactory: one-transaction publish with two EIP-1167 clones, and the owner's settings."""
+"""DataFactory: one-transaction publish with two EIP-1167 clones, and the owner's settings (contracts
+v2: Ownable2Step, no renouncing, operator and fee changes behind a delay, a payment-token allow-list)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from web3.exceptions import ContractLogicError
 from chain.artifacts import load_artifact
 from tests.chain.conftest import (
     DEFAULT_DELTA_CAP,
+    DEFAULT_DELTA_PER_JOB_CAP,
     DEFAULT_EPSILON_CAP,
     DEFAULT_PER_JOB_CAP,
     DEFAULT_PRICE,
@@ -21,18 +23,21 @@ pytestmark = pytest.mark.chain
 
 ZERO = "0x0000000000000000000000000000000000000000"
 EIP1167_PREFIX = bytes.fromhex("363d3d373d3d3d363d73")
+WINDOW = 7 * 24 * 3600
+DELAY = 2 * 24 * 3600
 
 
 def test_publish_creates_nft_and_datatoken_in_one_transaction(chain, accounts):
-    ds = chain.publish()
+    ds = chain.publish(open_=False)
     published = chain.event(chain.factory, "DatasetPublished", ds.receipt)
     assert published.owner == accounts.provider.address
     assert published.paymentToken == chain.usdc.address
     assert published.price == DEFAULT_PRICE
-    assert (published.epsilonCap, published.epsilonPerJobCap, published.deltaCap) == (
+    assert (published.epsilonCap, published.epsilonPerJobCap, published.deltaCap, published.deltaPerJobCap) == (
         DEFAULT_EPSILON_CAP,
         DEFAULT_PER_JOB_CAP,
         DEFAULT_DELTA_CAP,
+        DEFAULT_DELTA_PER_JOB_CAP,
     )
     assert published.metadataHash == keccak(text="metadata v1")
 
@@ -58,11 +63,14 @@ def test_publish_creates_nft_and_datatoken_in_one_transaction(chain, accounts):
     assert dt.functions.epsilonCap().call() == DEFAULT_EPSILON_CAP
     assert dt.functions.epsilonPerJobCap().call() == DEFAULT_PER_JOB_CAP
     assert dt.functions.deltaCap().call() == DEFAULT_DELTA_CAP
-    assert dt.functions.epsilonOrdered().call() == 0
+    assert dt.functions.deltaPerJobCap().call() == DEFAULT_DELTA_PER_JOB_CAP
+    assert dt.functions.epsilonOrdered().call() == 0 == dt.functions.deltaOrdered().call()
     assert dt.functions.epsilonLeft().call() == DEFAULT_EPSILON_CAP
-    assert dt.functions.orderCount().call() == 0
-    assert dt.functions.orderingOpen().call() is True
-    assert dt.functions.operatorOrderingDisabled().call() is False
+    assert dt.functions.deltaLeft().call() == DEFAULT_DELTA_CAP
+    assert dt.functions.orderWindow().call() == 7 * 24 * 3600
+    # A new datatoken is closed until the operator opens it (when a moderator lists the dataset).
+    assert dt.functions.orderingOpen().call() is False
+    assert dt.functions.operatorOrderingDisabled().call() is True
     assert dt.functions.name().call() == "Hospital readmissions 2019-2023"
     assert dt.functions.symbol().call() == "PPDX-1"
     assert dt.functions.totalSupply().call() == 0
@@ -105,9 +113,11 @@ def test_publish_free_dataset(chain):
 @pytest.mark.parametrize(
     ("overrides", "error"),
     [
-        ({"paymentToken": ZERO}, ("ZeroAddress", {})),
+        ({"paymentToken": ZERO}, ("PaymentTokenNotAllowed", {"token": ZERO})),
         ({"epsilonPerJobCap": 0}, ("InvalidCaps", {})),
         ({"epsilonCap": 1_000_000, "epsilonPerJobCap": 1_000_001}, ("InvalidCaps", {})),
+        ({"deltaCap": 10, "deltaPerJobCap": 11}, ("InvalidCaps", {})),
+        ({"price": 2**96}, ("PriceTooHigh", {"price": 2**96})),
     ],
 )
 def test_publish_refuses_bad_parameters(chain, accounts, overrides, error):
@@ -120,12 +130,23 @@ def test_publish_accepts_per_job_cap_equal_to_total(chain):
     assert ds.datatoken.functions.epsilonPerJobCap().call() == 1_000_000
 
 
+def test_a_payment_token_must_be_allowed(chain, accounts):
+    token = chain.deployment["contracts"]["DataNFT"]  # any address the factory does not allow
+    fn = chain.factory.functions.publish(chain.publish_params(paymentToken=token))
+    assert chain.revert(accounts.provider, fn) == ("PaymentTokenNotAllowed", {"token": token})
+    receipt = chain.tx(accounts.deployer, chain.factory.functions.setPaymentToken(token, True))
+    assert chain.event(chain.factory, "PaymentTokenAllowed", receipt).allowed is True
+    assert chain.factory.functions.isPaymentToken(token).call() is True
+
+
 def test_settings_are_owner_only(chain, accounts):
     factory = chain.factory
     assert factory.functions.owner().call() == accounts.deployer.address
     for fn in (
-        factory.functions.setOperator(accounts.stranger.address),
-        factory.functions.setFee(100, accounts.stranger.address),
+        factory.functions.proposeOperator(accounts.stranger.address),
+        factory.functions.proposeFee(100, accounts.stranger.address),
+        factory.functions.setPaymentToken(accounts.stranger.address, True),
+        factory.functions.transferOwnership(accounts.stranger.address),
     ):
         assert chain.revert(accounts.operator, fn) == (
             "OwnableUnauthorizedAccount",
@@ -133,17 +154,41 @@ def test_settings_are_owner_only(chain, accounts):
         )
 
 
-def test_set_operator(chain, accounts):
-    receipt = chain.tx(accounts.deployer, chain.factory.functions.setOperator(accounts.stranger.address))
-    assert chain.factory.functions.operator().call() == accounts.stranger.address
-    changed = chain.event(chain.factory, "OperatorChanged", receipt)
+def test_ownership_cannot_be_renounced_and_moves_in_two_steps(chain, accounts):
+    factory = chain.factory
+    assert chain.revert(accounts.deployer, factory.functions.renounceOwnership()) == ("RenounceDisabled", {})
+    chain.tx(accounts.deployer, factory.functions.transferOwnership(accounts.stranger.address))
+    assert factory.functions.owner().call() == accounts.deployer.address
+    assert factory.functions.pendingOwner().call() == accounts.stranger.address
+    chain.tx(accounts.stranger, factory.functions.acceptOwnership())
+    assert factory.functions.owner().call() == accounts.stranger.address
+
+
+def test_operator_change_waits_for_the_delay(chain, accounts):
+    factory = chain.factory
+    receipt = chain.tx(accounts.deployer, factory.functions.proposeOperator(accounts.stranger.address))
+    eta = chain.event(factory, "OperatorProposed", receipt).eta
+    assert eta == chain.timestamp() + 2 * 24 * 3600
+    assert factory.functions.pendingOperator().call() == [accounts.stranger.address, eta]
+    assert chain.revert(accounts.buyer, factory.functions.applyOperator()) == ("TooEarly", {"eta": eta})
+    assert factory.functions.operator().call() == accounts.operator.address
+    chain.increase_time(2 * 24 * 3600)
+    receipt = chain.tx(accounts.buyer, factory.functions.applyOperator())  # anyone applies it
+    assert factory.functions.operator().call() == accounts.stranger.address
+    changed = chain.event(factory, "OperatorChanged", receipt)
     assert (changed.oldOperator, changed.newOperator) == (accounts.operator.address, accounts.stranger.address)
-    assert chain.revert(accounts.deployer, chain.factory.functions.setOperator(ZERO)) == ("ZeroAddress", {})
+    assert chain.revert(accounts.buyer, factory.functions.applyOperator()) == ("NothingPending", {})
+    assert chain.revert(accounts.deployer, factory.functions.proposeOperator(ZERO)) == ("ZeroAddress", {})
 
 
-def test_set_fee_applies_to_new_datasets_only(chain, accounts):
+def test_a_fee_change_waits_for_the_delay_and_applies_to_new_datasets_only(chain, accounts):
     old = chain.publish()
-    receipt = chain.tx(accounts.deployer, chain.factory.functions.setFee(1_000, accounts.stranger.address))
+    receipt = chain.tx(accounts.deployer, chain.factory.functions.proposeFee(1_000, accounts.stranger.address))
+    eta = chain.event(chain.factory, "FeeProposed", receipt).eta
+    assert chain.revert(accounts.buyer, chain.factory.functions.applyFee()) == ("TooEarly", {"eta": eta})
+    assert chain.factory.functions.feeBps().call() == FEE_BPS
+    chain.increase_time(2 * 24 * 3600)
+    receipt = chain.tx(accounts.buyer, chain.factory.functions.applyFee())
     changed = chain.event(chain.factory, "FeeChanged", receipt)
     assert (changed.feeBps, changed.feeCollector) == (1_000, accounts.stranger.address)
     assert chain.factory.functions.feeBps().call() == 1_000
@@ -156,29 +201,42 @@ def test_set_fee_applies_to_new_datasets_only(chain, accounts):
 
 
 def test_set_fee_refuses_too_high_or_zero_collector(chain, accounts):
-    fn = chain.factory.functions.setFee(1_001, accounts.stranger.address)
+    fn = chain.factory.functions.proposeFee(1_001, accounts.stranger.address)
     assert chain.revert(accounts.deployer, fn) == ("FeeTooHigh", {"bps": 1_001})
-    fn = chain.factory.functions.setFee(100, ZERO)
+    fn = chain.factory.functions.proposeFee(100, ZERO)
     assert chain.revert(accounts.deployer, fn) == ("ZeroAddress", {})
 
 
+def _constructor_args(d, a, **changed):
+    """The factory constructor's arguments, with ``changed`` ones replaced (by parameter name)."""
+    args = {
+        "nft": d["DataNFT"],
+        "datatoken": d["Datatoken"],
+        "operator": a.operator.address,
+        "fee_collector": a.fee_collector.address,
+        "fee_bps": 250,
+        "window": WINDOW,
+        "delay": DELAY,
+    }
+    return tuple({**args, **changed}.values())
+
+
 @pytest.mark.parametrize(
-    ("args", "error"),
+    ("changed", "error"),
     [
-        (lambda d, a: (ZERO, d["Datatoken"], a.operator.address, a.fee_collector.address, 250), ("ZeroAddress", {})),
-        (lambda d, a: (d["DataNFT"], ZERO, a.operator.address, a.fee_collector.address, 250), ("ZeroAddress", {})),
-        (lambda d, a: (d["DataNFT"], d["Datatoken"], ZERO, a.fee_collector.address, 250), ("ZeroAddress", {})),
-        (lambda d, a: (d["DataNFT"], d["Datatoken"], a.operator.address, ZERO, 250), ("ZeroAddress", {})),
-        (
-            lambda d, a: (d["DataNFT"], d["Datatoken"], a.operator.address, a.fee_collector.address, 1_001),
-            ("FeeTooHigh", {"bps": 1_001}),
-        ),
+        ({"nft": ZERO}, ("ZeroAddress", {})),
+        ({"datatoken": ZERO}, ("ZeroAddress", {})),
+        ({"operator": ZERO}, ("ZeroAddress", {})),
+        ({"fee_collector": ZERO}, ("ZeroAddress", {})),
+        ({"fee_bps": 1_001}, ("FeeTooHigh", {"bps": 1_001})),
+        ({"window": 3599}, ("InvalidOrderWindow", {"window": 3599})),
+        ({"delay": 3600}, ("InvalidParameterDelay", {"delay": 3600})),
     ],
 )
-def test_constructor_refuses_bad_arguments(chain, accounts, args, error):
+def test_constructor_refuses_bad_arguments(chain, accounts, changed, error):
     artifact = load_artifact("DataFactory")
     factory = chain.w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
-    fn = factory.constructor(*args(chain.deployment["contracts"], accounts))
+    fn = factory.constructor(*_constructor_args(chain.deployment["contracts"], accounts, **changed))
     with pytest.raises(ContractLogicError) as exc:
         fn.estimate_gas({"from": accounts.deployer.address})
     assert decode_error(exc.value.data) == error

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from chain.deploy import deploy_contract
 from tests.chain.conftest import USDC
-from tests.chain.contracts.support import receipt_fn
+from tests.chain.contracts.support import order, receipt_fn, set_fee, withdraw_all
 
 pytestmark = pytest.mark.chain
 
@@ -28,13 +28,15 @@ pytestmark = pytest.mark.chain
 def test_payouts_sum_to_the_price(chain, accounts, price, fee_bps):
     snapshot = chain.node.snapshot()
     try:
-        chain.tx(accounts.deployer, chain.factory.functions.setFee(fee_bps, accounts.fee_collector.address))
+        set_fee(chain, fee_bps, accounts.fee_collector.address)
         ds = chain.publish(price=price)
+        assert ds.datatoken.functions.feeBps().call() == fee_bps
         provider_before = chain.balance(accounts.provider.address)
         fee_before = chain.balance(accounts.fee_collector.address)
-        order_id, _ = chain.buy(ds, accounts.buyer)
-        receipt = chain.tx(accounts.operator, receipt_fn(ds.datatoken, order_id, 1))
+        order_id, terms = order(chain, ds, accounts.buyer, permit=price > 0)
+        receipt = chain.tx(accounts.operator, receipt_fn(ds.datatoken, order_id, terms))
         recorded = chain.event(ds.datatoken, "ReceiptRecorded", receipt)
+        withdraw_all(chain, ds.datatoken, accounts.provider.address, accounts.fee_collector.address)
 
         provider_paid = chain.balance(accounts.provider.address) - provider_before
         fee_paid = chain.balance(accounts.fee_collector.address) - fee_before
@@ -46,17 +48,20 @@ def test_payouts_sum_to_the_price(chain, accounts, price, fee_bps):
         chain.node.revert(snapshot)
 
 
-def test_split_of_a_huge_price_does_not_overflow(chain, accounts):
-    """price * feeBps would overflow 256 bits; the split still sums to the price."""
+def test_split_of_the_largest_price_sums_to_it(chain, accounts):
+    """The largest price a v2 datatoken takes (2**96 - 1, PriceTooHigh above) at a 9.99 % fee: the
+    split still sums to the price, to the base unit."""
     token_address, _ = deploy_contract(chain.w3, accounts.deployer, "ReentrantToken")
     token = chain.contract("ReentrantToken", token_address)
-    price = 2**256 - 1
-    chain.tx(accounts.deployer, chain.factory.functions.setFee(999, accounts.fee_collector.address))
+    chain.tx(accounts.deployer, chain.factory.functions.setPaymentToken(token_address, True))
+    price = 2**96 - 1
+    set_fee(chain, 999, accounts.fee_collector.address)
     ds = chain.publish(price=price, paymentToken=token_address)
     chain.tx(accounts.buyer, token.functions.mint(accounts.buyer.address, price))
     chain.tx(accounts.buyer, token.functions.approve(ds.datatoken.address, price))
-    order_id, _ = chain.buy(ds, accounts.buyer, permit=False)
-    chain.tx(accounts.operator, receipt_fn(ds.datatoken, order_id, 0))
+    order_id, terms = order(chain, ds, accounts.buyer, permit=False)
+    chain.tx(accounts.operator, receipt_fn(ds.datatoken, order_id, terms))
+    withdraw_all(chain, ds.datatoken, accounts.provider.address, accounts.fee_collector.address)
     provider_paid = token.functions.balanceOf(accounts.provider.address).call()
     fee_paid = token.functions.balanceOf(accounts.fee_collector.address).call()
     assert provider_paid + fee_paid == price

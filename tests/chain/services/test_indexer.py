@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
@@ -51,7 +52,8 @@ def test_publish_and_orders_become_marketplace_rows(on_chain, provider_user):
 
     stats = indexer_run()
 
-    assert stats.events == 4 and not stats.reset  # with the NFT's MetadataUpdated
+    # With the NFT's MetadataUpdated and the operator opening the new (closed) datatoken.
+    assert stats.events == 5 and not stats.reset
     listing.refresh_from_db()
     assert listing.state == ChainListing.State.PUBLISHED
     assert (listing.nft_address, listing.datatoken_address) == (ds.nft.address, ds.datatoken.address)
@@ -78,20 +80,29 @@ def test_datatokens_published_outside_the_marketplace_are_followed_without_rows(
     assert set(ChainEvent.objects.values_list("name", "address")) == {
         ("DatasetPublished", chain.factory.address),
         ("MetadataUpdated", ds.nft.address),
+        ("OperatorOrderingDisabled", ds.datatoken.address),
         ("OrderStarted", ds.datatoken.address),
     }
     assert not Order.objects.exists()
 
 
-def test_events_of_a_datatoken_the_factory_did_not_publish_are_ignored(on_chain, clone_with_factory):
+def test_events_of_a_datatoken_the_factory_did_not_publish_are_ignored(on_chain):
     chain, acc = on_chain, on_chain.accounts
-    forged = clone_with_factory("Datatoken", acc.stranger)
-    chain.tx(acc.stranger, forged.functions.initialize(0, acc.stranger.address))
-    # An OrderStarted from a contract with a datatoken's code that the factory did not publish.
-    receipt = chain.tx(acc.buyer, forged.functions.dispenseAndOrder(250_000, DELTA_1E5, ALGORITHM))
-    assert chain.events(forged, "OrderStarted", receipt)
+    # A datatoken with the very same code, published by another factory (whose operator the stranger
+    # is, so it can sign the ticket): its OrderStarted is not the marketplace's.
+    other = Chain(
+        chain.w3,
+        chain.node,
+        deploy_contracts(chain.w3, acc.stranger, operator=acc.stranger.address, fee_collector=acc.stranger.address),
+        replace(acc, operator=acc.stranger),
+    )
+    checkpoint = chain.w3.eth.block_number
+    ds = other.publish(acc.provider, **FREE)
+    receipt = dispense(other, ds, acc.buyer)[1]
+    assert chain.w3.eth.get_transaction_receipt(receipt)["status"] == 1
     stats = indexer_run()
-    assert stats.events == 0 and not ChainEvent.objects.exists()
+    assert stats.to_block > checkpoint
+    assert not ChainEvent.objects.filter(address__in=[ds.datatoken.address, ds.nft.address]).exists()
 
 
 def test_replays_store_nothing_twice(on_chain, provider_user):
@@ -102,7 +113,7 @@ def test_replays_store_nothing_twice(on_chain, provider_user):
     dispense(chain, ds, acc.buyer2)
     first = indexer_run()
     again = indexer_run()
-    assert (first.events, again.events, again.batches) == (4, 0, 0)
+    assert (first.events, again.events, again.batches) == (5, 0, 0)
 
     cursor = IndexerCursor.objects.get(chain_id=chain.w3.eth.chain_id)
     cursor.last_block = chain.deployment["deployed_at_block"] - 1  # rewound: everything read again
@@ -110,7 +121,7 @@ def test_replays_store_nothing_twice(on_chain, provider_user):
     replay = indexer_run()
 
     assert replay.events == 0 and replay.to_block == chain.w3.eth.block_number
-    assert ChainEvent.objects.count() == 4
+    assert ChainEvent.objects.count() == 5
     assert Order.objects.count() == 2
     listing.refresh_from_db()
     assert listing.epsilon_ordered_units == 500_000
@@ -120,19 +131,20 @@ def test_receipt_and_refund_settle_the_orders(on_chain, provider_user):
     chain, acc = on_chain, on_chain.accounts
     listing = listing_for(chain, provider_user)
     ds = chain.publish(metadataHash=keccak(text="metadata v1"))
-    receipted, _ = chain.buy(ds, acc.buyer, epsilon=500_000)
+    receipted, bought = chain.buy(ds, acc.buyer, epsilon=500_000)
     indexer_run()  # the order is confirmed before it is settled...
     assert Order.objects.get(chain_order_id=receipted).status == Order.Status.CONFIRMED
-    refunded, _ = chain.buy(ds, acc.buyer2, epsilon=400_000)  # ...this one is settled in the same range
+    refunded, refund_bought = chain.buy(ds, acc.buyer2, epsilon=400_000)  # ...this one is settled in the same range
     hashes = [keccak(text=t) for t in ("dataset", "algorithm", "params", "result")]
-    settle = chain.tx(acc.operator, ds.datatoken.functions.recordReceipt(receipted, *hashes, 200_000))
-    chain.tx(acc.operator, ds.datatoken.functions.refund(refunded))
+    terms = chain.terms(chain.started(ds, bought))
+    settle = chain.tx(acc.operator, ds.datatoken.functions.recordReceipt(receipted, terms, *hashes))
+    chain.tx(acc.operator, ds.datatoken.functions.refund(refunded, chain.terms(chain.started(ds, refund_bought))))
 
     indexer_run()
 
     done = Order.objects.get(listing=listing, chain_order_id=receipted)
     assert done.status == Order.Status.RECEIPTED and done.settled_at is not None
-    assert done.epsilon_spent == Decimal("0.2")
+    assert done.epsilon_spent == Decimal("0.5")  # a receipt charges the whole reservation
     fee = 12_500_000 * FEE_BPS // 10_000
     assert done.receipt == {
         "dataset_hash": "0x" + hashes[0].hex(),
@@ -147,7 +159,8 @@ def test_receipt_and_refund_settle_the_orders(on_chain, provider_user):
     back = Order.objects.get(listing=listing, chain_order_id=refunded)
     assert back.status == Order.Status.REFUNDED and back.settled_at is not None
     listing.refresh_from_db()
-    assert listing.epsilon_ordered_units == 200_000  # what the receipt spent; the rest was released
+    assert listing.epsilon_ordered_units == 500_000  # the receipt charged it all; the refund released its own
+    assert listing.delta_ordered_units == DELTA_1E5
 
 
 def test_the_marketplaces_own_order_gets_its_chain_id_and_keeps_its_status(on_chain, provider_user):
@@ -276,7 +289,7 @@ def test_a_new_genesis_starts_the_index_over(own_node, settings, tmp_path, provi
     ds = chain.publish(metadataHash=keccak(text="old chain"), **FREE)
     dispense(chain, ds, chain.accounts.buyer)
     dispense(chain, ds, chain.accounts.buyer2)
-    assert indexer_run().events == 4
+    assert indexer_run().events == 5
     old_genesis = IndexerCursor.objects.get().genesis_hash
     old.stop()
 
@@ -289,7 +302,7 @@ def test_a_new_genesis_starts_the_index_over(own_node, settings, tmp_path, provi
     stats = indexer_run()
 
     assert stats.reset is True
-    assert stats.from_block == chain.deployment["deployed_at_block"] and stats.events == 3
+    assert stats.from_block == chain.deployment["deployed_at_block"] and stats.events == 4
     cursor = IndexerCursor.objects.get()
     assert cursor.genesis_hash != old_genesis
     assert cursor.genesis_hash == chain.w3.eth.get_block(0)["hash"].to_0x_hex()
@@ -311,7 +324,7 @@ def test_a_restart_from_the_state_file_continues(own_node, settings, tmp_path):
     _point_at(settings, tmp_path, node.rpc_url, chain.deployment)
     ds = chain.publish(**FREE)
     dispense(chain, ds, chain.accounts.buyer)
-    assert indexer_run().events == 3
+    assert indexer_run().events == 4
     node.stop()  # anvil writes its state
 
     node = own_node(state_path=state)
@@ -324,7 +337,7 @@ def test_a_restart_from_the_state_file_continues(own_node, settings, tmp_path):
 
     assert stats.reset is False and stats.events == 1
     assert ChainEvent.objects.filter(name="OrderStarted").count() == 2
-    assert ChainEvent.objects.values("chain_id", "tx_hash", "log_index").distinct().count() == 4
+    assert ChainEvent.objects.values("chain_id", "tx_hash", "log_index").distinct().count() == 5
 
 
 def test_a_node_behind_the_cursor_starts_the_index_over(own_node, settings, tmp_path):
@@ -343,7 +356,7 @@ def test_a_node_behind_the_cursor_starts_the_index_over(own_node, settings, tmp_
     _point_at(settings, tmp_path, node.rpc_url, chain.deployment)
     dispense(chain, ds, chain.accounts.buyer)
     dispense(chain, ds, chain.accounts.buyer2)
-    assert indexer_run().events == 4
+    assert indexer_run().events == 5
     node.stop()
 
     shutil.copy(tmp_path / "older-state.json", state)  # the node comes back with the older chain
@@ -354,7 +367,11 @@ def test_a_node_behind_the_cursor_starts_the_index_over(own_node, settings, tmp_
 
     # Walked back to the newest block the node still has as read (the publish): only the orders go.
     assert stats.reset is True and stats.dropped == 2 and stats.events == 0
-    assert set(ChainEvent.objects.values_list("name", flat=True)) == {"DatasetPublished", "MetadataUpdated"}
+    assert set(ChainEvent.objects.values_list("name", flat=True)) == {
+        "DatasetPublished",
+        "MetadataUpdated",
+        "OperatorOrderingDisabled",
+    }
     assert IndexerCursor.objects.get().last_block == stats.to_block
 
 
@@ -385,11 +402,11 @@ def test_event_arguments_keep_integers_of_any_size():
 def test_a_log_without_the_events_layout_is_refused():
     spec = next(s for s in indexer._event_specs().values() if s.name == "OrderStarted")
     topics = ["0x" + "00" * 32] * 4
-    good = {"topics": topics, "data": "0x" + "00" * 32 * 4}
+    good = {"topics": topics, "data": "0x" + "00" * 32 * 5}
     assert indexer._decode(spec, good)["orderId"] == 0
     with pytest.raises(ValueError):
-        indexer._decode(spec, {**good, "data": "0x" + "00" * 32 * 3})
+        indexer._decode(spec, {**good, "data": "0x" + "00" * 32 * 4})
     with pytest.raises(ValueError):
         indexer._decode(spec, {**good, "topics": topics[:3]})
     with pytest.raises(ValueError):  # a uint64 word above 2**64
-        indexer._decode(spec, {**good, "data": "0x" + "ff" * 32 + "00" * 32 * 3})
+        indexer._decode(spec, {**good, "data": "0x" + "ff" * 32 + "00" * 32 * 4})

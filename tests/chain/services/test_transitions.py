@@ -35,6 +35,7 @@ def listed():
         epsilon_per_job_units=1_000_000,
         delta_units=100,
         metadata_hash="0x" + "44" * 32,
+        operator_ordering_disabled=False,  # listed: the operator opened it
     )
     return dataset, listing
 

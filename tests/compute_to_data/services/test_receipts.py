@@ -20,14 +20,14 @@ def job():
 
 def test_a_finished_job_is_receipted_with_what_it_ran_and_released(job):
     job.status, job.runner_hash, job.result_hash = ComputeJob.Status.FINISHED, "0x" + "11" * 32, "0x" + "22" * 32
-    job.epsilon_spent = Decimal("0.42")
+    job.epsilon_spent = Decimal("0.42")  # whatever the accountant reported: the receipt charges the reservation
     receipt = receipts.receipt_of(job)
     assert receipt == receipts.Receipt(
         dataset_hash="0x" + "ab" * 32,
         algorithm_hash="0x" + "11" * 32,
         params_hash=job.params_hash,
         result_hash="0x" + "22" * 32,
-        epsilon_spent=Decimal("0.42"),
+        epsilon_spent=job.epsilon,
     )
 
 
@@ -36,8 +36,8 @@ def test_a_job_that_released_nothing_is_receipted_with_its_failure_record_and_th
     receipt = receipts.receipt_of(job)
     assert receipt.result_hash == receipts.failure_hash(job, job.status, job.reason)
     assert receipt.algorithm_hash == receipts.runner_code_hash()
-    # A job stopped by its buyer spends nothing: the chain gives the whole reservation back.
-    assert receipt.epsilon_spent == Decimal("0")
+    # Contracts v2: a receipt charges exactly the reservation, a stopped job's too.
+    assert receipt.epsilon_spent == job.epsilon
 
 
 def test_the_failure_record_hash_names_the_job_and_what_it_was_told(job):

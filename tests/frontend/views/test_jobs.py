@@ -71,6 +71,7 @@ def on_chain(dataset, settings) -> Dataset:
         epsilon_per_job_units=1_000_000,
         delta_units=10**13,
         metadata_hash="0x" + "0" * 64,
+        operator_ordering_disabled=False,  # listed: the operator opened it
     )
     return dataset
 

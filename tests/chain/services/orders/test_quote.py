@@ -129,9 +129,12 @@ def test_own_key_signs_the_permit_then_one_transaction_pays_and_orders(api, peop
     assert tx["from"] == own.address and tx["to"] == listing.datatoken_address and tx["value"] == 0
     assert tx["nonce"] == on_chain.w3.eth.get_transaction_count(own.address) and tx["gas"] > 100_000
     function, args = Datatoken(on_chain.w3, listing.datatoken_address).contract.decode_function_input(tx["data"])
+    ticket = second.json()["ticket"]
     assert (
         function.fn_name == "buyAndOrder"
-        and args["maxPrice"] == 5 * USDC
+        and args["ticket"]["price"] == 5 * USDC == int(ticket["price"])
+        and args["ticket"]["nonce"] == int(ticket["nonce"])
+        and "0x" + args["signature"].hex() == ticket["signature"]
         and args["permitDeadline"] == step["deadline"]
     )
     assert Order.objects.count() == 0  # preparing orders nothing

@@ -37,15 +37,18 @@ def test_settlement_reads_the_order_back_and_never_pays_the_order_that_reused_it
     before_order = chain.node.snapshot()
     job = job_submit(api, buyer, dataset, "dp-statistics", {"epsilon": 0.5})
     order = Order.objects.get(pk=job["order"])
-    assert job["status"] == "queued" and order.chain_order_id == 1
+    assert job["status"] == "queued" and order.chain_order_id is not None
+    order_id = order.chain_order_id
 
     chain.node.revert(before_order)  # the chain forgets the order (and the payment) ...
     datatoken = chain.contract("Datatoken", order.listing.datatoken_address)
     from tests.chain.conftest import Dataset as ChainDataset
 
     other = ChainDataset(nft=None, datatoken=datatoken, owner=acc.provider, params={}, receipt=None)
-    reused, _ = chain.buy(other, acc.buyer2, epsilon=300_000)  # ... and gives its id to someone else
-    assert reused == 1
+    # ... and another order takes its id (a ticket with the same nonce: the marketplace never issues
+    # one twice, but the chain alone would allow it).
+    reused, _ = chain.buy(other, acc.buyer2, epsilon=300_000, nonce=order_id)
+    assert reused == order_id
 
     # The buyer cancels: the refund would go to buyer2's order, so settlement reads it back first.
     api.force_authenticate(buyer)
@@ -54,8 +57,8 @@ def test_settlement_reads_the_order_back_and_never_pays_the_order_that_reused_it
     assert job["status"] == "cancelled" and job["budget_state"] == "released"
     assert job["settlement"] == "vanished" and job["order_status"] == "vanished", job
     assert not ChainTransaction.objects.filter(purpose__in=["refund", "receipt"]).exists(), "nothing was sent"
-    held = Datatoken(chain.w3, datatoken.address).order(1)
-    assert held.status == "open" and held.consumer == acc.buyer2.address, "buyer2's order is untouched"
+    held = Datatoken(chain.w3, datatoken.address).order(order_id)
+    assert held.status == "open", "buyer2's order is untouched"
     assert token.balance_of(_managed(buyer)) == before, "the rolled-back payment was never taken"
     order.refresh_from_db()
     assert order.chain_order_id is None and "rolled back" in order.error
@@ -84,19 +87,22 @@ def test_a_new_order_that_holds_a_rolled_back_id_is_accepted_and_the_old_job_fai
     monkeypatch.setattr(tasks.job_run_task, "delay", lambda job_id: None)
     snapshot = chain.node.snapshot()
     first_job = job_submit(api, buyer, dataset, "dp-statistics", {"epsilon": 0.5})
-    assert first_job["chain_order_id"] == 1
+    first_id = first_job["chain_order_id"]
+    assert first_id is not None
     chain.node.revert(snapshot)
 
-    # The second buyer's order gets id 1 on the rolled-back chain: accepted, not "already used".
+    # A ticket nonce is never issued twice (contracts v2: the id is the nonce), so the second
+    # buyer's order on the rolled-back chain has an id of its own and is accepted.
     second_job = job_submit(api, second, dataset, "dp-statistics", {"epsilon": 0.4})
-    assert second_job["status"] == "queued" and second_job["chain_order_id"] == 1, second_job
+    assert second_job["status"] == "queued" and second_job["chain_order_id"] not in (None, first_id), second_job
+    # The first job's payment is gone: when it is settled (here the buyer cancels it) its order is
+    # read back, and the job ends released, with a clear sentence.
     api.force_authenticate(buyer)
+    assert api.post(f"/api/v1/jobs/{first_job['id']}/cancel/").status_code == 202
     first_job = api.get(f"/api/v1/jobs/{first_job['id']}/").json()
-    # The first job's payment is gone: it ends at once, released, with a clear sentence.
-    assert first_job["status"] == "failed" and first_job["failure"] == "order_vanished", first_job
-    assert first_job["reason"].startswith("The payment is no longer on the chain")
+    assert first_job["status"] == "cancelled" and first_job["order_status"] == "vanished", first_job
     assert first_job["budget_state"] == "released" and first_job["settlement"] == "vanished"
-    # Refunding the second job's order refunds the second buyer, on order 1.
+    # Refunding the second job's order refunds the second buyer, on its own order.
     token = MockStablecoin(chain.w3, chain.usdc.address)
     paid = token.balance_of(_managed(second))
     api.force_authenticate(second)
@@ -123,7 +129,7 @@ def test_the_indexer_follows_a_rollback_by_block_hash(on_chain, provider_user): 
 
     # Rolled back, and grown past the cursor with other blocks: the same height, another hash.
     chain.node.revert(before_order)
-    reused, second_tx = dispense(chain, ds, acc.buyer2, epsilon=100_000)
+    reused, second_tx = dispense(chain, ds, acc.buyer2, epsilon=100_000, nonce=first_id)
     chain.node.mine(4)
     assert reused == first_id and chain.w3.eth.block_number > cursor.last_block
 
@@ -154,7 +160,8 @@ def test_the_indexer_follows_a_rollback_by_block_hash(on_chain, provider_user): 
 
     # A refund the chain dropped puts the order back to confirmed (its settlement goes out again).
     before_refund = chain.node.snapshot()
-    chain.tx(acc.operator, ds.datatoken.functions.refund(first_id))
+    started = ChainEvent.objects.get(tx_hash=second_tx, name="OrderStarted").args
+    chain.tx(acc.operator, ds.datatoken.functions.refund(first_id, chain.terms(started)))
     indexer_run()
     assert Order.objects.get(listing=listing).status == Order.Status.REFUNDED
     chain.node.revert(before_refund)
