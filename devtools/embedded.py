@@ -13,6 +13,7 @@ from typing import Any
 from django.conf import settings
 from web3 import Web3
 
+from chain.artifacts import artifact_source_hash
 from chain.deploy import deploy_contracts, read_deployment_file, write_deployment_file
 from chain.faucet import DEV_FEE_COLLECTOR_PATH, DEV_OPERATOR_PATH, dev_account
 from devtools.node import AnvilNode
@@ -35,6 +36,21 @@ class EmbeddedChain:
             "CHAIN_OPERATOR_KEY": dev_account(DEV_OPERATOR_PATH).key.hex(),
             "CHAIN_CONFIRMATIONS": "1",
         }
+
+
+class StaleContracts(RuntimeError):
+    """The embedded chain holds contracts built from other sources than the artifacts of this checkout."""
+
+
+def _check_contracts_current(deployment: dict[str, Any], chain_dir: Path) -> None:
+    """Refuse a chain whose contracts are of another version (e.g. v1 contracts after an upgrade to v2):
+    the local database's listings point at them, so deploying beside them would leave both half working."""
+    if deployment.get("contracts_source_hash") != artifact_source_hash("DataFactory"):
+        raise StaleContracts(
+            f"The embedded chain in {chain_dir} holds contracts of an older version than this checkout's. "
+            "Run `make clean` to start from a fresh chain and database (this removes the local data), "
+            "then `make run` again."
+        )
 
 
 def _deployment_is_live(w3: Web3, deployment: dict[str, Any]) -> bool:
@@ -68,6 +84,7 @@ def start_embedded_chain(data_dir: Path, *, port: int | None = None) -> Embedded
         deployment_file = chain_dir / "deployments.json"
         existing = read_deployment_file(deployment_file, w3.eth.chain_id)
         if existing is not None and _deployment_is_live(w3, existing):
+            _check_contracts_current(existing, chain_dir)
             return EmbeddedChain(node=node, deployment=existing, deployed_now=False)
         operator = dev_account(DEV_OPERATOR_PATH)
         deployment = deploy_contracts(
@@ -78,6 +95,7 @@ def start_embedded_chain(data_dir: Path, *, port: int | None = None) -> Embedded
             order_window=settings.CHAIN_ORDER_WINDOW_SECONDS,
             parameter_delay=settings.CHAIN_PARAMETER_DELAY_SECONDS,
         )
+        deployment["contracts_source_hash"] = artifact_source_hash("DataFactory")
         write_deployment_file(deployment_file, deployment)
         return EmbeddedChain(node=node, deployment=deployment, deployed_now=True)
     except BaseException:

@@ -14,7 +14,7 @@ from web3 import Web3
 
 from chain.faucet import dev_account, fund_address
 from chain.wrappers import MockStablecoin
-from devtools.embedded import start_embedded_chain
+from devtools.embedded import StaleContracts, start_embedded_chain
 from devtools.node import AnvilNode
 
 pytestmark = pytest.mark.chain
@@ -48,6 +48,19 @@ def test_embedded_chain_deploys_once_and_survives_a_restart(tmp_path):
             assert token.balance_of(buyer) == 1_000 * 10**6  # balances survived too
         finally:
             again.node.stop()
+
+
+def test_an_embedded_chain_with_contracts_of_another_version_is_refused_with_what_to_do(tmp_path):
+    first = start_embedded_chain(tmp_path)
+    first.node.stop()
+    # As a chain deployed from v1 sources looks to a checkout with v2 artifacts.
+    deployment_file = tmp_path / "chain" / "deployments.json"
+    written = json.loads(deployment_file.read_text())
+    written[str(first.deployment["chain_id"])]["contracts_source_hash"] = "0x" + "00" * 32
+    deployment_file.write_text(json.dumps(written))
+    time.sleep(1.5)
+    with pytest.raises(StaleContracts, match="make clean"):
+        start_embedded_chain(tmp_path)
 
 
 def test_chain_deploy_command_writes_the_deployment_file_and_checks_the_chain_id(tmp_path, monkeypatch):
