@@ -60,6 +60,7 @@ class Stack:
         (through the services; the worker confirms the publish transaction)."""
         from chain.models import ChainListing
         from chain.services.publishing import dataset_publish
+        from chain.wrappers import Datatoken
         from marketplace.models import Dataset
         from tests.factories import make_dataset
 
@@ -79,6 +80,9 @@ class Stack:
         dataset.refresh_from_db()
         dataset_publish(dataset=dataset, user=self.provider)
         self.wait_for(lambda: ChainListing.objects.get(dataset=dataset).state == ChainListing.State.PUBLISHED)
+        # A v2 datatoken starts closed; the operator's opening transaction follows the listing.
+        listing = ChainListing.objects.get(dataset=dataset)
+        self.wait_for(lambda: Datatoken(self.chain.w3, listing.datatoken_address).ordering_open())
         dataset.refresh_from_db()
         return dataset
 
