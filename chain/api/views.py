@@ -697,8 +697,7 @@ class OrderReclaimView(APIView):
     )
     def post(self, request, order_id: int):
         order = order_services.order_get_visible(order_id=order_id, user=request.user)
-        if order.buyer_id != request.user.pk:
-            raise PermissionDenied("Only the buyer can reclaim this order.")
+        # Only the buyer may reclaim: both services check it (PermissionDenied) before anything else.
         wallet = Wallet.objects.filter(user=request.user, address=order.consumer_address).first()
         call = None
         if wallet is not None and wallet.kind == Wallet.Kind.MANAGED:

@@ -15,6 +15,7 @@ from chain.services import orders as order_services
 from chain.wrappers import Datatoken
 from tests.chain.conftest import ORDER_WINDOW
 from tests.chain.test_marketplace_flow import USDC, _login, _publish, _token
+from tests.conftest import client_for
 
 pytestmark = [pytest.mark.chain, pytest.mark.django_db(transaction=True)]
 
@@ -130,6 +131,11 @@ def test_an_expired_order_cannot_be_settled_and_its_buyer_reclaims_it(api, peopl
     assert early.status_code == 409 and early.json()["code"] == "order_not_expired"
 
     on_chain.increase_time(ORDER_WINDOW + 1)
+    # Past its deadline, still only its buyer may reclaim it through the marketplace (the dataset's
+    # provider sees the order, but cannot have it sent or get its call).
+    stranger = client_for(provider).post(f"/api/v1/orders/{order.pk}/reclaim/")
+    assert stranger.status_code in (403, 404), stranger.content
+    assert not ChainTransaction.objects.filter(order=order, purpose="reclaim").exists()
     with pytest.raises(order_services.OrderExpired):
         order_services.order_refund(order=order)
     order.refresh_from_db()
