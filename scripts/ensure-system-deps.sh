@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the project needs when they are missing. Uses sudo when not root.
-#   (no argument)  everything the test suite needs: bubblewrap (compute-job sandboxes) and chromium
+#   (no argument)  everything the test suite needs: bubblewrap and libseccomp2 (compute-job sandboxes) and chromium
 #                  (browser tests)
-#   --runtime      only what running the app needs: bubblewrap, and Debian's Python 3.11 for inside
+#   --runtime      only what running the app needs: bubblewrap, libseccomp2, and Debian's Python 3.11 for inside
 #                  the sandbox (its unprivileged uid cannot read a Python installed under /root)
 set -euo pipefail
 mode="all"
@@ -13,6 +13,8 @@ case "${1:-}" in
 esac
 need=()
 command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
+# The sandbox's seccomp filter is built by libseccomp (through pyseccomp).
+ldconfig -p 2>/dev/null | grep -q 'libseccomp\.so\.2' || need+=(libseccomp2)
 [ -x /usr/bin/python3.11 ] || need+=(python3.11)
 if [ "$mode" = "all" ]; then
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
