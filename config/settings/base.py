@@ -451,11 +451,19 @@ EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
 MODERATION_NOTIFY_EMAILS = env_list("MODERATION_NOTIFY_EMAILS")
 
 # --- Logging ---
+# Who is mailed every CRITICAL log line (a job's workspace that could not be removed and was
+# quarantined, a run's processes that could not be killed): Django's ADMINS, through its
+# AdminEmailHandler. Empty: the line is only logged.
+OPERATOR_ALERT_EMAILS = env_list("OPERATOR_ALERT_EMAILS")
+ADMINS = [(address, address) for address in OPERATOR_ALERT_EMAILS]
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler"},
+        "operators": {"class": "django.utils.log.AdminEmailHandler", "level": "CRITICAL"},
+    },
+    "root": {"handlers": ["console", "operators"], "level": env("LOG_LEVEL", "INFO")},
     # django-axes logs every log-in at INFO; lockouts (WARNING) still show.
     "loggers": {"django.db.backends": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
 }
